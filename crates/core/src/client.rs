@@ -1,0 +1,182 @@
+//! The outbound HTTP client. Every call has a connect and a total timeout and
+//! forwards the headers a mesh needs to keep one request one trace and to route it
+//! downstream (DESIGN.md, "Headers each service forwards").
+
+use std::time::Duration;
+
+use axum::{
+    body::Bytes,
+    extract::FromRequestParts,
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, request::Parts},
+};
+
+use crate::chain::CHAIN_HEADER;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Inbound headers copied onto every outbound call: the request id, W3C trace
+/// context and baggage, B3 in both forms, and `user-agent`, which the header-based
+/// release stage matches at forecast.
+pub const FORWARDED_HEADERS: [HeaderName; 11] = [
+    REQUEST_ID,
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+    HeaderName::from_static("baggage"),
+    HeaderName::from_static("b3"),
+    HeaderName::from_static("x-b3-traceid"),
+    HeaderName::from_static("x-b3-spanid"),
+    HeaderName::from_static("x-b3-parentspanid"),
+    HeaderName::from_static("x-b3-sampled"),
+    HeaderName::from_static("x-b3-flags"),
+    axum::http::header::USER_AGENT,
+];
+
+/// The headers of the inbound request that its outbound calls carry on. A request
+/// that arrives without `x-request-id` (no gateway in front) is given one here.
+#[derive(Clone, Debug, Default)]
+pub struct Forwarded(HeaderMap);
+
+impl Forwarded {
+    pub fn from_headers(inbound: &HeaderMap) -> Self {
+        let mut out = HeaderMap::new();
+        for name in FORWARDED_HEADERS.iter() {
+            for value in inbound.get_all(name) {
+                out.append(name.clone(), value.clone());
+            }
+        }
+        if !out.contains_key(REQUEST_ID) {
+            let id = uuid::Uuid::new_v4().to_string();
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                out.insert(REQUEST_ID, v);
+            }
+        }
+        Forwarded(out)
+    }
+
+    pub fn headers(&self) -> &HeaderMap {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Forwarded {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Forwarded::from_headers(&parts.headers))
+    }
+}
+
+/// What a downstream answered.
+#[derive(Debug)]
+pub struct Upstream {
+    pub status: StatusCode,
+    /// The downstream's `x-weather-chain`, to be echoed after our own entry.
+    pub chain: Option<HeaderValue>,
+    pub body: Bytes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("could not connect: {0}")]
+    Connect(String),
+    #[error("request failed: {0}")]
+    Other(String),
+}
+
+/// A pooled HTTP client, built once per service and shared by every request.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+impl Client {
+    pub fn new(connect_timeout: Duration, timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .timeout(timeout)
+            // Services talk to each other directly (through the sidecar in a mesh):
+            // a developer's HTTP_PROXY must not capture those calls.
+            .no_proxy()
+            .build()
+            // Only fails when the TLS backend or resolver cannot start; neither is used.
+            .expect("the HTTP client builds without TLS");
+        Client { http, timeout }
+    }
+
+    /// GET `url`, forwarding `fwd`, and read the whole body.
+    pub async fn get(&self, url: &str, fwd: &Forwarded) -> Result<Upstream, ClientError> {
+        let res = self
+            .http
+            .get(url)
+            .headers(fwd.headers().clone())
+            .send()
+            .await
+            .map_err(|e| self.classify(e))?;
+        let status = res.status();
+        let chain = res.headers().get(CHAIN_HEADER).cloned();
+        let body = res.bytes().await.map_err(|e| self.classify(e))?;
+        Ok(Upstream {
+            status,
+            chain,
+            body,
+        })
+    }
+
+    fn classify(&self, e: reqwest::Error) -> ClientError {
+        if e.is_timeout() {
+            ClientError::Timeout(self.timeout)
+        } else if e.is_connect() {
+            ClientError::Connect(source_chain(&e))
+        } else {
+            ClientError::Other(source_chain(&e))
+        }
+    }
+}
+
+/// reqwest's top-level message hides the cause ("error sending request"); the
+/// innermost source says what actually happened ("Connection refused").
+fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        msg = s.to_string();
+        cur = s.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwards_the_listed_headers_and_nothing_else() {
+        let mut inbound = HeaderMap::new();
+        inbound.insert("x-request-id", HeaderValue::from_static("abc"));
+        inbound.insert("traceparent", HeaderValue::from_static("00-1-2-01"));
+        inbound.insert(
+            "user-agent",
+            HeaderValue::from_static("Mozilla/5.0 Chrome/120.0"),
+        );
+        inbound.insert("cookie", HeaderValue::from_static("user=tester"));
+        inbound.insert("authorization", HeaderValue::from_static("secret"));
+        let f = Forwarded::from_headers(&inbound);
+        assert_eq!(f.headers()["x-request-id"], "abc");
+        assert_eq!(f.headers()["traceparent"], "00-1-2-01");
+        assert_eq!(f.headers()["user-agent"], "Mozilla/5.0 Chrome/120.0");
+        assert!(f.headers().get("cookie").is_none());
+        assert!(f.headers().get("authorization").is_none());
+    }
+
+    #[test]
+    fn a_request_id_is_generated_when_absent() {
+        let a = Forwarded::from_headers(&HeaderMap::new());
+        let b = Forwarded::from_headers(&HeaderMap::new());
+        let id = a.headers()[REQUEST_ID].to_str().unwrap();
+        assert_eq!(id.len(), 36);
+        assert_ne!(a.headers()[REQUEST_ID], b.headers()[REQUEST_ID]);
+    }
+}

@@ -1,0 +1,119 @@
+//! Settings shared by every service. Each one is a command-line flag and an
+//! environment variable (DESIGN.md contract 2), so `--help` and a Kubernetes `env:`
+//! block are two views of the same definition.
+
+use std::{fmt, net::IpAddr, time::Duration};
+
+use clap::{Args, ValueEnum};
+
+/// The release a binary plays. Container images bake it in with `APP_VERSION`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppVersion {
+    V1,
+    V2,
+}
+
+impl AppVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppVersion::V1 => "v1",
+            AppVersion::V2 => "v2",
+        }
+    }
+}
+
+impl fmt::Display for AppVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AppVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "v1" => Ok(AppVersion::V1),
+            "v2" => Ok(AppVersion::V2),
+            other => Err(format!("unknown version {other:?}: expected v1 or v2")),
+        }
+    }
+}
+
+/// What every service's router is built from.
+#[derive(Args, Clone, Debug)]
+pub struct AppArgs {
+    /// The release this process plays: v1 or v2.
+    #[arg(
+        long = "app-version",
+        env = "APP_VERSION",
+        value_enum,
+        default_value = "v1"
+    )]
+    pub version: AppVersion,
+
+    /// Longest time one request may take before it is answered 503, so that a slow
+    /// downstream can never hold a drain open (milliseconds).
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+}
+
+impl AppArgs {
+    pub fn new(version: AppVersion) -> Self {
+        AppArgs {
+            version,
+            request_timeout_ms: 10_000,
+        }
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// Where and how a service listens.
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Address to bind.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// Port to listen on (0 picks a free one and prints it).
+    #[arg(long, env = "PORT")]
+    pub port: Option<u16>,
+
+    /// After SIGTERM, how long /readyz answers 503 before the listener closes, so
+    /// that Kubernetes and the mesh stop sending new requests first (milliseconds).
+    /// Ctrl-C skips this delay.
+    #[arg(long, env = "SHUTDOWN_DELAY_MS", default_value_t = 2000)]
+    pub shutdown_delay_ms: u64,
+}
+
+impl ServeArgs {
+    pub fn shutdown_delay(&self) -> Duration {
+        Duration::from_millis(self.shutdown_delay_ms)
+    }
+}
+
+/// The connect timeout every outbound call shares; each service adds its own total
+/// timeout, since a hop further from the user must give up sooner.
+#[derive(Args, Clone, Debug)]
+pub struct ClientArgs {
+    /// Connect timeout of outbound calls (milliseconds).
+    #[arg(long, env = "CONNECT_TIMEOUT_MS", default_value_t = 500)]
+    pub connect_timeout_ms: u64,
+}
+
+impl ClientArgs {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+impl Default for ClientArgs {
+    fn default() -> Self {
+        ClientArgs {
+            connect_timeout_ms: 500,
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! What every Weather service shares: typed configuration, the server bootstrap
+//! (health, readiness, version, metrics, graceful shutdown), the outbound client that
+//! forwards the tracing and routing headers, the `x-weather-chain` header, and the one
+//! error type that maps to clear JSON 4xx/5xx responses.
+
+pub mod chain;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod params;
+pub mod server;
+pub mod telemetry;
+pub mod weather;
+
+pub use chain::{CHAIN_HEADER, Downstream};
+pub use client::{Client, ClientError, Forwarded};
+pub use config::{AppArgs, AppVersion, ClientArgs, ServeArgs};
+pub use error::AppError;
+pub use params::Params;
+pub use server::{AppInfo, Health, RunningServer};
+pub use weather::Condition;

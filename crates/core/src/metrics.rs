@@ -1,0 +1,171 @@
+//! Request counts and latency histograms per route and status, served on `/metrics`
+//! in the Prometheus text format and labelled with the app and its version, so that
+//! Prometheus and Kiali can tell v1 from v2 even without the sidecar's metrics.
+
+use std::{
+    fmt::Write as _,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+#[derive(Debug)]
+struct Series {
+    method: String,
+    route: String,
+    status: u16,
+    count: u64,
+    sum: f64,
+    /// Non-cumulative counts per bucket; the last slot is +Inf.
+    buckets: [u64; BUCKETS.len() + 1],
+}
+
+/// One app's request metrics. Cheap to clone; the series stay few (routes x
+/// statuses), so a scan beats hashing and allocates nothing per request.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    labels: Arc<str>,
+    series: Arc<Mutex<Vec<Series>>>,
+}
+
+impl Metrics {
+    pub fn new(app: &str, version: &str) -> Self {
+        Metrics {
+            labels: format!("app=\"{app}\",version=\"{version}\"").into(),
+            series: Arc::default(),
+        }
+    }
+
+    pub fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let slot = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        let mut all = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let i = match all
+            .iter()
+            .position(|s| s.status == status && s.route == route && s.method == method)
+        {
+            Some(i) => i,
+            None => {
+                all.push(Series {
+                    method: method.to_owned(),
+                    route: route.to_owned(),
+                    status,
+                    count: 0,
+                    sum: 0.0,
+                    buckets: [0; BUCKETS.len() + 1],
+                });
+                all.len() - 1
+            }
+        };
+        let s = &mut all[i];
+        s.count += 1;
+        s.sum += secs;
+        s.buckets[slot] += 1;
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let all = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::with_capacity(256 + all.len() * 1200);
+        out.push_str("# HELP http_requests_total Requests served, by route and status.\n");
+        out.push_str("# TYPE http_requests_total counter\n");
+        for s in all.iter() {
+            let _ = writeln!(
+                out,
+                "http_requests_total{{{},{}}} {}",
+                self.labels,
+                series_labels(s),
+                s.count
+            );
+        }
+        out.push_str(
+            "# HELP http_request_duration_seconds Time to answer a request, by route and status.\n",
+        );
+        out.push_str("# TYPE http_request_duration_seconds histogram\n");
+        for s in all.iter() {
+            let labels = format!("{},{}", self.labels, series_labels(s));
+            let mut cumulative = 0;
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                cumulative += s.buckets[i];
+                let _ = writeln!(
+                    out,
+                    "http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(
+                out,
+                "http_request_duration_seconds_sum{{{labels}}} {}",
+                s.sum
+            );
+            let _ = writeln!(
+                out,
+                "http_request_duration_seconds_count{{{labels}}} {}",
+                s.count
+            );
+        }
+        out
+    }
+}
+
+fn series_labels(s: &Series) -> String {
+    format!(
+        "method=\"{}\",route=\"{}\",status=\"{}\"",
+        escape(&s.method),
+        escape(&s.route),
+        s.status
+    )
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_buckets_are_cumulative_per_series() {
+        let m = Metrics::new("forecast", "v2");
+        m.record("GET", "/forecast", 200, Duration::from_millis(3));
+        m.record("GET", "/forecast", 200, Duration::from_millis(30));
+        m.record("GET", "/forecast", 404, Duration::from_millis(1));
+        let text = m.render();
+        let ok = r#"app="forecast",version="v2",method="GET",route="/forecast",status="200""#;
+        assert!(
+            text.contains(&format!("http_requests_total{{{ok}}} 2")),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "http_request_duration_seconds_bucket{{{ok},le=\"0.005\"}} 1"
+        )));
+        assert!(text.contains(&format!(
+            "http_request_duration_seconds_bucket{{{ok},le=\"0.05\"}} 2"
+        )));
+        assert!(text.contains(&format!(
+            "http_request_duration_seconds_bucket{{{ok},le=\"+Inf\"}} 2"
+        )));
+        assert!(text.contains(r#"route="/forecast",status="404"} 1"#));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new("a", "v1");
+        m.record("GET", "/x\"y", 200, Duration::ZERO);
+        assert!(m.render().contains(r#"route="/x\"y""#));
+    }
+}

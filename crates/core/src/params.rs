@@ -1,0 +1,94 @@
+//! Query-string and form parameters, parsed leniently so that no input can make the
+//! extractor itself fail with an unhelpful rejection: handlers validate each value
+//! and answer with their own clear message.
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+
+use crate::AppError;
+
+#[derive(Debug, Default, Clone)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn parse(input: &[u8]) -> Self {
+        Params(form_urlencoded::parse(input).into_owned().collect())
+    }
+
+    /// The first value given for `name`, if any.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A number within `min..=max`, or a 400 that says which parameter and range.
+    /// Absent or empty is `None`.
+    pub fn number(&self, name: &str, min: f64, max: f64) -> Result<Option<f64>, AppError> {
+        match self.get(name).map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite() && (min..=max).contains(n))
+                .map(Some)
+                .ok_or_else(|| {
+                    AppError::BadRequest(format!("`{name}` must be a number from {min} to {max}"))
+                }),
+        }
+    }
+
+    /// Like [`Params::number`], but the parameter must be there.
+    pub fn required_number(&self, name: &str, min: f64, max: f64) -> Result<f64, AppError> {
+        self.number(name, min, max)?
+            .ok_or_else(|| AppError::BadRequest(format!("`{name}` is required")))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Params::parse(parts.uri.query().unwrap_or("").as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_value_wins_and_percent_encoding_is_decoded() {
+        let p = Params::parse(b"city=new-york&days=3&city=london&q=%3Cb%3E+x");
+        assert_eq!(p.get("city"), Some("new-york"));
+        assert_eq!(p.get("days"), Some("3"));
+        assert_eq!(p.get("q"), Some("<b> x"));
+        assert_eq!(p.get("missing"), None);
+    }
+
+    #[test]
+    fn numbers_are_range_checked_with_a_message_naming_the_parameter() {
+        let p = Params::parse(b"a=3.5&b=abc&c=99&d=NaN&e=");
+        assert_eq!(p.number("a", 0.0, 10.0), Ok(Some(3.5)));
+        assert_eq!(p.number("e", 0.0, 10.0), Ok(None));
+        assert_eq!(p.number("z", 0.0, 10.0), Ok(None));
+        for bad in ["b", "c", "d"] {
+            let err = p.number(bad, 0.0, 10.0).unwrap_err();
+            assert_eq!(
+                err,
+                AppError::BadRequest(format!("`{bad}` must be a number from 0 to 10"))
+            );
+        }
+        assert_eq!(
+            p.required_number("z", 0.0, 1.0),
+            Err(AppError::BadRequest("`z` is required".into()))
+        );
+    }
+
+    #[test]
+    fn broken_encoding_never_fails() {
+        let p = Params::parse(b"city=%zz%&&=&days");
+        assert_eq!(p.get("city"), Some("%zz%"));
+        assert_eq!(p.get("days"), Some(""));
+    }
+}

@@ -1,0 +1,135 @@
+//! The sky conditions every service speaks of: forecast produces them,
+//! recommendation reasons on them, frontend draws them. The slug is the wire form.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Condition {
+    Sunny,
+    PartlyCloudy,
+    Cloudy,
+    Fog,
+    Haze,
+    Drizzle,
+    Rain,
+    HeavyRain,
+    Thunderstorm,
+    Sleet,
+    Snow,
+}
+
+impl Condition {
+    pub const ALL: [Condition; 11] = [
+        Condition::Sunny,
+        Condition::PartlyCloudy,
+        Condition::Cloudy,
+        Condition::Fog,
+        Condition::Haze,
+        Condition::Drizzle,
+        Condition::Rain,
+        Condition::HeavyRain,
+        Condition::Thunderstorm,
+        Condition::Sleet,
+        Condition::Snow,
+    ];
+
+    pub fn slug(self) -> &'static str {
+        match self {
+            Condition::Sunny => "sunny",
+            Condition::PartlyCloudy => "partly-cloudy",
+            Condition::Cloudy => "cloudy",
+            Condition::Fog => "fog",
+            Condition::Haze => "haze",
+            Condition::Drizzle => "drizzle",
+            Condition::Rain => "rain",
+            Condition::HeavyRain => "heavy-rain",
+            Condition::Thunderstorm => "thunderstorm",
+            Condition::Sleet => "sleet",
+            Condition::Snow => "snow",
+        }
+    }
+
+    pub fn from_slug(s: &str) -> Option<Condition> {
+        Condition::ALL.into_iter().find(|c| c.slug() == s)
+    }
+
+    /// Whether water (or snow) falls from the sky.
+    pub fn is_wet(self) -> bool {
+        matches!(
+            self,
+            Condition::Drizzle
+                | Condition::Rain
+                | Condition::HeavyRain
+                | Condition::Thunderstorm
+                | Condition::Sleet
+                | Condition::Snow
+        )
+    }
+
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Condition::Sunny => "Sunny",
+            Condition::PartlyCloudy => "Partly cloudy",
+            Condition::Cloudy => "Cloudy",
+            Condition::Fog => "Fog",
+            Condition::Haze => "Haze",
+            Condition::Drizzle => "Drizzle",
+            Condition::Rain => "Rain",
+            Condition::HeavyRain => "Heavy rain",
+            Condition::Thunderstorm => "Thunderstorms",
+            Condition::Sleet => "Sleet",
+            Condition::Snow => "Snow",
+        }
+    }
+
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Condition::Sunny => "晴",
+            Condition::PartlyCloudy => "多云",
+            Condition::Cloudy => "阴",
+            Condition::Fog => "雾",
+            Condition::Haze => "霾",
+            Condition::Drizzle => "小雨",
+            Condition::Rain => "中雨",
+            Condition::HeavyRain => "大雨",
+            Condition::Thunderstorm => "雷阵雨",
+            Condition::Sleet => "雨夹雪",
+            Condition::Snow => "雪",
+        }
+    }
+
+    /// A pictogram that needs no image file or web font.
+    pub fn icon(self) -> &'static str {
+        match self {
+            Condition::Sunny => "☀️",
+            Condition::PartlyCloudy => "⛅",
+            Condition::Cloudy => "☁️",
+            Condition::Fog => "🌫️",
+            Condition::Haze => "😶‍🌫️",
+            Condition::Drizzle => "🌦️",
+            Condition::Rain => "🌧️",
+            Condition::HeavyRain => "🌧️",
+            Condition::Thunderstorm => "⛈️",
+            Condition::Sleet => "🌨️",
+            Condition::Snow => "❄️",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_round_trip_and_match_the_json_form() {
+        for c in Condition::ALL {
+            assert_eq!(Condition::from_slug(c.slug()), Some(c));
+            assert_eq!(
+                serde_json::to_string(&c).unwrap(),
+                format!("\"{}\"", c.slug())
+            );
+        }
+        assert_eq!(Condition::from_slug("Sunny"), None);
+    }
+}
