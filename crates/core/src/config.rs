@@ -50,7 +50,7 @@ pub struct AppArgs {
         value_enum,
         default_value = "v1"
     )]
-    pub version: AppVersion,
+    pub app_version: AppVersion,
 
     /// Longest time one request may take before it is answered 503, so that a slow
     /// downstream can never hold a drain open (milliseconds).
@@ -61,7 +61,7 @@ pub struct AppArgs {
 impl AppArgs {
     pub fn new(version: AppVersion) -> Self {
         AppArgs {
-            version,
+            app_version: version,
             request_timeout_ms: 10_000,
         }
     }

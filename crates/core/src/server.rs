@@ -68,7 +68,7 @@ struct Observe {
 pub fn service(app: &'static str, args: &AppArgs, health: Health, routes: Router) -> Router {
     let info = AppInfo {
         app,
-        version: args.version,
+        version: args.app_version,
     };
     let metrics = Metrics::new(info.app, info.version.as_str());
     let observe = Observe {
@@ -132,9 +132,9 @@ async fn observe_request(State(o): State<Observe>, req: Request, next: Next) -> 
     let status = res.status().as_u16();
     o.metrics.record(method.as_str(), route, status, elapsed);
     if matches!(route, "/healthz" | "/readyz" | "/metrics") {
-        tracing::debug!(%method, route, status, latency_ms = elapsed.as_secs_f64() * 1e3, "request");
+        tracing::debug!(%method, route, status, latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3, "request");
     } else {
-        tracing::info!(%method, route, status, latency_ms = elapsed.as_secs_f64() * 1e3, "request");
+        tracing::info!(%method, route, status, latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3, "request");
     }
     res
 }

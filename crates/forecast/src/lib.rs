@@ -1,1 +1,201 @@
-//! forecast
+//! The forecast service: `GET /forecast?city=ID[&days=N]` and `GET /cities`.
+//! v1 answers the forecast; v2 also asks recommendation for advice on today and
+//! adds it, or marks it unavailable when recommendation fails or is slow.
+
+pub mod cities;
+pub mod date;
+pub mod generate;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+use weather_core::{
+    AppArgs, AppError, AppVersion, Client, ClientArgs, Downstream, Forwarded, Health, Params,
+    server,
+};
+
+use crate::{
+    cities::City,
+    date::LocalTime,
+    generate::{Current, Day},
+};
+
+pub const APP: &str = "forecast";
+pub const DEFAULT_PORT: u16 = 3002;
+pub const DEFAULT_DAYS: usize = 5;
+pub const MAX_DAYS: usize = 7;
+
+/// The forecast service's settings.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Config {
+    #[command(flatten)]
+    pub app: AppArgs,
+
+    /// Base URL of the recommendation service (v2 only calls it).
+    #[arg(
+        long,
+        env = "RECOMMENDATION_URL",
+        default_value = "http://recommendation:3005"
+    )]
+    pub recommendation_url: String,
+
+    /// Total timeout of a call to recommendation (milliseconds); past it, v2
+    /// answers without advice rather than keep the user waiting.
+    #[arg(long, env = "RECOMMENDATION_TIMEOUT_MS", default_value_t = 1000)]
+    pub recommendation_timeout_ms: u64,
+
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+impl Config {
+    /// Defaults for a given version, for tests and launchers.
+    pub fn new(version: AppVersion, recommendation_url: impl Into<String>) -> Self {
+        Config {
+            app: AppArgs::new(version),
+            recommendation_url: recommendation_url.into(),
+            recommendation_timeout_ms: 1000,
+            client: ClientArgs::default(),
+        }
+    }
+}
+
+struct Ctx {
+    version: AppVersion,
+    recommendation_url: String,
+    client: Client,
+}
+
+/// The whole service, standard endpoints included.
+pub fn app(config: &Config, health: Health) -> Router {
+    let ctx = Arc::new(Ctx {
+        version: config.app.app_version,
+        recommendation_url: config.recommendation_url.trim_end_matches('/').to_owned(),
+        client: Client::new(
+            config.client.connect_timeout(),
+            Duration::from_millis(config.recommendation_timeout_ms),
+        ),
+    });
+    let routes = Router::new()
+        .route("/forecast", get(forecast))
+        .route("/cities", get(list_cities))
+        .with_state(ctx);
+    server::service(APP, &config.app, health, routes)
+}
+
+async fn list_cities() -> Json<&'static [City]> {
+    Json(&cities::CITIES[..])
+}
+
+#[derive(Serialize)]
+struct Forecast {
+    city: &'static City,
+    /// Always `synthetic`: see the README.
+    source: &'static str,
+    current: Current,
+    days: Vec<Day>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recommendation: Option<Value>,
+}
+
+async fn forecast(State(ctx): State<Arc<Ctx>>, params: Params, fwd: Forwarded) -> Response {
+    let (city, n) = match parse(&params) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let now = LocalTime::now(city.utc_offset_minutes);
+    let mut body = Forecast {
+        city,
+        source: "synthetic",
+        current: generate::current(city, now),
+        days: generate::days(city, now.date, n),
+        recommendation: None,
+    };
+    let mut downstream = Downstream::none();
+    if ctx.version == AppVersion::V2 {
+        let (advice, chain) = recommend(&ctx, &body.days[0], &fwd).await;
+        body.recommendation = Some(advice);
+        downstream = Downstream(chain);
+    }
+    (downstream, Json(body)).into_response()
+}
+
+fn parse(p: &Params) -> Result<(&'static City, usize), AppError> {
+    let id = p.get("city").filter(|c| !c.is_empty()).ok_or_else(|| {
+        AppError::BadRequest(
+            "`city` is required, e.g. ?city=beijing (GET /cities lists them)".into(),
+        )
+    })?;
+    let city = cities::find(id).ok_or_else(|| {
+        AppError::NotFound(if cities::is_slug(id) {
+            format!("unknown city `{id}`; GET /cities lists the known ids")
+        } else {
+            "unknown city: ids are lowercase letters, digits and dashes; GET /cities lists them"
+                .into()
+        })
+    })?;
+    let days = match p.get("days") {
+        None => DEFAULT_DAYS,
+        Some(d) => d
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_DAYS).contains(n))
+            .ok_or_else(|| {
+                AppError::BadRequest(format!(
+                    "`days` must be a whole number from 1 to {MAX_DAYS}"
+                ))
+            })?,
+    };
+    Ok((city, days))
+}
+
+/// Asks recommendation about `today`. Whatever goes wrong, the forecast is still
+/// served: the advice is marked unavailable with the reason.
+async fn recommend(
+    ctx: &Ctx,
+    today: &Day,
+    fwd: &Forwarded,
+) -> (Value, Option<axum::http::HeaderValue>) {
+    let url = format!(
+        "{}/recommendation?temp_min={}&temp_max={}&condition={}&precip_chance={}&wind_kph={}&humidity={}&uv={}&aqi={}",
+        ctx.recommendation_url,
+        today.temp_min_c,
+        today.temp_max_c,
+        today.condition.slug(),
+        today.precip_chance,
+        today.wind_kph,
+        today.humidity,
+        today.uv,
+        today.aqi
+    );
+    let unavailable = |reason: String| {
+        tracing::warn!(%reason, "recommendation unavailable");
+        json!({ "status": "unavailable", "reason": reason })
+    };
+    match ctx.client.get(&url, fwd).await {
+        Ok(up) if up.status == StatusCode::OK => match serde_json::from_slice::<Value>(&up.body) {
+            Ok(Value::Object(mut advice)) => {
+                advice.insert("status".into(), json!("available"));
+                advice.insert("date".into(), json!(today.date));
+                (Value::Object(advice), up.chain)
+            }
+            _ => (
+                unavailable("recommendation sent a malformed answer".into()),
+                up.chain,
+            ),
+        },
+        Ok(up) => (
+            unavailable(format!("recommendation answered {}", up.status)),
+            up.chain,
+        ),
+        Err(e) => (unavailable(format!("recommendation {e}")), None),
+    }
+}

@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let info = AppInfo {
         app: recommendation::APP,
-        version: cli.config.app.version,
+        version: cli.config.app.app_version,
     };
     server::run(info, recommendation::DEFAULT_PORT, cli.serve, |health| {
         recommendation::app(&cli.config, health)
