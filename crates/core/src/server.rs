@@ -19,7 +19,7 @@ use axum::{
     extract::{MatchedPath, Request, State},
     http::{HeaderValue, StatusCode, header},
     middleware::{self, Next},
-    response::{IntoResponse, Response},
+    response::Response,
     routing::get,
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
@@ -63,8 +63,8 @@ struct Observe {
     metrics: Metrics,
 }
 
-/// Adds `/healthz`, `/readyz`, `/version` and `/metrics` to a service's routes, a
-/// JSON 404 for unknown paths, and the layers every request passes.
+/// Adds `/healthz`, `/readyz`, `/version` and `/metrics` to a service's routes and
+/// the layers every request passes (the routes' own fallback included).
 pub fn service(app: &'static str, args: &AppArgs, health: Health, routes: Router) -> Router {
     let info = AppInfo {
         app,
@@ -109,7 +109,6 @@ pub fn service(app: &'static str, args: &AppArgs, health: Health, routes: Router
                 )
             }),
         )
-        .fallback(|| async { json_error(StatusCode::NOT_FOUND, "no such route") })
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             args.request_timeout(),
@@ -139,9 +138,9 @@ async fn observe_request(State(o): State<Observe>, req: Request, next: Next) -> 
     res
 }
 
-/// Answers a JSON error with the given status; handy for handler fallbacks.
-pub fn error_response(status: StatusCode, message: &str) -> Response {
-    json_error(status, message).into_response()
+/// The JSON APIs' fallback: an unknown path is a 404 that says so.
+pub async fn not_found() -> Response {
+    json_error(StatusCode::NOT_FOUND, "no such route")
 }
 
 /// A router being served in the background on a bound listener.

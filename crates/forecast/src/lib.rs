@@ -87,6 +87,7 @@ pub fn app(config: &Config, health: Health) -> Router {
     let routes = Router::new()
         .route("/forecast", get(forecast))
         .route("/cities", get(list_cities))
+        .fallback(server::not_found)
         .with_state(ctx);
     server::service(APP, &config.app, health, routes)
 }

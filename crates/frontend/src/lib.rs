@@ -1,1 +1,483 @@
-//! frontend
+//! The frontend: `GET /?city=ID` renders the weather page, `GET /api/weather` the
+//! same data as JSON, `POST /login` and `POST /logout` set and clear the `user`
+//! cookie the release routes on. v1 draws grey buttons, v2 blue ones; the footer
+//! shows which versions served the page.
+
+pub mod cookies;
+pub mod i18n;
+pub mod view;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use askama::Template;
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use serde_json::{Value, json};
+use tokio::sync::RwLock;
+use weather_core::{
+    AppArgs, AppVersion, Client, ClientArgs, Downstream, Forwarded, Health, Params,
+    client::{ClientError, Upstream},
+    error::json_error,
+    server,
+};
+
+use crate::{
+    i18n::Lang,
+    view::{Chrome, CityOption, ForecastData, MessagePage, WeatherPage},
+};
+
+pub const APP: &str = "frontend";
+pub const DEFAULT_PORT: u16 = 3000;
+/// The city shown when none is asked for: the book this sample follows is Chinese.
+pub const DEFAULT_CITY: &str = "beijing";
+/// How long the city list (static data) is reused before it is asked for again.
+const CITIES_TTL: Duration = Duration::from_secs(300);
+
+/// The frontend's settings.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Config {
+    #[command(flatten)]
+    pub app: AppArgs,
+
+    /// Base URL of the forecast service.
+    #[arg(long, env = "FORECAST_URL", default_value = "http://forecast:3002")]
+    pub forecast_url: String,
+
+    /// Total timeout of a call to forecast (milliseconds). Keep it above forecast's
+    /// own RECOMMENDATION_TIMEOUT_MS, so that v2 can answer without advice in time.
+    #[arg(long, env = "FORECAST_TIMEOUT_MS", default_value_t = 3000)]
+    pub forecast_timeout_ms: u64,
+
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+impl Config {
+    /// Defaults for a given version, for tests and launchers.
+    pub fn new(version: AppVersion, forecast_url: impl Into<String>) -> Self {
+        Config {
+            app: AppArgs::new(version),
+            forecast_url: forecast_url.into(),
+            forecast_timeout_ms: 3000,
+            client: ClientArgs::default(),
+        }
+    }
+}
+
+type CityList = Arc<Vec<view::CityData>>;
+
+struct Ctx {
+    version: AppVersion,
+    forecast_url: String,
+    client: Client,
+    cities: RwLock<Option<(Instant, CityList)>>,
+}
+
+/// The whole service, standard endpoints included.
+pub fn app(config: &Config, health: Health) -> Router {
+    let ctx = Arc::new(Ctx {
+        version: config.app.app_version,
+        forecast_url: config.forecast_url.trim_end_matches('/').to_owned(),
+        client: Client::new(
+            config.client.connect_timeout(),
+            Duration::from_millis(config.forecast_timeout_ms),
+        ),
+        cities: RwLock::new(None),
+    });
+    let routes = Router::new()
+        .route("/", get(index))
+        .route("/api/weather", get(api_weather))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/static/style.css", get(style))
+        .route("/static/favicon.svg", get(favicon))
+        .route("/favicon.ico", get(favicon))
+        .fallback(page_not_found)
+        .layer(DefaultBodyLimit::max(8 * 1024))
+        .with_state(ctx);
+    server::service(APP, &config.app, health, routes)
+}
+
+impl Ctx {
+    async fn forecast(
+        &self,
+        city: &str,
+        days: Option<&str>,
+        fwd: &Forwarded,
+    ) -> Result<Upstream, ClientError> {
+        // `city` is a checked slug; `days` is re-encoded, forecast validates it.
+        let mut url = format!("{}/forecast?city={city}", self.forecast_url);
+        if let Some(d) = days {
+            url.push_str("&days=");
+            url.extend(form_urlencoded::byte_serialize(d.as_bytes()));
+        }
+        self.client.get(&url, fwd).await
+    }
+
+    /// The city list for the picker: fetched from forecast, reused for a while.
+    /// A failure leaves the last good list (or none) in place.
+    async fn cities(&self, fwd: &Forwarded) -> Option<CityList> {
+        if let Some((at, list)) = self.cities.read().await.as_ref()
+            && at.elapsed() < CITIES_TTL
+        {
+            return Some(list.clone());
+        }
+        let url = format!("{}/cities", self.forecast_url);
+        let fetched = match self.client.get(&url, fwd).await {
+            Ok(up) if up.status == StatusCode::OK => {
+                serde_json::from_slice::<Vec<view::CityData>>(&up.body).ok()
+            }
+            _ => None,
+        };
+        let mut slot = self.cities.write().await;
+        if let Some(list) = fetched {
+            let list = Arc::new(list);
+            *slot = Some((Instant::now(), list.clone()));
+            return Some(list);
+        }
+        slot.as_ref().map(|(_, l)| l.clone())
+    }
+
+    async fn cached_cities(&self) -> Option<CityList> {
+        self.cities.read().await.as_ref().map(|(_, l)| l.clone())
+    }
+
+    fn chrome(
+        &self,
+        lang: Lang,
+        headers: &HeaderMap,
+        city: &str,
+        cities: Option<&CityList>,
+        downstream: Option<&HeaderValue>,
+    ) -> Chrome {
+        let me = format!("{APP}:{}", self.version);
+        let chain = match downstream.and_then(|d| d.to_str().ok()) {
+            Some(d) => format!("{me},{d}"),
+            None => me,
+        };
+        let other = lang.texts().other_lang_code;
+        Chrome {
+            t: lang.texts(),
+            version: self.version.as_str(),
+            user: cookies::user(headers),
+            username_value: String::new(),
+            cities: cities
+                .map(|list| {
+                    list.iter()
+                        .map(|c| CityOption {
+                            id: c.id.clone(),
+                            name: c.name(lang).to_owned(),
+                            selected: c.id == city,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            lang_href: format!("/?city={city}&lang={other}"),
+            chain: view::links(&chain),
+        }
+    }
+}
+
+/// The language of this request, and whether the switch asked for it (then it
+/// is remembered in a cookie).
+fn language(params: &Params, headers: &HeaderMap) -> (Lang, bool) {
+    match params.get("lang").and_then(Lang::from_code) {
+        Some(l) => (l, true),
+        None => (Lang::negotiate(headers), false),
+    }
+}
+
+/// The city a page asks for; the default when none is given. `None` when the id
+/// cannot be a city (not a lowercase slug), so it is never sent on or reflected.
+fn requested_city(params: &Params) -> Option<&str> {
+    match params.get("city").map(str::trim) {
+        None | Some("") => Some(DEFAULT_CITY),
+        Some(c) if is_slug(c) => Some(c),
+        Some(_) => None,
+    }
+}
+
+fn is_slug(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 40
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+async fn index(
+    State(ctx): State<Arc<Ctx>>,
+    params: Params,
+    headers: HeaderMap,
+    fwd: Forwarded,
+) -> Response {
+    let (lang, remember) = language(&params, &headers);
+    let t = lang.texts();
+    let mut res = match requested_city(&params) {
+        None => {
+            let cities = ctx.cached_cities().await;
+            let chrome = ctx.chrome(lang, &headers, DEFAULT_CITY, cities.as_ref(), None);
+            let message = match lang {
+                Lang::En => {
+                    "City ids are lowercase letters, digits and dashes, like new-york.".to_owned()
+                }
+                Lang::Zh => "城市编号由小写字母、数字和连字符组成，例如 new-york。".to_owned(),
+            };
+            message_page(StatusCode::NOT_FOUND, chrome, t.not_found_title, message)
+        }
+        Some(city) => {
+            let (cities, answer) = tokio::join!(
+                ctx.cities(&fwd),
+                ctx.forecast(city, params.get("days"), &fwd)
+            );
+            match answer {
+                Ok(up) => {
+                    let chrome =
+                        ctx.chrome(lang, &headers, city, cities.as_ref(), up.chain.as_ref());
+                    let downstream = Downstream(up.chain.clone());
+                    (downstream, page_from(up, chrome, lang, city)).into_response()
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "forecast unreachable");
+                    let chrome = ctx.chrome(lang, &headers, city, cities.as_ref(), None);
+                    message_page(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        chrome,
+                        t.unavailable_title,
+                        t.unavailable_body.to_owned(),
+                    )
+                }
+            }
+        }
+    };
+    if remember && let Ok(v) = HeaderValue::from_str(&cookies::lang_cookie(lang.code())) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res
+}
+
+/// The page for what forecast answered.
+fn page_from(up: Upstream, chrome: Chrome, lang: Lang, city: &str) -> Response {
+    let t = chrome.t;
+    match up.status {
+        StatusCode::OK => match serde_json::from_slice::<ForecastData>(&up.body) {
+            Ok(data) => html(StatusCode::OK, &WeatherPage::new(chrome, lang, &data)),
+            Err(e) => {
+                tracing::warn!(error = %e, "forecast sent a malformed answer");
+                message_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    chrome,
+                    t.unavailable_title,
+                    t.unavailable_body.to_owned(),
+                )
+            }
+        },
+        StatusCode::NOT_FOUND => {
+            let message = match lang {
+                Lang::En => format!("We have no weather for “{city}”. Pick a city from the list."),
+                Lang::Zh => format!("没有“{city}”的天气，请从列表中选择城市。"),
+            };
+            message_page(StatusCode::NOT_FOUND, chrome, t.not_found_title, message)
+        }
+        StatusCode::BAD_REQUEST => {
+            let message = upstream_error(&up.body).unwrap_or_else(|| "bad request".into());
+            message_page(
+                StatusCode::BAD_REQUEST,
+                chrome,
+                t.bad_request_title,
+                message,
+            )
+        }
+        status => {
+            tracing::warn!(%status, "forecast failed");
+            message_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                chrome,
+                t.unavailable_title,
+                t.unavailable_body.to_owned(),
+            )
+        }
+    }
+}
+
+fn upstream_error(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    Some(v.get("error")?.as_str()?.to_owned())
+}
+
+async fn api_weather(
+    State(ctx): State<Arc<Ctx>>,
+    params: Params,
+    headers: HeaderMap,
+    fwd: Forwarded,
+) -> Response {
+    let Some(city) = requested_city(&params) else {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "unknown city: ids are lowercase letters, digits and dashes",
+        );
+    };
+    let up = match ctx.forecast(city, params.get("days"), &fwd).await {
+        Ok(up) => up,
+        Err(e) => {
+            tracing::warn!(error = %e, "forecast unreachable");
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("forecast is unavailable: {e}"),
+            );
+        }
+    };
+    let downstream = Downstream(up.chain.clone());
+    let res = match up.status {
+        StatusCode::OK => match serde_json::from_slice::<Value>(&up.body) {
+            Ok(Value::Object(mut data)) => {
+                let me = format!("{APP}:{}", ctx.version);
+                let chain = match up.chain.as_ref().and_then(|c| c.to_str().ok()) {
+                    Some(c) => format!("{me},{c}"),
+                    None => me,
+                };
+                let served_by: Vec<&str> = chain.split(',').collect();
+                data.insert("served_by".into(), json!(served_by));
+                data.insert("user".into(), json!(cookies::user(&headers)));
+                Json(Value::Object(data)).into_response()
+            }
+            _ => json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "forecast sent a malformed answer",
+            ),
+        },
+        s @ (StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST) => json_error(
+            s,
+            &upstream_error(&up.body).unwrap_or_else(|| "bad request".into()),
+        ),
+        s => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("forecast is unavailable: it answered {s}"),
+        ),
+    };
+    (downstream, res).into_response()
+}
+
+async fn login(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = Params::parse(&body);
+    let name = form.get("username").map(str::trim).unwrap_or("");
+    if cookies::valid_username(name)
+        && let Ok(cookie) = HeaderValue::from_str(&cookies::login_cookie(name))
+    {
+        let mut res = Redirect::to("/").into_response();
+        res.headers_mut().insert(header::SET_COOKIE, cookie);
+        return res;
+    }
+    let lang = Lang::negotiate(&headers);
+    let t = lang.texts();
+    let cities = ctx.cached_cities().await;
+    let mut chrome = ctx.chrome(lang, &headers, DEFAULT_CITY, cities.as_ref(), None);
+    chrome.username_value = name.chars().take(64).collect();
+    let message = match (lang, name.is_empty()) {
+        (Lang::En, true) => "Enter a username to log in, for example tester.".to_owned(),
+        (Lang::Zh, true) => "请输入用户名，例如 tester。".to_owned(),
+        (Lang::En, false) => {
+            "A username is 1 to 32 letters, digits, - or _ (for example tester).".to_owned()
+        }
+        (Lang::Zh, false) => "用户名为 1 到 32 个字母、数字、- 或 _（例如 tester）。".to_owned(),
+    };
+    message_page(
+        StatusCode::BAD_REQUEST,
+        chrome,
+        t.bad_request_title,
+        message,
+    )
+}
+
+async fn logout() -> Response {
+    let mut res = Redirect::to("/").into_response();
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(cookies::LOGOUT_COOKIE),
+    );
+    res
+}
+
+async fn page_not_found(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
+    let lang = Lang::negotiate(&headers);
+    let cities = ctx.cached_cities().await;
+    let chrome = ctx.chrome(lang, &headers, DEFAULT_CITY, cities.as_ref(), None);
+    let message = match lang {
+        Lang::En => "There is no page here.",
+        Lang::Zh => "这里没有页面。",
+    };
+    let title = match lang {
+        Lang::En => "Not found",
+        Lang::Zh => "页面不存在",
+    };
+    message_page(StatusCode::NOT_FOUND, chrome, title, message.to_owned())
+}
+
+fn message_page(status: StatusCode, chrome: Chrome, title: &str, message: String) -> Response {
+    html(
+        status,
+        &MessagePage {
+            chrome,
+            title: title.to_owned(),
+            message,
+        },
+    )
+}
+
+/// Renders a page with the headers every page carries: nothing is loaded from
+/// anywhere but this origin.
+fn html(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(body) => (
+            status,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                ),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (header::REFERRER_POLICY, "same-origin"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered").into_response()
+        }
+    }
+}
+
+async fn style() -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../static/style.css"),
+    )
+}
+
+async fn favicon() -> Response {
+    asset("image/svg+xml", include_str!("../static/favicon.svg"))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}

@@ -22,7 +22,9 @@ pub struct Config {
 
 /// The whole service, standard endpoints included.
 pub fn app(config: &Config, health: Health) -> Router {
-    let routes = Router::new().route("/recommendation", get(recommendation));
+    let routes = Router::new()
+        .route("/recommendation", get(recommendation))
+        .fallback(server::not_found);
     server::service(APP, &config.app, health, routes)
 }
 

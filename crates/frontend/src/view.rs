@@ -1,0 +1,241 @@
+//! What the pages show: the forecast's JSON as frontend reads it, and the view
+//! models the askama templates render.
+
+use askama::Template;
+use serde::Deserialize;
+use weather_core::Condition;
+
+use crate::i18n::{Lang, Texts};
+
+// The forecast service's answer, as far as the page needs it.
+
+#[derive(Debug, Deserialize)]
+pub struct ForecastData {
+    pub city: CityData,
+    pub current: CurrentData,
+    pub days: Vec<DayData>,
+    pub recommendation: Option<RecommendationData>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct CityData {
+    pub id: String,
+    pub name: String,
+    pub name_zh: String,
+    #[serde(default)]
+    pub country: String,
+    #[serde(default)]
+    pub country_zh: String,
+}
+
+impl CityData {
+    pub fn name(&self, lang: Lang) -> &str {
+        match lang {
+            Lang::En => &self.name,
+            Lang::Zh => &self.name_zh,
+        }
+    }
+
+    pub fn country(&self, lang: Lang) -> &str {
+        match lang {
+            Lang::En => &self.country,
+            Lang::Zh => &self.country_zh,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CurrentData {
+    pub local_time: String,
+    pub temperature_c: i32,
+    pub feels_like_c: i32,
+    pub condition: Condition,
+    pub humidity: u8,
+    pub wind_kph: u16,
+    pub uv: u8,
+    pub aqi: u16,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DayData {
+    pub date: String,
+    pub weekday: String,
+    pub condition: Condition,
+    pub temp_min_c: i32,
+    pub temp_max_c: i32,
+    pub precip_chance: u8,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RecommendationData {
+    pub status: String,
+    #[serde(default)]
+    pub advice: Vec<AdviceData>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AdviceData {
+    pub category: String,
+    pub level: String,
+    pub text: TextData,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TextData {
+    pub en: String,
+    pub zh: String,
+}
+
+// View models.
+
+/// What every page shows around its content.
+pub struct Chrome {
+    pub t: &'static Texts,
+    pub version: &'static str,
+    pub user: Option<String>,
+    /// Shown back in the login field after a rejected attempt.
+    pub username_value: String,
+    pub cities: Vec<CityOption>,
+    pub lang_href: String,
+    pub chain: Vec<Link>,
+}
+
+pub struct CityOption {
+    pub id: String,
+    pub name: String,
+    pub selected: bool,
+}
+
+/// One `app:version` of the `x-weather-chain`.
+pub struct Link {
+    pub app: String,
+    pub version: String,
+}
+
+/// Splits a chain header into its links; anything that is not `app:version` is
+/// left out.
+pub fn links(chain: &str) -> Vec<Link> {
+    chain
+        .split(',')
+        .filter_map(|l| l.trim().split_once(':'))
+        .map(|(app, version)| Link {
+            app: app.to_owned(),
+            version: version.to_owned(),
+        })
+        .collect()
+}
+
+pub struct CurrentView {
+    pub local_time: String,
+    pub icon: &'static str,
+    pub label: &'static str,
+    pub temperature: i32,
+    pub feels_like: i32,
+    pub humidity: u8,
+    pub wind_kph: u16,
+    pub uv: u8,
+    pub aqi: u16,
+}
+
+pub struct DayView {
+    pub weekday: &'static str,
+    pub date: String,
+    pub icon: &'static str,
+    pub label: &'static str,
+    pub max: i32,
+    pub min: i32,
+    pub precip: u8,
+}
+
+pub struct AdviceView {
+    pub category: &'static str,
+    pub level: String,
+    pub text: String,
+}
+
+#[derive(Template)]
+#[template(path = "weather.html")]
+pub struct WeatherPage {
+    pub chrome: Chrome,
+    pub city_name: String,
+    pub country: String,
+    pub current: CurrentView,
+    pub days: Vec<DayView>,
+    /// `available`, `unavailable` or `none` (v1 forecast: no advice at all).
+    pub advice_state: &'static str,
+    pub advice: Vec<AdviceView>,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub chrome: Chrome,
+    pub title: String,
+    pub message: String,
+}
+
+pub fn label(c: Condition, lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => c.label_en(),
+        Lang::Zh => c.label_zh(),
+    }
+}
+
+impl WeatherPage {
+    pub fn new(chrome: Chrome, lang: Lang, data: &ForecastData) -> Self {
+        let t = chrome.t;
+        let c = &data.current;
+        let current = CurrentView {
+            local_time: c.local_time.clone(),
+            icon: c.condition.icon(),
+            label: label(c.condition, lang),
+            temperature: c.temperature_c,
+            feels_like: c.feels_like_c,
+            humidity: c.humidity,
+            wind_kph: c.wind_kph,
+            uv: c.uv,
+            aqi: c.aqi,
+        };
+        let days = data
+            .days
+            .iter()
+            .map(|d| DayView {
+                weekday: t.weekday(&d.weekday),
+                // `2026-11-25` shows as `11-25`.
+                date: d.date.get(5..).unwrap_or(&d.date).to_owned(),
+                icon: d.condition.icon(),
+                label: label(d.condition, lang),
+                max: d.temp_max_c,
+                min: d.temp_min_c,
+                precip: d.precip_chance,
+            })
+            .collect();
+        let (advice_state, advice) = match &data.recommendation {
+            None => ("none", Vec::new()),
+            Some(r) if r.status == "available" && !r.advice.is_empty() => (
+                "available",
+                r.advice
+                    .iter()
+                    .map(|a| AdviceView {
+                        category: t.category(&a.category),
+                        level: a.level.clone(),
+                        text: match lang {
+                            Lang::En => a.text.en.clone(),
+                            Lang::Zh => a.text.zh.clone(),
+                        },
+                    })
+                    .collect(),
+            ),
+            Some(_) => ("unavailable", Vec::new()),
+        };
+        WeatherPage {
+            city_name: data.city.name(lang).to_owned(),
+            country: data.city.country(lang).to_owned(),
+            chrome,
+            current,
+            days,
+            advice_state,
+            advice,
+        }
+    }
+}
