@@ -11,6 +11,8 @@ pub mod metrics;
 pub mod params;
 pub mod server;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod weather;
 
 pub use chain::{CHAIN_HEADER, Downstream};

@@ -13,8 +13,9 @@ pub fn init() {
             .with(fmt::layer().json().with_writer(std::io::stderr))
             .try_init()
     } else {
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
         registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr))
             .try_init()
     };
 }

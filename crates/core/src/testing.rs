@@ -1,0 +1,189 @@
+//! Helpers for the services' black-box tests (feature `testing`): a scripted
+//! downstream that records what it was sent and can be slow or fail, and a spawned
+//! service binary whose address is read from its own log.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::Request,
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::Response,
+};
+
+use crate::server::{RunningServer, spawn_local};
+
+/// How a [`Downstream`] answers every request.
+#[derive(Clone, Debug)]
+pub struct Script {
+    pub status: StatusCode,
+    pub body: String,
+    pub delay: Duration,
+    pub chain: Option<&'static str>,
+}
+
+impl Script {
+    pub fn ok_json(body: impl Into<String>) -> Self {
+        Script {
+            status: StatusCode::OK,
+            body: body.into(),
+            delay: Duration::ZERO,
+            chain: None,
+        }
+    }
+
+    pub fn status(status: StatusCode) -> Self {
+        Script {
+            status,
+            body: r#"{"error":"scripted failure"}"#.into(),
+            delay: Duration::ZERO,
+            chain: None,
+        }
+    }
+
+    pub fn delayed(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    pub fn with_chain(mut self, chain: &'static str) -> Self {
+        self.chain = Some(chain);
+        self
+    }
+}
+
+/// A fake downstream service on loopback that records each request's headers
+/// and URI.
+pub struct FakeService {
+    pub server: RunningServer,
+    seen: Arc<Mutex<Vec<(String, HeaderMap)>>>,
+}
+
+impl FakeService {
+    pub async fn start(script: Script) -> FakeService {
+        let seen: Arc<Mutex<Vec<(String, HeaderMap)>>> = Arc::default();
+        let log = seen.clone();
+        let router = Router::new().fallback(move |req: Request| {
+            let script = script.clone();
+            let log = log.clone();
+            async move {
+                log.lock()
+                    .unwrap()
+                    .push((req.uri().to_string(), req.headers().clone()));
+                tokio::time::sleep(script.delay).await;
+                let mut res = Response::new(Body::from(script.body));
+                *res.status_mut() = script.status;
+                res.headers_mut()
+                    .insert("content-type", HeaderValue::from_static("application/json"));
+                if let Some(c) = script.chain {
+                    res.headers_mut()
+                        .insert("x-weather-chain", HeaderValue::from_static(c));
+                }
+                res
+            }
+        });
+        let server = spawn_local(router).await.expect("bind loopback");
+        FakeService { server, seen }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// The requests received so far: (path and query, headers).
+    pub fn requests(&self) -> Vec<(String, HeaderMap)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// An address on loopback where nothing listens: connections are refused.
+pub async fn closed_port_url() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{addr}")
+}
+
+/// A service binary started on a free port, killed when dropped.
+pub struct Process {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Process {
+    /// Starts `exe` with `env` (plus `PORT=0`, `HOST=127.0.0.1`) and waits for it
+    /// to log the address it listens on.
+    pub fn start(exe: &str, env: &[(&str, &str)]) -> Process {
+        let mut cmd = Command::new(exe);
+        cmd.env("PORT", "0")
+            .env("HOST", "127.0.0.1")
+            .env("RUST_LOG", "info")
+            .env_remove("LOG_FORMAT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if !sent && let Some(addr) = line.split("bound=").nth(1) {
+                    let addr = addr.split_whitespace().next().unwrap_or("").to_owned();
+                    sent = tx.send(addr).is_ok();
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("{exe} did not report its address"));
+        Process {
+            child,
+            addr: addr.parse().expect("a socket address in the log"),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Sends SIGTERM, as Kubernetes does.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
