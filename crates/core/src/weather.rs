@@ -98,23 +98,6 @@ impl Condition {
             Condition::Snow => "雪",
         }
     }
-
-    /// A pictogram that needs no image file or web font.
-    pub fn icon(self) -> &'static str {
-        match self {
-            Condition::Sunny => "☀️",
-            Condition::PartlyCloudy => "⛅",
-            Condition::Cloudy => "☁️",
-            Condition::Fog => "🌫️",
-            Condition::Haze => "😶‍🌫️",
-            Condition::Drizzle => "🌦️",
-            Condition::Rain => "🌧️",
-            Condition::HeavyRain => "🌧️",
-            Condition::Thunderstorm => "⛈️",
-            Condition::Sleet => "🌨️",
-            Condition::Snow => "❄️",
-        }
-    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 pub mod cookies;
 pub mod i18n;
+pub mod icons;
 pub mod view;
 
 use std::{
@@ -338,7 +339,11 @@ async fn api_weather(
     };
     let downstream = Downstream(up.chain.clone());
     let res = match up.status {
-        StatusCode::OK => match serde_json::from_slice::<Value>(&up.body) {
+        // Checked against the shape the page needs, so the API and the page agree
+        // on what a usable answer is.
+        StatusCode::OK => match serde_json::from_slice::<ForecastData>(&up.body)
+            .and_then(|_| serde_json::from_slice::<Value>(&up.body))
+        {
             Ok(Value::Object(mut data)) => {
                 let me = format!("{APP}:{}", ctx.version);
                 let chain = match up.chain.as_ref().and_then(|c| c.to_str().ok()) {
@@ -352,7 +357,7 @@ async fn api_weather(
             }
             _ => json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "forecast sent a malformed answer",
+                "forecast is unavailable: it sent a malformed answer",
             ),
         },
         s @ (StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST) => json_error(

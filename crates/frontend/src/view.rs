@@ -127,7 +127,7 @@ pub fn links(chain: &str) -> Vec<Link> {
 
 pub struct CurrentView {
     pub local_time: String,
-    pub icon: &'static str,
+    pub icon: String,
     pub label: &'static str,
     pub temperature: i32,
     pub feels_like: i32,
@@ -140,7 +140,7 @@ pub struct CurrentView {
 pub struct DayView {
     pub weekday: &'static str,
     pub date: String,
-    pub icon: &'static str,
+    pub icon: String,
     pub label: &'static str,
     pub max: i32,
     pub min: i32,
@@ -174,6 +174,15 @@ pub struct MessagePage {
     pub message: String,
 }
 
+/// Night, for the sky's pictogram: before 06:00 or from 19:00, local time.
+fn is_night(local_time: &str) -> bool {
+    let hour: u32 = local_time
+        .get(..2)
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(12);
+    !(6..19).contains(&hour)
+}
+
 pub fn label(c: Condition, lang: Lang) -> &'static str {
     match lang {
         Lang::En => c.label_en(),
@@ -185,10 +194,14 @@ impl WeatherPage {
     pub fn new(chrome: Chrome, lang: Lang, data: &ForecastData) -> Self {
         let t = chrome.t;
         let c = &data.current;
+        let night = is_night(&c.local_time);
         let current = CurrentView {
             local_time: c.local_time.clone(),
-            icon: c.condition.icon(),
-            label: label(c.condition, lang),
+            icon: crate::icons::icon_at(c.condition, night),
+            label: match (c.condition, night, lang) {
+                (Condition::Sunny, true, Lang::En) => "Clear",
+                (condition, _, _) => label(condition, lang),
+            },
             temperature: c.temperature_c,
             feels_like: c.feels_like_c,
             humidity: c.humidity,
@@ -203,7 +216,7 @@ impl WeatherPage {
                 weekday: t.weekday(&d.weekday),
                 // `2026-11-25` shows as `11-25`.
                 date: d.date.get(5..).unwrap_or(&d.date).to_owned(),
-                icon: d.condition.icon(),
+                icon: crate::icons::icon(d.condition),
                 label: label(d.condition, lang),
                 max: d.temp_max_c,
                 min: d.temp_min_c,

@@ -1,0 +1,125 @@
+//! The release's promise end to end, through the real binaries configured only by
+//! their environment: a tester on the v2 chain sees blue buttons and advice, an
+//! anonymous visitor on the v1 chain sees grey buttons and none.
+
+use std::time::Duration;
+
+use reqwest::{StatusCode, redirect::Policy};
+use weather_core::testing::Process;
+use weather_e2e::binary;
+
+struct Release {
+    v1: Process,
+    v2: Process,
+    _rest: Vec<Process>,
+}
+
+/// recommendation v1; forecast v1 and v2; frontend v1 -> forecast v1 and
+/// frontend v2 -> forecast v2 -> recommendation: the multiservice release with
+/// the routing done by wiring instead of by a mesh.
+fn start_release() -> Release {
+    let exe = |n: &str| binary(n).to_string_lossy().into_owned();
+    let rec = Process::start(&exe("recommendation"), &[]);
+    let fc1 = Process::start(&exe("forecast"), &[("APP_VERSION", "v1")]);
+    let fc2 = Process::start(
+        &exe("forecast"),
+        &[("APP_VERSION", "v2"), ("RECOMMENDATION_URL", &rec.url())],
+    );
+    let v1 = Process::start(
+        &exe("frontend"),
+        &[("APP_VERSION", "v1"), ("FORECAST_URL", &fc1.url())],
+    );
+    let v2 = Process::start(
+        &exe("frontend"),
+        &[("APP_VERSION", "v2"), ("FORECAST_URL", &fc2.url())],
+    );
+    Release {
+        v1,
+        v2,
+        _rest: vec![rec, fc1, fc2],
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_tester_logs_in_on_v1_and_then_sees_the_whole_v2_chain() {
+    let r = start_release();
+    let http = client();
+
+    let anon = http
+        .get(format!("{}/?city=shenzhen", r.v1.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), StatusCode::OK);
+    assert_eq!(anon.headers()["x-weather-chain"], "frontend:v1,forecast:v1");
+    let body = anon.text().await.unwrap();
+    assert!(body.contains(r#"<body class="release-v1">"#));
+    assert!(!body.contains(r#"data-testid="advice""#));
+
+    let login = http
+        .post(format!("{}/login", r.v1.url()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=tester")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    let pair = cookie.split(';').next().unwrap();
+    assert_eq!(pair, "user=tester");
+
+    // The mesh would now send this browser to frontend v2.
+    let tester = http
+        .get(format!("{}/?city=shenzhen", r.v2.url()))
+        .header("cookie", format!("_ga=GA1.1.42; {pair}; lang=en"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tester.status(), StatusCode::OK);
+    assert_eq!(
+        tester.headers()["x-weather-chain"],
+        "frontend:v2,forecast:v2,recommendation:v1"
+    );
+    let body = tester.text().await.unwrap();
+    assert!(body.contains(r#"<body class="release-v2">"#));
+    assert!(body.contains(r#"data-testid="advice""#));
+    assert!(body.contains("Signed in as <strong>tester</strong>"));
+
+    let api: serde_json::Value = http
+        .get(format!("{}/api/weather?city=shenzhen", r.v2.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["recommendation"]["status"], "available");
+}
+
+#[tokio::test]
+async fn frontend_drains_and_exits_zero_on_sigterm() {
+    let mut r = start_release();
+    let http = client();
+    assert_eq!(
+        http.get(format!("{}/readyz", r.v2.url()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    r.v2.terminate();
+    let status = tokio::task::spawn_blocking(move || r.v2.wait_exit(Duration::from_secs(20)))
+        .await
+        .unwrap()
+        .expect("frontend exits after SIGTERM");
+    assert!(status.success(), "{status}");
+}
