@@ -1,0 +1,337 @@
+//! Reads manifests the way `kubectl apply -f` does: files and folders (a folder's
+//! `.yaml`, `.yml` and `.json` files, in name order, not recursing), multi-document
+//! YAML. Errors name the file, the document, the object and the field.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::model::*;
+
+/// Everything read from a set of manifests.
+#[derive(Clone, Debug, Default)]
+pub struct Manifests {
+    pub namespaces: Vec<Namespace>,
+    pub service_accounts: Vec<ServiceAccount>,
+    pub services: Vec<Service>,
+    pub deployments: Vec<Deployment>,
+    pub gateways: Vec<Gateway>,
+    pub destination_rules: Vec<DestinationRule>,
+    pub virtual_services: Vec<VirtualService>,
+    /// Where each Istio object came from, by `Kind namespace/name`.
+    pub sources: Vec<(String, Source)>,
+    /// Documents skipped, and why (kinds the model does not read).
+    pub notes: Vec<String>,
+    /// Fields Istio defines that the model does not apply.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+fn err(message: String) -> LoadError {
+    LoadError { message }
+}
+
+/// Loads every path (file or folder). All errors are collected, not only the first.
+pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Manifests, Vec<LoadError>> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        let p = p.as_ref();
+        if p.is_dir() {
+            match std::fs::read_dir(p) {
+                Ok(entries) => {
+                    let mut found: Vec<PathBuf> = entries
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|f| {
+                            f.is_file()
+                                && matches!(
+                                    f.extension().and_then(|x| x.to_str()),
+                                    Some("yaml" | "yml" | "json")
+                                )
+                        })
+                        .collect();
+                    found.sort();
+                    if found.is_empty() {
+                        errors.push(err(format!(
+                            "{}: no .yaml, .yml or .json files in this folder",
+                            p.display()
+                        )));
+                    }
+                    files.extend(found);
+                }
+                Err(e) => errors.push(err(format!("{}: {e}", p.display()))),
+            }
+        } else if p.is_file() {
+            files.push(p.to_path_buf());
+        } else {
+            errors.push(err(format!("{}: no such file or folder", p.display())));
+        }
+    }
+    let mut m = Manifests::default();
+    for f in &files {
+        match std::fs::read_to_string(f) {
+            Ok(text) => {
+                if let Err(mut e) = m.add_yaml(&f.display().to_string(), &text) {
+                    errors.append(&mut e);
+                }
+            }
+            Err(e) => errors.push(err(format!("{}: {e}", f.display()))),
+        }
+    }
+    if errors.is_empty() {
+        Ok(m)
+    } else {
+        Err(errors)
+    }
+}
+
+impl Manifests {
+    /// Parses one file's text (multi-document YAML or JSON) into the set.
+    pub fn add_yaml(&mut self, file: &str, text: &str) -> Result<(), Vec<LoadError>> {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| {
+            vec![err(format!(
+                "{file}: not valid YAML: {}",
+                first_line(&e.to_string())
+            ))]
+        })?;
+        let mut errors = Vec::new();
+        for (i, doc) in docs.into_iter().enumerate() {
+            let source = Source {
+                file: file.to_owned(),
+                document: i + 1,
+            };
+            if let Err(e) = self.add_document(source, doc) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn add_document(&mut self, source: Source, doc: Value) -> Result<(), LoadError> {
+        if doc.is_null() {
+            return Ok(());
+        }
+        let api_version = doc
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let kind = doc
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        if kind.is_empty() || api_version.is_empty() {
+            return Err(err(format!(
+                "{source}: not a Kubernetes object (no apiVersion or kind)"
+            )));
+        }
+        let name = doc
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        let ns = doc
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        let id = format!("{kind} {ns}/{name}");
+        let (group, _version) = api_version
+            .rsplit_once('/')
+            .unwrap_or(("", api_version.as_str()));
+        let istio = group == "networking.istio.io";
+        if istio
+            && !matches!(
+                api_version.as_str(),
+                "networking.istio.io/v1"
+                    | "networking.istio.io/v1beta1"
+                    | "networking.istio.io/v1alpha3"
+            )
+        {
+            return Err(err(format!(
+                "{source} ({id}): unknown apiVersion {api_version}"
+            )));
+        }
+        match (group, kind.as_str()) {
+            ("", "Namespace") => self.namespaces.push(parse(&source, &id, doc)?),
+            ("", "ServiceAccount") => self.service_accounts.push(parse(&source, &id, doc)?),
+            ("", "Service") => self.services.push(parse(&source, &id, doc)?),
+            ("apps", "Deployment") => self.deployments.push(parse(&source, &id, doc)?),
+            ("networking.istio.io", "Gateway") => {
+                let g: Gateway = parse(&source, &id, doc)?;
+                self.sources.push((id, source));
+                self.gateways.push(g);
+            }
+            ("networking.istio.io", "DestinationRule") => {
+                let d: DestinationRule = parse(&source, &id, doc)?;
+                self.sources.push((id, source));
+                self.destination_rules.push(d);
+            }
+            ("networking.istio.io", "VirtualService") => {
+                let vs: VirtualService = parse(&source, &id, doc)?;
+                for (i, r) in vs.spec.http.iter().enumerate() {
+                    for field in r.not_modelled() {
+                        self.warnings.push(format!(
+                            "{source} ({id}): spec.http[{i}].{field} is not modelled: a local run ignores it, the cluster does not"
+                        ));
+                    }
+                }
+                if vs.spec.tcp.is_some() || vs.spec.tls.is_some() {
+                    self.warnings.push(format!(
+                        "{source} ({id}): tcp and tls routes are not modelled; only http routes are"
+                    ));
+                }
+                self.sources.push((id, source));
+                self.virtual_services.push(vs);
+            }
+            _ => self.notes.push(format!(
+                "{source}: skipped {kind} ({api_version}): not a kind the model reads"
+            )),
+        }
+        Ok(())
+    }
+
+    /// Where an Istio object was read, for messages.
+    pub fn source_of(&self, kind: &str, meta: &Meta) -> Option<&Source> {
+        let id = format!("{kind} {}/{}", meta.ns(), meta.name);
+        self.sources.iter().find(|(i, _)| *i == id).map(|(_, s)| s)
+    }
+}
+
+fn parse<T: DeserializeOwned>(source: &Source, id: &str, doc: Value) -> Result<T, LoadError> {
+    serde_path_to_error::deserialize(doc).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path == "." {
+            err(format!("{source} ({id}): {inner}"))
+        } else {
+            err(format!("{source} ({id}): {path}: {inner}"))
+        }
+    })
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Manifests, Vec<LoadError>> {
+        let mut m = Manifests::default();
+        m.add_yaml("test.yaml", text).map(|()| m)
+    }
+
+    const VS: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: forecast-route, namespace: weather}
+spec:
+  hosts: [forecast]
+  http:
+  - route:
+    - destination: {host: forecast, subset: v1}
+";
+
+    #[test]
+    fn reads_several_documents_of_several_kinds() {
+        let text = format!(
+            "{VS}---\napiVersion: v1\nkind: Service\nmetadata: {{name: forecast, namespace: weather}}\nspec: {{selector: {{app: forecast}}, ports: [{{name: http, port: 3002}}]}}\n---\n"
+        );
+        let m = load(&text).unwrap();
+        assert_eq!(m.virtual_services.len(), 1);
+        assert_eq!(m.services[0].spec.ports[0].port, 3002);
+    }
+
+    #[test]
+    fn a_misspelt_istio_field_names_file_document_object_and_field() {
+        let bad = VS.replace("  - route:", "  - matchs: []\n    route:");
+        let e = load(&bad).unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].message.starts_with("test.yaml, document 1 (VirtualService weather/forecast-route): spec.http[0].matchs: unknown field `matchs`, expected one of"),
+            "{}",
+            e[0].message
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_is_an_error_with_its_path() {
+        let bad = VS.replace("subset: v1}", "subset: v1}\n      weight: fifty");
+        let e = load(&bad).unwrap_err();
+        assert!(
+            e[0].message
+                .contains("spec.http[0].route[0].weight: invalid type"),
+            "{}",
+            e[0].message
+        );
+    }
+
+    #[test]
+    fn unknown_kinds_are_skipped_with_a_note() {
+        let m = load("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [a.yaml]\n").unwrap();
+        assert_eq!(
+            m.notes,
+            [
+                "test.yaml, document 1: skipped Kustomization (kustomize.config.k8s.io/v1beta1): not a kind the model reads"
+            ]
+        );
+    }
+
+    #[test]
+    fn fields_istio_has_but_the_model_ignores_are_warned_about() {
+        let text = VS.replace(
+            "  - route:",
+            "  - fault: {abort: {httpStatus: 500, percentage: {value: 10}}}\n    route:",
+        );
+        let m = load(&text).unwrap();
+        assert_eq!(m.warnings.len(), 1);
+        assert!(
+            m.warnings[0].contains("spec.http[0].fault is not modelled"),
+            "{}",
+            m.warnings[0]
+        );
+    }
+
+    #[test]
+    fn broken_yaml_and_unknown_istio_versions_are_errors() {
+        assert!(
+            load("a: [b\n").unwrap_err()[0]
+                .message
+                .starts_with("test.yaml: not valid YAML")
+        );
+        let e = load(&VS.replace("networking.istio.io/v1", "networking.istio.io/v2")).unwrap_err();
+        assert!(
+            e[0].message
+                .contains("unknown apiVersion networking.istio.io/v2")
+        );
+    }
+
+    #[test]
+    fn missing_paths_are_reported() {
+        let e = load_paths(&["/definitely/not/here.yaml"]).unwrap_err();
+        assert_eq!(
+            e[0].message,
+            "/definitely/not/here.yaml: no such file or folder"
+        );
+    }
+}

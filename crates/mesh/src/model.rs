@@ -1,0 +1,366 @@
+//! The objects the model reads, as the cluster would: Kubernetes workloads and
+//! Services (leniently: `kubernetes-validate --strict` polices their schema), and
+//! Istio's networking objects (strictly: a field Istio does not define is an error,
+//! so a typo like `matchs` cannot pass silently; a field Istio defines but this
+//! model does not implement is kept, and reported as "not modelled").
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+pub type Labels = BTreeMap<String, String>;
+
+/// Where an object was read: file and 1-based document index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub file: String,
+    pub document: usize,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}, document {}", self.file, self.document)
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    #[serde(default)]
+    pub name: String,
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub labels: Labels,
+}
+
+impl Meta {
+    /// The namespace, as kubectl reads it: `default` when none is stated.
+    pub fn ns(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("default")
+    }
+}
+
+// ---- Kubernetes ----
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Namespace {
+    pub metadata: Meta,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct ServiceAccount {
+    pub metadata: Meta,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Service {
+    pub metadata: Meta,
+    #[serde(default)]
+    pub spec: ServiceSpec,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    #[serde(default)]
+    pub selector: Labels,
+    #[serde(default)]
+    pub ports: Vec<ServicePort>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePort {
+    pub name: Option<String>,
+    pub port: u16,
+    pub target_port: Option<Value>,
+    pub app_protocol: Option<String>,
+    pub protocol: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Deployment {
+    pub metadata: Meta,
+    pub spec: DeploymentSpec,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentSpec {
+    pub replicas: Option<u32>,
+    #[serde(default)]
+    pub selector: LabelSelector,
+    pub template: PodTemplate,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    #[serde(default)]
+    pub match_labels: Labels,
+    pub match_expressions: Option<Value>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct PodTemplate {
+    #[serde(default)]
+    pub metadata: Meta,
+    pub spec: PodSpec,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    pub service_account_name: Option<String>,
+    pub automount_service_account_token: Option<bool>,
+    pub security_context: Option<Value>,
+    pub termination_grace_period_seconds: Option<u64>,
+    #[serde(default)]
+    pub containers: Vec<Container>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    pub name: String,
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub ports: Vec<ContainerPort>,
+    #[serde(default)]
+    pub env: Vec<EnvVar>,
+    pub readiness_probe: Option<Probe>,
+    pub liveness_probe: Option<Probe>,
+    pub resources: Option<Value>,
+    pub security_context: Option<Value>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPort {
+    pub name: Option<String>,
+    pub container_port: u16,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Probe {
+    pub http_get: Option<HttpGet>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct HttpGet {
+    pub path: Option<String>,
+    pub port: Value,
+}
+
+impl Container {
+    /// The value of an environment variable set in the manifest.
+    pub fn env(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.as_deref())
+    }
+}
+
+// ---- Istio networking (v1, v1beta1, v1alpha3 share these fields) ----
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Gateway {
+    pub metadata: Meta,
+    pub spec: GatewaySpec,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySpec {
+    #[serde(default)]
+    pub selector: Labels,
+    #[serde(default)]
+    pub servers: Vec<Server>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Server {
+    pub port: GatewayPort,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub bind: Option<String>,
+    pub default_endpoint: Option<String>,
+    pub name: Option<String>,
+    pub tls: Option<Value>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GatewayPort {
+    pub number: u32,
+    pub protocol: String,
+    pub name: Option<String>,
+    pub target_port: Option<u32>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct DestinationRule {
+    pub metadata: Meta,
+    pub spec: DestinationRuleSpec,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DestinationRuleSpec {
+    pub host: String,
+    #[serde(default)]
+    pub subsets: Vec<Subset>,
+    pub traffic_policy: Option<Value>,
+    pub export_to: Option<Vec<String>>,
+    pub workload_selector: Option<Value>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Subset {
+    pub name: String,
+    #[serde(default)]
+    pub labels: Labels,
+    pub traffic_policy: Option<Value>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct VirtualService {
+    pub metadata: Meta,
+    pub spec: VirtualServiceSpec,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VirtualServiceSpec {
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Absent or empty means `mesh`.
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    #[serde(default)]
+    pub http: Vec<HttpRoute>,
+    pub tls: Option<Value>,
+    pub tcp: Option<Value>,
+    pub export_to: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpRoute {
+    pub name: Option<String>,
+    #[serde(default, rename = "match")]
+    pub matches: Vec<HttpMatch>,
+    #[serde(default)]
+    pub route: Vec<RouteDestination>,
+    pub redirect: Option<Value>,
+    pub direct_response: Option<Value>,
+    pub delegate: Option<Value>,
+    pub rewrite: Option<Value>,
+    pub timeout: Option<Value>,
+    pub retries: Option<Value>,
+    pub fault: Option<Value>,
+    pub mirror: Option<Value>,
+    pub mirrors: Option<Value>,
+    pub mirror_percentage: Option<Value>,
+    pub mirror_percent: Option<Value>,
+    #[serde(rename = "mirror_percent")]
+    pub mirror_percent_snake: Option<Value>,
+    pub cors_policy: Option<Value>,
+    pub headers: Option<Value>,
+}
+
+impl HttpRoute {
+    /// The fields Istio defines that this model does not apply: a local run
+    /// differs from the cluster where they are set.
+    pub fn not_modelled(&self) -> Vec<&'static str> {
+        let fields: [(&'static str, bool); 14] = [
+            ("redirect", self.redirect.is_some()),
+            ("directResponse", self.direct_response.is_some()),
+            ("delegate", self.delegate.is_some()),
+            ("rewrite", self.rewrite.is_some()),
+            ("timeout", self.timeout.is_some()),
+            ("retries", self.retries.is_some()),
+            ("fault", self.fault.is_some()),
+            ("mirror", self.mirror.is_some()),
+            ("mirrors", self.mirrors.is_some()),
+            ("mirrorPercentage", self.mirror_percentage.is_some()),
+            ("mirrorPercent", self.mirror_percent.is_some()),
+            ("mirror_percent", self.mirror_percent_snake.is_some()),
+            ("corsPolicy", self.cors_policy.is_some()),
+            ("headers", self.headers.is_some()),
+        ];
+        fields
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(n, _)| *n)
+            .collect()
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpMatch {
+    pub name: Option<String>,
+    pub uri: Option<StringMatch>,
+    pub scheme: Option<StringMatch>,
+    pub method: Option<StringMatch>,
+    pub authority: Option<StringMatch>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, StringMatch>,
+    pub port: Option<u32>,
+    #[serde(default)]
+    pub source_labels: Labels,
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    #[serde(default)]
+    pub query_params: BTreeMap<String, StringMatch>,
+    pub ignore_uri_case: Option<bool>,
+    #[serde(default)]
+    pub without_headers: BTreeMap<String, StringMatch>,
+    pub source_namespace: Option<String>,
+    pub stat_prefix: Option<String>,
+}
+
+/// Istio's `StringMatch`: exactly one of exact, prefix or regex (RE2, matched
+/// against the whole value, as Envoy's safe_regex does).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum StringMatch {
+    Exact(String),
+    Prefix(String),
+    Regex(String),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteDestination {
+    pub destination: Destination,
+    pub weight: Option<i64>,
+    pub headers: Option<Value>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Destination {
+    pub host: String,
+    pub subset: Option<String>,
+    pub port: Option<PortSelector>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSelector {
+    pub number: u32,
+}
