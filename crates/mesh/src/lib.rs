@@ -3,8 +3,12 @@
 //! Istio and Envoy would, and analyses manifests. It knows Istio and Kubernetes,
 //! never a Weather service.
 
+pub mod explain;
+pub mod hosts;
 pub mod load;
 pub mod matching;
 pub mod model;
+pub mod routing;
 
 pub use load::{LoadError, Manifests, load_paths};
+pub use routing::{Caller, Mesh, Request, Routed};

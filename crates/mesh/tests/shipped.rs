@@ -50,10 +50,18 @@ fn every_stage_folder_is_listed_and_complete() {
     assert_eq!(found, want);
     for s in STAGES {
         let m = stage(s);
-        let mut names: Vec<&str> = m.virtual_services.iter().map(|v| v.metadata.name.as_str()).collect();
+        let mut names: Vec<&str> = m
+            .virtual_services
+            .iter()
+            .map(|v| v.metadata.name.as_str())
+            .collect();
         names.sort();
         // The same three names everywhere: applying a stage replaces the one before.
-        assert_eq!(names, ["forecast-route", "frontend-route", "recommendation-route"], "{s}");
+        assert_eq!(
+            names,
+            ["forecast-route", "frontend-route", "recommendation-route"],
+            "{s}"
+        );
         assert!(m.warnings.is_empty(), "{s}: {:?}", m.warnings);
     }
 }
@@ -68,11 +76,28 @@ fn every_namespaced_object_states_its_namespace() {
             .iter()
             .map(|o| ("Service", &o.metadata))
             .chain(m.deployments.iter().map(|o| ("Deployment", &o.metadata)))
-            .chain(m.service_accounts.iter().map(|o| ("ServiceAccount", &o.metadata)))
-            .chain(m.virtual_services.iter().map(|o| ("VirtualService", &o.metadata)))
-            .chain(m.destination_rules.iter().map(|o| ("DestinationRule", &o.metadata)));
+            .chain(
+                m.service_accounts
+                    .iter()
+                    .map(|o| ("ServiceAccount", &o.metadata)),
+            )
+            .chain(
+                m.virtual_services
+                    .iter()
+                    .map(|o| ("VirtualService", &o.metadata)),
+            )
+            .chain(
+                m.destination_rules
+                    .iter()
+                    .map(|o| ("DestinationRule", &o.metadata)),
+            );
         for (kind, meta) in metas {
-            assert_eq!(meta.namespace.as_deref(), Some("weather"), "{kind} {}", meta.name);
+            assert_eq!(
+                meta.namespace.as_deref(),
+                Some("weather"),
+                "{kind} {}",
+                meta.name
+            );
         }
         for g in &m.gateways {
             assert_eq!(g.metadata.namespace.as_deref(), Some("istio-system"));
@@ -85,36 +110,83 @@ fn the_namespace_has_sidecar_injection() {
     let m = workloads();
     assert_eq!(m.namespaces.len(), 1);
     assert_eq!(m.namespaces[0].metadata.name, "weather");
-    assert_eq!(m.namespaces[0].metadata.labels["istio-injection"], "enabled");
+    assert_eq!(
+        m.namespaces[0].metadata.labels["istio-injection"],
+        "enabled"
+    );
 }
 
 #[test]
 fn deployments_carry_app_and_version_and_select_their_own_pods() {
     let m = workloads();
-    let mut names: Vec<&str> = m.deployments.iter().map(|d| d.metadata.name.as_str()).collect();
+    let mut names: Vec<&str> = m
+        .deployments
+        .iter()
+        .map(|d| d.metadata.name.as_str())
+        .collect();
     names.sort();
-    assert_eq!(names, ["forecast-v1", "forecast-v2", "frontend-v1", "frontend-v2", "recommendation-v1"]);
+    assert_eq!(
+        names,
+        [
+            "forecast-v1",
+            "forecast-v2",
+            "frontend-v1",
+            "frontend-v2",
+            "recommendation-v1"
+        ]
+    );
     for d in &m.deployments {
         let (app, version) = d.metadata.name.rsplit_once('-').unwrap();
         let pod = &d.spec.template.metadata.labels;
-        assert_eq!(pod.get("app").map(String::as_str), Some(app), "{}", d.metadata.name);
+        assert_eq!(
+            pod.get("app").map(String::as_str),
+            Some(app),
+            "{}",
+            d.metadata.name
+        );
         assert_eq!(pod.get("version").map(String::as_str), Some(version));
         for (k, v) in &d.spec.selector.match_labels {
-            assert_eq!(pod.get(k), Some(v), "{}: selector {k}={v} does not select its pods", d.metadata.name);
+            assert_eq!(
+                pod.get(k),
+                Some(v),
+                "{}: selector {k}={v} does not select its pods",
+                d.metadata.name
+            );
         }
-        assert_eq!(d.spec.selector.match_labels.get("version").map(String::as_str), Some(version));
+        assert_eq!(
+            d.spec
+                .selector
+                .match_labels
+                .get("version")
+                .map(String::as_str),
+            Some(version)
+        );
         let c = &d.spec.template.spec.containers[0];
         assert_eq!(c.image, format!("weather/{app}:{version}"));
-        assert_eq!(d.spec.template.spec.service_account_name.as_deref(), Some(app));
-        assert!(m.service_accounts.iter().any(|sa| sa.metadata.name == app), "no ServiceAccount {app}");
+        assert_eq!(
+            d.spec.template.spec.service_account_name.as_deref(),
+            Some(app)
+        );
+        assert!(
+            m.service_accounts.iter().any(|sa| sa.metadata.name == app),
+            "no ServiceAccount {app}"
+        );
     }
 }
 
 #[test]
 fn services_select_by_app_only_on_named_http_ports() {
     let m = workloads();
-    for (name, port) in [("frontend", 3000), ("forecast", 3002), ("recommendation", 3005)] {
-        let s = m.services.iter().find(|s| s.metadata.name == name).expect(name);
+    for (name, port) in [
+        ("frontend", 3000),
+        ("forecast", 3002),
+        ("recommendation", 3005),
+    ] {
+        let s = m
+            .services
+            .iter()
+            .find(|s| s.metadata.name == name)
+            .expect(name);
         assert_eq!(s.spec.selector.len(), 1, "{name} selects by more than app");
         assert_eq!(s.spec.selector["app"], name);
         assert_eq!(s.spec.ports.len(), 1);
@@ -124,9 +196,18 @@ fn services_select_by_app_only_on_named_http_ports() {
         assert_eq!(p.app_protocol.as_deref(), Some("http"));
         // The target port is the containers' named port, on every version.
         assert_eq!(p.target_port, Some(Value::from("http")));
-        for d in m.deployments.iter().filter(|d| d.spec.template.metadata.labels["app"] == name) {
+        for d in m
+            .deployments
+            .iter()
+            .filter(|d| d.spec.template.metadata.labels["app"] == name)
+        {
             let cp = &d.spec.template.spec.containers[0].ports[0];
-            assert_eq!((cp.name.as_deref(), cp.container_port), (Some("http"), port), "{}", d.metadata.name);
+            assert_eq!(
+                (cp.name.as_deref(), cp.container_port),
+                (Some("http"), port),
+                "{}",
+                d.metadata.name
+            );
         }
     }
 }
@@ -140,18 +221,45 @@ fn containers_are_locked_down_probed_and_sized() {
         let psc = pod.security_context.as_ref().expect("pod securityContext");
         assert_eq!(psc["runAsNonRoot"], true, "{name}");
         let uid = psc["runAsUser"].as_u64().expect("runAsUser");
-        assert!(uid != 0 && uid != 1337, "{name}: UID {uid} is root or the sidecar's");
+        assert!(
+            uid != 0 && uid != 1337,
+            "{name}: UID {uid} is root or the sidecar's"
+        );
         assert_eq!(psc["seccompProfile"]["type"], "RuntimeDefault", "{name}");
         for c in &pod.containers {
-            let sc = c.security_context.as_ref().expect("container securityContext");
+            let sc = c
+                .security_context
+                .as_ref()
+                .expect("container securityContext");
             assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
             assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
-            assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{name}");
-            let probe = |p: &Option<mesh::model::Probe>| p.as_ref().and_then(|p| p.http_get.as_ref()).and_then(|h| h.path.clone());
-            assert_eq!(probe(&c.readiness_probe).as_deref(), Some("/readyz"), "{name}");
-            assert_eq!(probe(&c.liveness_probe).as_deref(), Some("/healthz"), "{name}");
+            assert_eq!(
+                sc["capabilities"]["drop"],
+                serde_json::json!(["ALL"]),
+                "{name}"
+            );
+            let probe = |p: &Option<mesh::model::Probe>| {
+                p.as_ref()
+                    .and_then(|p| p.http_get.as_ref())
+                    .and_then(|h| h.path.clone())
+            };
+            assert_eq!(
+                probe(&c.readiness_probe).as_deref(),
+                Some("/readyz"),
+                "{name}"
+            );
+            assert_eq!(
+                probe(&c.liveness_probe).as_deref(),
+                Some("/healthz"),
+                "{name}"
+            );
             let r = c.resources.as_ref().expect("resources");
-            for (kind, key) in [("requests", "cpu"), ("requests", "memory"), ("limits", "cpu"), ("limits", "memory")] {
+            for (kind, key) in [
+                ("requests", "cpu"),
+                ("requests", "memory"),
+                ("limits", "cpu"),
+                ("limits", "memory"),
+            ] {
                 assert!(r[kind][key].is_string(), "{name}: no {kind}.{key}");
             }
             // APP_VERSION is baked into the image, never overridden by the manifest.
@@ -160,10 +268,18 @@ fn containers_are_locked_down_probed_and_sized() {
     }
     let url = |d: &str, var: &str| {
         let d = m.deployments.iter().find(|x| x.metadata.name == d).unwrap();
-        d.spec.template.spec.containers[0].env(var).map(str::to_owned)
+        d.spec.template.spec.containers[0]
+            .env(var)
+            .map(str::to_owned)
     };
-    assert_eq!(url("frontend-v1", "FORECAST_URL").as_deref(), Some("http://forecast:3002"));
-    assert_eq!(url("forecast-v2", "RECOMMENDATION_URL").as_deref(), Some("http://recommendation:3005"));
+    assert_eq!(
+        url("frontend-v1", "FORECAST_URL").as_deref(),
+        Some("http://forecast:3002")
+    );
+    assert_eq!(
+        url("forecast-v2", "RECOMMENDATION_URL").as_deref(),
+        Some("http://recommendation:3005")
+    );
 }
 
 #[test]
@@ -171,7 +287,10 @@ fn the_gateway_is_the_one_the_ingress_routes_bind_to() {
     let m = load(&["istio/base"]);
     assert_eq!(m.gateways.len(), 1);
     let g = &m.gateways[0];
-    assert_eq!((g.metadata.ns(), g.metadata.name.as_str()), ("istio-system", "weather-gateway"));
+    assert_eq!(
+        (g.metadata.ns(), g.metadata.name.as_str()),
+        ("istio-system", "weather-gateway")
+    );
     assert_eq!(g.spec.selector["istio"], "ingressgateway");
     assert_eq!(g.spec.servers[0].port.number, 80);
     assert_eq!(g.spec.servers[0].port.protocol, "HTTP");
@@ -180,7 +299,10 @@ fn the_gateway_is_the_one_the_ingress_routes_bind_to() {
         let fe = vs(&m, "frontend-route");
         assert_eq!(fe.spec.gateways, ["istio-system/weather-gateway"], "{s}");
         for other in ["forecast-route", "recommendation-route"] {
-            assert!(vs(&m, other).spec.gateways.is_empty(), "{s}: {other} must apply to the mesh");
+            assert!(
+                vs(&m, other).spec.gateways.is_empty(),
+                "{s}: {other} must apply to the mesh"
+            );
         }
     }
 }
@@ -194,13 +316,35 @@ fn every_subset_routed_to_is_defined_and_selects_pods() {
             for r in &v.spec.http {
                 for d in &r.route {
                     let host = &d.destination.host;
-                    let subset = d.destination.subset.as_deref().expect("every route names a subset");
-                    let dr = m.destination_rules.iter().find(|dr| &dr.spec.host == host).unwrap_or_else(|| panic!("{s}: no DestinationRule for {host}"));
-                    let def = dr.spec.subsets.iter().find(|x| x.name == subset).unwrap_or_else(|| panic!("{s}: {host} has no subset {subset}"));
-                    let service = w.services.iter().find(|x| &x.metadata.name == host).unwrap();
+                    let subset = d
+                        .destination
+                        .subset
+                        .as_deref()
+                        .expect("every route names a subset");
+                    let dr = m
+                        .destination_rules
+                        .iter()
+                        .find(|dr| &dr.spec.host == host)
+                        .unwrap_or_else(|| panic!("{s}: no DestinationRule for {host}"));
+                    let def = dr
+                        .spec
+                        .subsets
+                        .iter()
+                        .find(|x| x.name == subset)
+                        .unwrap_or_else(|| panic!("{s}: {host} has no subset {subset}"));
+                    let service = w
+                        .services
+                        .iter()
+                        .find(|x| &x.metadata.name == host)
+                        .unwrap();
                     let selected = w.deployments.iter().any(|d| {
                         let pod = &d.spec.template.metadata.labels;
-                        service.spec.selector.iter().chain(def.labels.iter()).all(|(k, v)| pod.get(k) == Some(v))
+                        service
+                            .spec
+                            .selector
+                            .iter()
+                            .chain(def.labels.iter())
+                            .all(|(k, v)| pod.get(k) == Some(v))
                     });
                     assert!(selected, "{s}: {host} subset {subset} selects no pods");
                 }
@@ -218,7 +362,11 @@ fn every_virtual_service_ends_in_a_catch_all_and_weights_add_up() {
     for s in STAGES {
         for v in &stage(s).virtual_services {
             let last = v.spec.http.last().expect("http routes");
-            assert!(is_catch_all(last), "{s}: {} does not end in a catch-all", v.metadata.name);
+            assert!(
+                is_catch_all(last),
+                "{s}: {} does not end in a catch-all",
+                v.metadata.name
+            );
             for r in &v.spec.http {
                 if r.route.len() > 1 {
                     let total: i64 = r.route.iter().map(|d| d.weight.unwrap_or(0)).sum();
@@ -230,13 +378,21 @@ fn every_virtual_service_ends_in_a_catch_all_and_weights_add_up() {
 }
 
 fn vs<'a>(m: &'a Manifests, name: &str) -> &'a VirtualService {
-    m.virtual_services.iter().find(|v| v.metadata.name == name).unwrap()
+    m.virtual_services
+        .iter()
+        .find(|v| v.metadata.name == name)
+        .unwrap()
 }
 
 fn targets(r: &HttpRoute) -> Vec<(String, i64)> {
     r.route
         .iter()
-        .map(|d| (d.destination.subset.clone().unwrap(), d.weight.unwrap_or(100)))
+        .map(|d| {
+            (
+                d.destination.subset.clone().unwrap(),
+                d.weight.unwrap_or(100),
+            )
+        })
         .collect()
 }
 
@@ -248,22 +404,38 @@ fn the_stages_route_as_the_book_describes() {
         let m = stage(s);
         let rec = vs(&m, "recommendation-route");
         assert_eq!(rec.spec.http.len(), 1);
-        assert_eq!(targets(&rec.spec.http[0]), v1, "{s}: recommendation is always v1");
+        assert_eq!(
+            targets(&rec.spec.http[0]),
+            v1,
+            "{s}: recommendation is always v1"
+        );
     }
     let m = stage("all-v1");
     assert_eq!(targets(&vs(&m, "frontend-route").spec.http[0]), v1);
     assert_eq!(targets(&vs(&m, "forecast-route").spec.http[0]), v1);
     let m = stage("forecast-50-50");
-    assert_eq!(targets(&vs(&m, "forecast-route").spec.http[0]), [("v1".into(), 50), ("v2".into(), 50)]);
+    assert_eq!(
+        targets(&vs(&m, "forecast-route").spec.http[0]),
+        [("v1".into(), 50), ("v2".into(), 50)]
+    );
     let m = stage("forecast-v2");
-    assert_eq!(targets(&vs(&m, "forecast-route").spec.http[0]), [("v1".into(), 0), ("v2".into(), 100)]);
+    assert_eq!(
+        targets(&vs(&m, "forecast-route").spec.http[0]),
+        [("v1".into(), 0), ("v2".into(), 100)]
+    );
     let m = stage("forecast-user-agent");
     let fc = &vs(&m, "forecast-route").spec.http;
-    assert_eq!(fc[0].matches[0].headers["user-agent"], StringMatch::Regex(r".*(Chrome/([\d.]+)).*".into()));
+    assert_eq!(
+        fc[0].matches[0].headers["user-agent"],
+        StringMatch::Regex(r".*(Chrome/([\d.]+)).*".into())
+    );
     assert_eq!(targets(&fc[0]), v2);
     let m = stage("frontend-combined");
     let fe = &vs(&m, "frontend-route").spec.http;
-    assert_eq!(fe[0].matches[0].headers["user-agent"], StringMatch::Regex(".*((Android)).*".into()));
+    assert_eq!(
+        fe[0].matches[0].headers["user-agent"],
+        StringMatch::Regex(".*((Android)).*".into())
+    );
     assert_eq!(targets(&fe[0]), [("v1".into(), 50), ("v2".into(), 50)]);
     assert_eq!(targets(&fe[1]), v1);
 }
@@ -273,7 +445,10 @@ fn multiservice_sends_testers_to_v2_and_v2_callers_to_forecast_v2() {
     let m = stage("multiservice");
     let fe = &vs(&m, "frontend-route").spec.http;
     assert_eq!(fe.len(), 2);
-    assert!(matches!(fe[0].matches[0].headers["cookie"], StringMatch::Regex(_)));
+    assert!(matches!(
+        fe[0].matches[0].headers["cookie"],
+        StringMatch::Regex(_)
+    ));
     assert_eq!(fe[0].matches.len(), 1);
     assert_eq!(targets(&fe[0]), [("v2".into(), 100)]);
     assert_eq!(targets(&fe[1]), [("v1".into(), 100)]);

@@ -1,0 +1,155 @@
+//! One routing decision, explained for a person (`weather route`) or as JSON
+//! (`--output json`, DESIGN.md contract 8).
+
+use serde::Serialize;
+
+use crate::routing::{Caller, HeaderLookup, Mesh, NoRoute, Problem, Request, Routed, Target};
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Destination {
+    pub host: String,
+    pub subset: Option<String>,
+    pub weight: u32,
+}
+
+/// What `weather route` prints.
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    /// Where the request can go; empty when it cannot go anywhere.
+    pub destinations: Vec<Destination>,
+    /// `forecast-route http[0]`, or `null` for the default route or no route.
+    pub rule: Option<String>,
+    /// Why there is no destination (or why some cannot take traffic).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The status the caller gets when a request lands on each destination in
+    /// turn is 200 unless a destination has a problem; 404 for no route.
+    #[serde(skip)]
+    pub status: u16,
+    #[serde(skip)]
+    pub lines: Vec<String>,
+}
+
+pub fn explain<H: HeaderLookup + ?Sized>(
+    mesh: &Mesh,
+    caller: Caller<'_>,
+    req: &Request<'_, H>,
+) -> Explanation {
+    let from = match caller {
+        Caller::Ingress => "the ingress gateway (istio: ingressgateway)".to_owned(),
+        Caller::Workload { namespace, labels } => {
+            let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("a workload in {namespace} with labels {}", l.join(", "))
+        }
+    };
+    let mut lines = vec![format!(
+        "{} {}{} from {from}",
+        req.method, req.authority, req.path
+    )];
+    match mesh.route(caller, req) {
+        Routed::NoRoute(why) => {
+            let reason = match why {
+                NoRoute::NoGateway => format!(
+                    "no Gateway selects the ingress (istio: ingressgateway) on port 80 for host {:?}",
+                    req.authority
+                ),
+                NoRoute::NoVirtualService => format!(
+                    "no VirtualService bound to the ingress Gateway serves host {:?}",
+                    req.authority
+                ),
+                NoRoute::UnknownHost => {
+                    format!("{:?} is not a Service the mesh knows", req.authority)
+                }
+                NoRoute::UnknownPort(p) => {
+                    format!("the Service {:?} has no port {p}", req.authority)
+                }
+                NoRoute::NoRuleMatched(vs) => {
+                    format!("VirtualService {vs} has no rule that matches this request")
+                }
+            };
+            lines.push(format!("no route: {reason}: Envoy answers 404 (NR)"));
+            Explanation {
+                destinations: Vec::new(),
+                rule: None,
+                reason: Some(reason),
+                status: 404,
+                lines,
+            }
+        }
+        Routed::Route { rule, targets } => {
+            match rule {
+                Some(r) => lines.push(format!(
+                    "rule: {r}{} of VirtualService {}/{}",
+                    r.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default(),
+                    r.namespace,
+                    r.virtual_service
+                )),
+                None => lines.push("rule: none: no VirtualService for this host, so it is balanced over all its endpoints, every version".to_owned()),
+            }
+            let mut problems = Vec::new();
+            let mut destinations = Vec::new();
+            for t in targets {
+                let pods: Vec<&str> = t
+                    .endpoints
+                    .iter()
+                    .map(|&i| mesh.workloads[i].name.as_str())
+                    .collect();
+                let what = describe(t);
+                match &t.problem {
+                    None => {
+                        lines.push(format!(
+                            "  -> {what}, weight {}: {}",
+                            t.weight,
+                            pods.join(", ")
+                        ));
+                        destinations.push(Destination {
+                            host: t.host.clone(),
+                            subset: t.subset.clone(),
+                            weight: t.weight,
+                        });
+                    }
+                    Some(p) => {
+                        let why = match p {
+                            Problem::UnknownHost => format!("host {} is not a Service", t.host),
+                            Problem::UnknownSubset => format!(
+                                "no DestinationRule defines subset {} of {}",
+                                t.subset.as_deref().unwrap_or(""),
+                                t.host
+                            ),
+                            Problem::NoEndpoints => format!("{what} selects no pods"),
+                        };
+                        lines.push(format!(
+                            "  -> {what}, weight {}: unusable, {why}: Envoy answers 503 ({})",
+                            t.weight,
+                            p.flag()
+                        ));
+                        problems.push(why);
+                    }
+                }
+            }
+            let status = if destinations.is_empty() { 503 } else { 200 };
+            Explanation {
+                destinations,
+                rule: rule.map(|r| r.to_string()),
+                reason: (!problems.is_empty()).then(|| problems.join("; ")),
+                status,
+                lines,
+            }
+        }
+    }
+}
+
+fn describe(t: &Target) -> String {
+    match &t.subset {
+        Some(s) => format!("{} subset {s}", t.host),
+        None => format!("{} (all endpoints)", t.host),
+    }
+}
+
+impl Explanation {
+    pub fn text(&self) -> String {
+        let mut s = self.lines.join("\n");
+        s.push('\n');
+        s
+    }
+}
