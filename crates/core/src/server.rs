@@ -180,6 +180,27 @@ pub fn spawn(listener: TcpListener, router: Router) -> std::io::Result<RunningSe
     Ok(RunningServer { addr, stop, task })
 }
 
+/// Like [`spawn`], with the peer's address available to handlers as
+/// `ConnectInfo<SocketAddr>` (a proxy needs it for `x-forwarded-for`).
+pub fn spawn_with_connect_info(
+    listener: TcpListener,
+    router: Router,
+) -> std::io::Result<RunningServer> {
+    let addr = listener.local_addr()?;
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await
+    });
+    Ok(RunningServer { addr, stop, task })
+}
+
 /// Binds `127.0.0.1:0` and serves `router`: a test's one-liner.
 pub async fn spawn_local(router: Router) -> std::io::Result<RunningServer> {
     spawn(TcpListener::bind("127.0.0.1:0").await?, router)

@@ -3,6 +3,7 @@
 //! Istio and Envoy would, and analyses manifests. It knows Istio and Kubernetes,
 //! never a Weather service.
 
+pub mod analyze;
 pub mod explain;
 pub mod hosts;
 pub mod load;

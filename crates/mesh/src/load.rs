@@ -22,7 +22,7 @@ pub struct Manifests {
     pub gateways: Vec<Gateway>,
     pub destination_rules: Vec<DestinationRule>,
     pub virtual_services: Vec<VirtualService>,
-    /// Where each Istio object came from, by `Kind namespace/name`.
+    /// Where each object came from, by `Kind namespace/name`.
     pub sources: Vec<(String, Source)>,
     /// Documents skipped, and why (kinds the model does not read).
     pub notes: Vec<String>,
@@ -171,20 +171,28 @@ impl Manifests {
                 "{source} ({id}): unknown apiVersion {api_version}"
             )));
         }
+        let known = matches!(
+            (group, kind.as_str()),
+            ("", "Namespace" | "ServiceAccount" | "Service")
+                | ("apps", "Deployment")
+                | (
+                    "networking.istio.io",
+                    "Gateway" | "DestinationRule" | "VirtualService"
+                )
+        );
+        if known {
+            self.sources.push((id.clone(), source.clone()));
+        }
         match (group, kind.as_str()) {
             ("", "Namespace") => self.namespaces.push(parse(&source, &id, doc)?),
             ("", "ServiceAccount") => self.service_accounts.push(parse(&source, &id, doc)?),
             ("", "Service") => self.services.push(parse(&source, &id, doc)?),
             ("apps", "Deployment") => self.deployments.push(parse(&source, &id, doc)?),
             ("networking.istio.io", "Gateway") => {
-                let g: Gateway = parse(&source, &id, doc)?;
-                self.sources.push((id, source));
-                self.gateways.push(g);
+                self.gateways.push(parse(&source, &id, doc)?);
             }
             ("networking.istio.io", "DestinationRule") => {
-                let d: DestinationRule = parse(&source, &id, doc)?;
-                self.sources.push((id, source));
-                self.destination_rules.push(d);
+                self.destination_rules.push(parse(&source, &id, doc)?);
             }
             ("networking.istio.io", "VirtualService") => {
                 let vs: VirtualService = parse(&source, &id, doc)?;
@@ -200,7 +208,6 @@ impl Manifests {
                         "{source} ({id}): tcp and tls routes are not modelled; only http routes are"
                     ));
                 }
-                self.sources.push((id, source));
                 self.virtual_services.push(vs);
             }
             _ => self.notes.push(format!(
@@ -210,7 +217,7 @@ impl Manifests {
         Ok(())
     }
 
-    /// Where an Istio object was read, for messages.
+    /// Where an object was read, for messages.
     pub fn source_of(&self, kind: &str, meta: &Meta) -> Option<&Source> {
         let id = format!("{kind} {}/{}", meta.ns(), meta.name);
         self.sources.iter().find(|(i, _)| *i == id).map(|(_, s)| s)

@@ -1,0 +1,311 @@
+//! The subcommands' bodies, each returning its exit code.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use mesh::{
+    Manifests, Mesh,
+    analyze::{Level, analyze},
+    explain::explain,
+    load_paths,
+    routing::{Caller, Request},
+};
+
+use crate::{dataplane, stages, verify};
+
+fn load(paths: &[PathBuf]) -> Result<Manifests, ExitCode> {
+    if paths.is_empty() {
+        eprintln!("error: no manifests: pass -f PATH (files or folders, like kubectl apply -f)");
+        return Err(ExitCode::from(2));
+    }
+    load_paths(paths).map_err(|errors| {
+        for e in errors {
+            eprintln!("error: {e}");
+        }
+        ExitCode::FAILURE
+    })
+}
+
+pub struct RouteArgs {
+    pub paths: Vec<PathBuf>,
+    pub from: String,
+    pub host: String,
+    pub path: String,
+    pub method: String,
+    pub headers: Vec<String>,
+    pub json: bool,
+}
+
+pub fn route(a: RouteArgs) -> ExitCode {
+    let m = match load(&a.paths) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let mut headers = Vec::new();
+    for h in &a.headers {
+        match h.split_once(':') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            }
+            _ => {
+                eprintln!("error: -H {h:?}: expected 'name: value'");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mesh = Mesh::compile(&m);
+    let caller = if a.from == "ingress" {
+        Caller::Ingress
+    } else {
+        match mesh.workloads.iter().find(|w| w.name == a.from) {
+            Some(w) => Caller::Workload {
+                namespace: &w.namespace,
+                labels: &w.labels,
+            },
+            None => {
+                let names: Vec<&str> = mesh.workloads.iter().map(|w| w.name.as_str()).collect();
+                eprintln!(
+                    "error: --from {:?}: no such Deployment; use `ingress` or one of: {}",
+                    a.from,
+                    names.join(", ")
+                );
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let req = Request {
+        authority: &a.host,
+        path: &a.path,
+        method: &a.method,
+        scheme: "http",
+        headers: headers.as_slice(),
+    };
+    let e = explain(&mesh, caller, &req);
+    if a.json {
+        println!("{}", serde_json::to_string(&e).unwrap_or_default());
+    } else {
+        print!("{}", e.text());
+    }
+    ExitCode::SUCCESS
+}
+
+pub fn check(paths: &[PathBuf]) -> ExitCode {
+    let m = match load(paths) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let messages = analyze(&m);
+    for msg in &messages {
+        println!("{msg}");
+    }
+    for n in &m.notes {
+        println!("Info: {n}");
+    }
+    let errors = messages.iter().filter(|m| m.level == Level::Error).count();
+    let warnings = messages.len() - errors;
+    let what: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    if errors == 0 {
+        println!(
+            "✔ No errors found when analyzing {} ({warnings} warnings)",
+            what.join(", ")
+        );
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "✘ {errors} errors, {warnings} warnings in {}",
+            what.join(", ")
+        );
+        ExitCode::FAILURE
+    }
+}
+
+pub struct VerifyArgs {
+    pub url: String,
+    pub requests: usize,
+    pub concurrency: usize,
+    pub stage: Option<String>,
+    pub paths: Vec<PathBuf>,
+    pub root: PathBuf,
+}
+
+pub async fn verify(a: VerifyArgs) -> ExitCode {
+    let (judge, judged_by) = match &a.stage {
+        None => (
+            verify::Judge::Promise,
+            "the multiservice promise (testers on v2, everyone else on v1)".to_owned(),
+        ),
+        Some(stage) => {
+            let paths = if a.paths.is_empty() {
+                match stages::paths(&a.root, stage) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                a.paths.clone()
+            };
+            let manifests = match load(&paths) {
+                Ok(m) => m,
+                Err(code) => return code,
+            };
+            let mesh = Mesh::compile(&manifests);
+            (
+                verify::Judge::Stage {
+                    name: stage.clone(),
+                    manifests: Box::new(manifests),
+                    mesh: Box::new(mesh),
+                },
+                format!("the model's prediction for stage {stage}"),
+            )
+        }
+    };
+    if a.requests == 0 {
+        eprintln!("error: --requests must be at least 1");
+        return ExitCode::from(2);
+    }
+    println!(
+        "weather verify: {} anonymous and {} tester requests to {}",
+        a.requests, a.requests, a.url
+    );
+    match verify::run(verify::Options {
+        url: a.url,
+        requests: a.requests,
+        concurrency: a.concurrency,
+        judge,
+    })
+    .await
+    {
+        Ok(report) => {
+            print!("{}", report.render(&judged_by));
+            if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub struct UpArgs {
+    pub stage: String,
+    pub paths: Vec<PathBuf>,
+    pub root: PathBuf,
+    pub listen: std::net::SocketAddr,
+    pub admin: std::net::SocketAddr,
+    pub watch: bool,
+    pub access_log: bool,
+}
+
+pub async fn up(a: UpArgs) -> ExitCode {
+    let (paths, stage) = if a.paths.is_empty() {
+        match stages::paths(&a.root, &a.stage) {
+            Ok(p) => (p, Some(a.stage.clone())),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        (a.paths.clone(), None)
+    };
+    let opts = dataplane::Options {
+        paths,
+        stage: stage.clone(),
+        listen: a.listen,
+        admin: Some(a.admin),
+        access_log: a.access_log,
+    };
+    let mut running = match dataplane::start(opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if a.watch {
+        running.watch(Duration::from_secs(1));
+    }
+    let url = format!("http://{}/", running.ingress);
+    println!();
+    match &stage {
+        Some(s) => println!(
+            "  Weather is up, stage {s}: {}",
+            stages::summary(&a.root, s)
+        ),
+        None => println!("  Weather is up, routed by the manifests given with -f"),
+    }
+    println!();
+    println!("  Open      {url}");
+    println!(
+        "            log in as \"tester\" for the v2 chain (blue buttons, advice); log out for v1"
+    );
+    println!("  Verify    weather verify --url {url}");
+    if let Some(admin) = running.admin {
+        println!(
+            "  Stage     weather stage NAME --admin http://{admin}   (or edit the manifests: they are watched)"
+        );
+    }
+    println!();
+    if stage.is_some() {
+        println!("  Stages:");
+        for s in stages::names(&a.root) {
+            println!("    {s:<20} {}", stages::summary(&a.root, &s));
+        }
+        println!();
+    }
+    println!("  Workloads (each with its own sidecar listener):");
+    for (name, addr) in &running.workloads {
+        println!("    {name:<20} {addr}");
+    }
+    println!();
+    println!("  Press Ctrl-C to stop.");
+    println!();
+    let _ = tokio::signal::ctrl_c().await;
+    println!("stopping");
+    running.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+pub async fn stage(name: &str, admin: &str) -> ExitCode {
+    let url = format!("{}/stage/{name}", admin.trim_end_matches('/'));
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let res = match http {
+        Ok(h) => h.post(&url).send().await,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match res {
+        Ok(r) => {
+            let ok = r.status().is_success();
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            if ok {
+                println!("{}", body["applied"].as_str().unwrap_or("applied"));
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "error: {}",
+                    body["error"]
+                        .as_str()
+                        .unwrap_or("the stage was not applied")
+                );
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!(
+                "error: cannot reach weather up's admin listener at {admin}: {e} (is weather up running?)"
+            );
+            ExitCode::FAILURE
+        }
+    }
+}

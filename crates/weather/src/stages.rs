@@ -1,0 +1,60 @@
+//! Release stages on disk: `istio/stages/NAME/` next to `k8s/` and `istio/base/`.
+
+use std::path::{Path, PathBuf};
+
+/// The manifests of a stage, under the repository root `root`.
+pub fn paths(root: &Path, stage: &str) -> Result<Vec<PathBuf>, String> {
+    let dir = root.join("istio/stages").join(stage);
+    if !dir.is_dir() {
+        let known = names(root);
+        return Err(if known.is_empty() {
+            format!(
+                "no istio/stages/ under {}: run weather from the repository root (or pass --root)",
+                root.display()
+            )
+        } else {
+            format!("no stage {stage:?}; the stages are: {}", known.join(", "))
+        });
+    }
+    Ok(vec![root.join("k8s"), root.join("istio/base"), dir])
+}
+
+/// The stage folders, sorted.
+pub fn names(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root.join("istio/stages"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The first comment line of a stage's kustomization: what it demonstrates.
+pub fn summary(root: &Path, stage: &str) -> String {
+    std::fs::read_to_string(
+        root.join("istio/stages")
+            .join(stage)
+            .join("kustomization.yaml"),
+    )
+    .ok()
+    .and_then(|t| {
+        t.lines()
+            .next()
+            .and_then(|l| l.split_once(": "))
+            .map(|(_, s)| s.to_owned())
+    })
+    .unwrap_or_default()
+}
+
+/// The root a stage's paths were made from: the folder above `istio/stages/NAME`.
+pub fn root_of(paths: &[PathBuf], stage: &str) -> Option<PathBuf> {
+    paths.iter().find_map(|p| {
+        let parent = p.parent()?;
+        (p.file_name()?.to_str()? == stage && parent.ends_with("istio/stages"))
+            .then(|| parent.parent()?.parent().map(Path::to_path_buf))?
+    })
+}

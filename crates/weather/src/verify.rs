@@ -1,0 +1,387 @@
+//! `weather verify`: sends anonymous and tester traffic to an ingress (local or a
+//! real cluster's), reads `x-weather-chain` from every answer, prints the version
+//! matrix, and judges it: against the model's prediction for a stage when given
+//! one, otherwise against the multiservice promise (testers all on the v2 chain,
+//! everyone else all on v1, no crossing).
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use mesh::{Manifests, Mesh};
+use tokio::sync::Semaphore;
+
+use crate::predict::{Prediction, predict};
+
+/// Cookie headers as browsers send them for a host: every cookie they hold,
+/// joined by "; ", in an order the user does not choose.
+pub const TESTER_COOKIES: [&str; 8] = [
+    "user=tester",
+    "user=tester; lang=en",
+    "lang=zh; user=tester",
+    "_ga=GA1.1.1234567890.1700000000; user=tester",
+    "grafana_session=4f1e6c0d9a; grafana_session_expiry=1732550000; user=tester",
+    "kiali-token-nonce=abc123; user=tester; kiali-token-aes=eyJhbGciOi",
+    "user=tester; _ga=GA1.1.1; _gid=GA1.1.2; lang=en",
+    "csrftoken=x; sessionid=y; user=tester; theme=dark",
+];
+
+pub const ANONYMOUS_COOKIES: [&str; 8] = [
+    "",
+    "lang=en",
+    "user=alice",
+    "_ga=GA1.1.1234567890.1700000000",
+    "grafana_session=4f1e6c0d9a; user=guest",
+    "xuser=tester; lang=zh",
+    "user=tester2",
+    "kiali-token-nonce=abc123; myuser=tester",
+];
+
+pub const USER_AGENTS: [&str; 4] = [
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
+];
+
+const CITIES: [&str; 5] = ["beijing", "shanghai", "shenzhen", "london", "new-york"];
+
+/// What the matrix is judged against.
+pub enum Judge {
+    /// The multiservice promise.
+    Promise,
+    /// The model's prediction for the stage of these manifests.
+    Stage {
+        name: String,
+        manifests: Box<Manifests>,
+        mesh: Box<Mesh>,
+    },
+}
+
+pub struct Options {
+    pub url: String,
+    /// Requests per class (anonymous, tester).
+    pub requests: usize,
+    pub concurrency: usize,
+    pub judge: Judge,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Class {
+    Anonymous,
+    Tester,
+}
+
+impl Class {
+    fn name(self) -> &'static str {
+        match self {
+            Class::Anonymous => "anonymous",
+            Class::Tester => "tester",
+        }
+    }
+}
+
+/// The `i`-th request of a class: its cookie and user-agent headers.
+pub fn request_headers(class: Class, i: usize) -> Vec<(String, String)> {
+    let cookies: &[&str] = match class {
+        Class::Anonymous => &ANONYMOUS_COOKIES,
+        Class::Tester => &TESTER_COOKIES,
+    };
+    let mut h = vec![(
+        "user-agent".to_owned(),
+        USER_AGENTS[(i / cookies.len()) % USER_AGENTS.len()].to_owned(),
+    )];
+    let c = cookies[i % cookies.len()];
+    if !c.is_empty() {
+        h.push(("cookie".to_owned(), c.to_owned()));
+    }
+    h
+}
+
+#[derive(Debug, Default)]
+pub struct Row {
+    pub observed: BTreeMap<String, usize>,
+    pub expected: Prediction,
+    pub sent: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub rows: BTreeMap<Class, Row>,
+    pub crossings: usize,
+    pub problems: Vec<String>,
+}
+
+impl Report {
+    /// Every problem found is in `problems`; crossings are one when the
+    /// multiservice promise is the judge, and intended in some stages.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// The versions of frontend and forecast in a chain, when both are there.
+fn versions(chain: &str) -> (Option<&str>, Option<&str>) {
+    let find = |app: &str| {
+        chain
+            .split(',')
+            .find_map(|l| l.strip_prefix(app)?.strip_prefix(':'))
+    };
+    (find("frontend"), find("forecast"))
+}
+
+/// frontend of one version calling forecast of another.
+pub fn is_crossing(chain: &str) -> bool {
+    matches!(versions(chain), (Some(a), Some(b)) if a != b)
+}
+
+pub async fn run(opts: Options) -> Result<Report, String> {
+    let base = opts.url.trim_end_matches('/').to_owned();
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        return Err(format!(
+            "--url {base:?} must start with http:// or https://"
+        ));
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    // Fail early and clearly when nothing answers there.
+    http.get(format!("{base}/healthz"))
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {base}: {}", root_cause(&e)))?;
+
+    let gate = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let mut tasks = Vec::new();
+    for class in [Class::Anonymous, Class::Tester] {
+        for i in 0..opts.requests {
+            let headers = request_headers(class, i);
+            let url = format!("{base}/?city={}", CITIES[i % CITIES.len()]);
+            let http = http.clone();
+            let gate = gate.clone();
+            tasks.push(tokio::spawn(async move {
+                let _permit = gate.acquire_owned().await;
+                let mut req = http.get(url);
+                for (k, v) in &headers {
+                    req = req.header(k, v);
+                }
+                let outcome = match req.send().await {
+                    Ok(res) => {
+                        let status = res.status();
+                        let chain = res
+                            .headers()
+                            .get("x-weather-chain")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        let _ = res.bytes().await;
+                        Ok((status.as_u16(), chain))
+                    }
+                    Err(e) => Err(root_cause(&e)),
+                };
+                (class, headers, outcome)
+            }));
+        }
+    }
+    let mut report = Report::default();
+    for t in tasks {
+        let (class, headers, outcome) = t.await.map_err(|e| e.to_string())?;
+        let row = report.rows.entry(class).or_default();
+        row.sent += 1;
+        if let Judge::Stage {
+            manifests, mesh, ..
+        } = &opts.judge
+        {
+            for (chain, p) in predict(manifests, mesh, &headers) {
+                *row.expected.entry(chain).or_default() += p;
+            }
+        }
+        let key = match outcome {
+            Ok((200, Some(chain))) => chain,
+            Ok((status, Some(chain))) => format!("{chain} (HTTP {status})"),
+            Ok((status, None)) => format!("(no chain, HTTP {status})"),
+            Err(e) => format!("(failed: {e})"),
+        };
+        if is_crossing(&key) {
+            report.crossings += 1;
+        }
+        *row.observed.entry(key).or_default() += 1;
+    }
+    judge(&opts.judge, &mut report);
+    Ok(report)
+}
+
+/// How far an observed share may stray from the expected one: 3 points, or four
+/// standard deviations of a binomial sample when that is wider.
+pub fn tolerance(p: f64, n: usize) -> f64 {
+    (4.0 * (p * (1.0 - p) / n.max(1) as f64).sqrt()).max(0.03)
+}
+
+fn judge(j: &Judge, report: &mut Report) {
+    let mut problems = Vec::new();
+    for (class, row) in &mut report.rows {
+        let n = row.sent;
+        match j {
+            Judge::Promise => {
+                let want = match class {
+                    Class::Anonymous => "v1",
+                    Class::Tester => "v2",
+                };
+                for (chain, count) in &row.observed {
+                    let ok = versions(chain) == (Some(want), Some(want))
+                        && !chain.contains("HTTP")
+                        && !chain.starts_with('(');
+                    if !ok {
+                        let what = if is_crossing(chain) {
+                            "a crossing"
+                        } else {
+                            "the wrong chain"
+                        };
+                        problems.push(format!(
+                            "{count} {} request(s) reached {chain}: {what}, not the {want} chain",
+                            class.name()
+                        ));
+                    }
+                }
+                row.expected = match class {
+                    Class::Anonymous => {
+                        Prediction::from([("frontend:v1,forecast:v1".to_owned(), n as f64)])
+                    }
+                    Class::Tester => Prediction::from([(
+                        "frontend:v2,forecast:v2,recommendation:v1".to_owned(),
+                        n as f64,
+                    )]),
+                };
+            }
+            Judge::Stage { name, .. } => {
+                for (chain, count) in &row.observed {
+                    if !row.expected.contains_key(chain) {
+                        problems.push(format!("{count} {} request(s) reached {chain}, which stage {name} never routes to", class.name()));
+                    }
+                }
+                for (chain, expected) in &row.expected {
+                    let p = expected / n.max(1) as f64;
+                    let got = *row.observed.get(chain).unwrap_or(&0) as f64 / n.max(1) as f64;
+                    let tol = tolerance(p, n);
+                    if (got - p).abs() > tol {
+                        problems.push(format!(
+                            "{}: {chain} took {:.1}% of requests, the stage predicts {:.1}% (tolerance ±{:.1} points)",
+                            class.name(),
+                            got * 100.0,
+                            p * 100.0,
+                            tol * 100.0
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    report.problems = problems;
+}
+
+impl Report {
+    /// The version matrix, for a terminal.
+    pub fn render(&self, judged_by: &str) -> String {
+        let mut s = String::new();
+        let total: usize = self.rows.values().map(|r| r.sent).sum();
+        s.push_str(&format!("{total} requests, judged by {judged_by}\n\n"));
+        let width = self
+            .rows
+            .values()
+            .flat_map(|r| r.observed.keys().chain(r.expected.keys()))
+            .map(|c| c.len())
+            .max()
+            .unwrap_or(10)
+            .max(5);
+        s.push_str(&format!(
+            "{:<10} {:<width$} {:>6} {:>8} {:>9}\n",
+            "traffic", "chain", "count", "share", "expected"
+        ));
+        for (class, row) in &self.rows {
+            let mut chains: Vec<&String> = row.observed.keys().chain(row.expected.keys()).collect();
+            chains.sort();
+            chains.dedup();
+            for chain in chains {
+                let count = row.observed.get(chain).copied().unwrap_or(0);
+                let share = 100.0 * count as f64 / row.sent.max(1) as f64;
+                let expected = row
+                    .expected
+                    .get(chain)
+                    .map(|e| format!("{:.1}%", 100.0 * e / row.sent.max(1) as f64))
+                    .unwrap_or_else(|| "0.0%".into());
+                let mark = if is_crossing(chain) {
+                    "  <- crossing"
+                } else {
+                    ""
+                };
+                s.push_str(&format!(
+                    "{:<10} {chain:<width$} {count:>6} {share:>7.1}% {expected:>9}{mark}\n",
+                    class.name()
+                ));
+            }
+        }
+        let intended = if self.crossings > 0
+            && self.problems.iter().all(|p| !p.contains("crossing"))
+            && judged_by.contains("stage")
+        {
+            " (the stage routes them there)"
+        } else {
+            ""
+        };
+        s.push_str(&format!("\ncrossings: {}{intended}\n", self.crossings));
+        if self.ok() {
+            s.push_str("OK: every request went where it should\n");
+        } else {
+            for p in &self.problems {
+                s.push_str(&format!("FAIL: {p}\n"));
+            }
+        }
+        s
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        msg = s.to_string();
+        cur = s.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crossings_are_frontend_and_forecast_of_different_versions() {
+        assert!(is_crossing("frontend:v1,forecast:v2,recommendation:v1"));
+        assert!(is_crossing("frontend:v2,forecast:v1"));
+        assert!(!is_crossing("frontend:v2,forecast:v2,recommendation:v1"));
+        assert!(!is_crossing("frontend:v1"));
+    }
+
+    #[test]
+    fn traffic_mixes_cookies_and_browsers() {
+        let all: Vec<Vec<(String, String)>> =
+            (0..32).map(|i| request_headers(Class::Tester, i)).collect();
+        assert!(all.iter().all(|h| {
+            h.iter()
+                .any(|(k, v)| k == "cookie" && v.contains("user=tester"))
+        }));
+        let uas: std::collections::HashSet<&str> = all.iter().map(|h| h[0].1.as_str()).collect();
+        assert_eq!(uas.len(), USER_AGENTS.len());
+        assert!(
+            (0..8).any(|i| request_headers(Class::Anonymous, i).len() == 1),
+            "one anonymous request has no cookie at all"
+        );
+    }
+
+    #[test]
+    fn tolerance_is_three_points_or_four_sigma() {
+        assert_eq!(tolerance(0.5, 10_000), 0.03);
+        assert!((tolerance(0.5, 100) - 0.2).abs() < 1e-9);
+        assert_eq!(tolerance(1.0, 10), 0.03);
+    }
+}

@@ -1,0 +1,158 @@
+//! What `weather` knows of the Weather services, and the mesh does not: which
+//! router an image stands for, how a Deployment's environment configures it, and
+//! whom each service calls. This is the one place that joins the two worlds.
+
+use axum::Router;
+use clap::{Args, Command, FromArgMatches};
+use weather_core::{AppVersion, Health};
+
+/// A service a Deployment's image names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum App {
+    Frontend,
+    Forecast,
+    Recommendation,
+}
+
+impl App {
+    pub fn name(self) -> &'static str {
+        match self {
+            App::Frontend => frontend::APP,
+            App::Forecast => forecast::APP,
+            App::Recommendation => recommendation::APP,
+        }
+    }
+
+    /// The downstream this release of the app calls: the setting that names it,
+    /// and its default. forecast v1 calls no one; v2 asks recommendation.
+    pub fn downstream(self, version: AppVersion) -> Option<(&'static str, &'static str)> {
+        match (self, version) {
+            (App::Frontend, _) => Some(("FORECAST_URL", "http://forecast:3002")),
+            (App::Forecast, AppVersion::V2) => {
+                Some(("RECOMMENDATION_URL", "http://recommendation:3005"))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Reads `weather/<app>:<version>` (any registry prefix): the app, and the
+/// version the image bakes in.
+pub fn parse_image(image: &str) -> Result<(App, AppVersion), String> {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let (name, tag) = last
+        .split_once(':')
+        .ok_or_else(|| format!("image {image:?} has no tag: expected weather/<app>:<v1|v2>"))?;
+    let app = match name {
+        "frontend" => App::Frontend,
+        "forecast" => App::Forecast,
+        "recommendation" => App::Recommendation,
+        other => {
+            return Err(format!(
+                "image {image:?}: {other:?} is not a Weather service (frontend, forecast, recommendation)"
+            ));
+        }
+    };
+    let version = tag
+        .parse::<AppVersion>()
+        .map_err(|e| format!("image {image:?}: {e}"))?;
+    Ok((app, version))
+}
+
+/// Builds a service's router from a container environment, as its binary would
+/// read it: each variable becomes the flag that reads it. Variables the service
+/// does not know (SHUTDOWN_DELAY_MS, ...) are left out.
+pub fn router(
+    app: App,
+    version: AppVersion,
+    env: &[(String, String)],
+    health: Health,
+) -> Result<Router, String> {
+    let mut env: Vec<(String, String)> = env.to_vec();
+    if !env.iter().any(|(k, _)| k == "APP_VERSION") {
+        env.push(("APP_VERSION".into(), version.to_string()));
+    }
+    match app {
+        App::Frontend => Ok(frontend::app(
+            &parse::<frontend::Config>(app, &env)?,
+            health,
+        )),
+        App::Forecast => Ok(forecast::app(
+            &parse::<forecast::Config>(app, &env)?,
+            health,
+        )),
+        App::Recommendation => Ok(recommendation::app(
+            &parse::<recommendation::Config>(app, &env)?,
+            health,
+        )),
+    }
+}
+
+fn parse<C: Args + FromArgMatches>(app: App, env: &[(String, String)]) -> Result<C, String> {
+    let cmd = C::augment_args(Command::new(app.name()).no_binary_name(true));
+    let mut args = Vec::new();
+    for (k, v) in env {
+        if let Some(arg) = cmd
+            .get_arguments()
+            .find(|a| a.get_env().is_some_and(|e| e == k.as_str()))
+            && let Some(long) = arg.get_long()
+        {
+            args.push(format!("--{long}={v}"));
+        }
+    }
+    let matches = cmd.try_get_matches_from(&args).map_err(|e| {
+        format!(
+            "{}: {}",
+            app.name(),
+            e.to_string().lines().next().unwrap_or("")
+        )
+    })?;
+    C::from_arg_matches(&matches).map_err(|e| format!("{}: {e}", app.name()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_name_the_app_and_the_version() {
+        assert_eq!(
+            parse_image("weather/forecast:v2"),
+            Ok((App::Forecast, AppVersion::V2))
+        );
+        assert_eq!(
+            parse_image("ghcr.io/me/weather/frontend:v1"),
+            Ok((App::Frontend, AppVersion::V1))
+        );
+        assert!(
+            parse_image("weather/forecast")
+                .unwrap_err()
+                .contains("no tag")
+        );
+        assert!(
+            parse_image("weather/forecast:v3")
+                .unwrap_err()
+                .contains("v1 or v2")
+        );
+        assert!(
+            parse_image("nginx:1.27")
+                .unwrap_err()
+                .contains("not a Weather service")
+        );
+    }
+
+    #[test]
+    fn the_environment_configures_the_router_like_the_binary() {
+        let env = vec![
+            ("FORECAST_URL".to_owned(), "http://127.0.0.1:1".to_owned()),
+            ("SHUTDOWN_DELAY_MS".to_owned(), "5000".to_owned()),
+        ];
+        assert!(router(App::Frontend, AppVersion::V2, &env, Health::default()).is_ok());
+        let bad = vec![("FORECAST_TIMEOUT_MS".to_owned(), "soon".to_owned())];
+        let e = router(App::Frontend, AppVersion::V1, &bad, Health::default()).unwrap_err();
+        assert!(
+            e.starts_with("frontend: error: invalid value 'soon'"),
+            "{e}"
+        );
+    }
+}
