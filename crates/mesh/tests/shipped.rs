@@ -63,6 +63,8 @@ fn every_stage_folder_is_listed_and_complete() {
             "{s}"
         );
         assert!(m.warnings.is_empty(), "{s}: {:?}", m.warnings);
+        // Nothing but objects in the folders: `kubectl apply -f` reads them too.
+        assert!(m.notes.is_empty(), "{s}: {:?}", m.notes);
     }
 }
 

@@ -35,19 +35,15 @@ pub fn names(root: &Path) -> Vec<String> {
 
 /// The first comment line of a stage's kustomization: what it demonstrates.
 pub fn summary(root: &Path, stage: &str) -> String {
-    std::fs::read_to_string(
-        root.join("istio/stages")
-            .join(stage)
-            .join("kustomization.yaml"),
-    )
-    .ok()
-    .and_then(|t| {
-        t.lines()
-            .next()
-            .and_then(|l| l.split_once(": "))
-            .map(|(_, s)| s.to_owned())
-    })
-    .unwrap_or_default()
+    std::fs::read_to_string(root.join("istio/stages").join(stage).join("Kustomization"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .next()
+                .and_then(|l| l.split_once(": "))
+                .map(|(_, s)| s.to_owned())
+        })
+        .unwrap_or_default()
 }
 
 /// The root a stage's paths were made from: the folder above `istio/stages/NAME`.

@@ -1,0 +1,202 @@
+//! `weather check` is clean on every shipped stage, and fails with a precise
+//! message on broken copies of the shipped manifests: one row per analysis.
+
+use mesh::{
+    Manifests,
+    analyze::{Level, Message, analyze},
+};
+
+use crate::{shipped, shipped_text};
+
+const STAGES: [&str; 6] = [
+    "all-v1",
+    "forecast-50-50",
+    "forecast-v2",
+    "forecast-user-agent",
+    "frontend-combined",
+    "multiservice",
+];
+
+#[test]
+fn every_shipped_stage_is_clean() {
+    for s in STAGES {
+        let (m, mesh) = shipped(s);
+        let messages = analyze(&m);
+        assert!(
+            messages.is_empty(),
+            "{s}:\n{}",
+            messages
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        assert!(mesh.errors.is_empty(), "{s}: {:?}", mesh.errors);
+    }
+}
+
+fn broken(replace: &str, with: &str) -> Vec<Message> {
+    let text = shipped_text("multiservice");
+    assert!(
+        text.contains(replace),
+        "the shipped manifests no longer contain {replace:?}"
+    );
+    let mut m = Manifests::default();
+    m.add_yaml("broken.yaml", &text.replacen(replace, with, 1))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    analyze(&m)
+}
+
+fn has(messages: &[Message], code: &str, resource: &str, field: &str, text: &str) -> bool {
+    messages.iter().any(|m| {
+        m.level == Level::Error
+            && m.code == code
+            && m.resource == resource
+            && m.field == field
+            && m.text.contains(text)
+    })
+}
+
+struct Row {
+    analysis: &'static str,
+    replace: &'static str,
+    with: &'static str,
+    code: &'static str,
+    resource: &'static str,
+    field: &'static str,
+    text: &'static str,
+}
+
+const VS_V2: &str =
+    "      route:\n        - destination:\n            host: forecast\n            subset: v2";
+
+const ROWS: &[Row] = &[
+    Row {
+        analysis: "undefined subset",
+        replace: VS_V2,
+        with: "      route:\n        - destination:\n            host: forecast\n            subset: v3",
+        code: "IST0101",
+        resource: "VirtualService forecast-route.weather",
+        field: "spec.http[0].route[0].destination.subset",
+        text: "Referenced host+subset in destinationrule not found: \"forecast+v3\"",
+    },
+    Row {
+        analysis: "subset selecting no pods",
+        replace: "    - name: v2\n      labels:\n        version: v2\n---",
+        with: "    - name: v2\n      labels:\n        version: v2\n    - name: canary\n      labels:\n        version: v3\n---",
+        code: "IST0127",
+        resource: "DestinationRule frontend.weather",
+        field: "spec.subsets[2]",
+        text: "subset canary (version=v3) selects no pods of Service frontend",
+    },
+    Row {
+        analysis: "destination host with no Service",
+        replace: VS_V2,
+        with: "      route:\n        - destination:\n            host: forcast\n            subset: v2",
+        code: "IST0101",
+        resource: "VirtualService forecast-route.weather",
+        field: "spec.http[0].route[0].destination.host",
+        text: "Referenced host not found: \"forcast\"",
+    },
+    Row {
+        analysis: "VirtualService without a catch-all",
+        replace: "    - name: others-to-v1\n      route:\n        - destination:\n            host: forecast\n            subset: v1\n",
+        with: "",
+        code: "WEA0001",
+        resource: "VirtualService forecast-route.weather",
+        field: "spec.http[0].match",
+        text: "there is no catch-all",
+    },
+    Row {
+        analysis: "regex RE2 cannot compile",
+        replace: r"regex: '^(.*;\s*)?user=tester(\s*;.*)?$'",
+        with: r"regex: '^(.*;\s*?user=tester(\s*;.*)?$'",
+        code: "IST0106",
+        resource: "VirtualService frontend-route.weather",
+        field: "spec.http[0].match[0].headers.cookie.regex",
+        text: "does not compile",
+    },
+    Row {
+        analysis: "gateway reference not found",
+        replace: "    - istio-system/weather-gateway",
+        with: "    - istio-system/weather-gatewy",
+        code: "IST0101",
+        resource: "VirtualService frontend-route.weather",
+        field: "spec.gateways[0]",
+        text: "Referenced gateway not found: \"istio-system/weather-gatewy\"",
+    },
+    Row {
+        analysis: "two VirtualServices for one host in the mesh",
+        replace: "# recommendation: only v1 exists",
+        with: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: forecast-extra\n  namespace: weather\nspec:\n  hosts: [forecast]\n  http:\n  - route: [{destination: {host: forecast, subset: v1}}]\n---\n# recommendation: only v1 exists",
+        code: "IST0109",
+        resource: "VirtualService forecast-route.weather",
+        field: "spec.hosts",
+        text: "The VirtualServices forecast-route.weather,forecast-extra.weather associated with mesh define the same host",
+    },
+    Row {
+        analysis: "Deployment selector versus pod labels",
+        replace: "  selector:\n    matchLabels:\n      app: forecast\n      version: v1",
+        with: "  selector:\n    matchLabels:\n      app: forecast\n      version: v9",
+        code: "WEA0002",
+        resource: "Deployment forecast-v1.weather",
+        field: "spec.selector.matchLabels",
+        text: "does not select the Deployment's own pod labels",
+    },
+    Row {
+        analysis: "missing app or version labels",
+        replace: "        app: recommendation\n        version: v1\n",
+        with: "        app: recommendation\n",
+        code: "WEA0003",
+        resource: "Deployment recommendation-v1.weather",
+        field: "spec.template.metadata.labels",
+        text: "pods have no `version` label",
+    },
+    Row {
+        analysis: "unnamed ports",
+        replace: "    - name: http\n      port: 3002\n      targetPort: http\n      appProtocol: http",
+        with: "    - port: 3002\n      targetPort: http",
+        code: "IST0118",
+        resource: "Service forecast.weather",
+        field: "spec.ports[0]",
+        text: "port 3002 is unnamed",
+    },
+];
+
+#[test]
+fn each_analysis_names_the_object_and_field_on_a_broken_copy() {
+    let mut failures = Vec::new();
+    for row in ROWS {
+        let messages = broken(row.replace, row.with);
+        if !has(&messages, row.code, row.resource, row.field, row.text) {
+            failures.push(format!(
+                "{}: want {} ({}) {}: …{}…, got:\n  {}",
+                row.analysis,
+                row.code,
+                row.resource,
+                row.field,
+                row.text,
+                messages
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn weights_that_do_not_add_up_are_an_error() {
+    let text = shipped_text("forecast-50-50").replacen("weight: 50", "weight: 40", 1);
+    let mut m = Manifests::default();
+    m.add_yaml("broken.yaml", &text).unwrap();
+    assert!(has(
+        &analyze(&m),
+        "WEA0004",
+        "VirtualService forecast-route.weather",
+        "spec.http[0].route",
+        "weights add up to 90, not 100"
+    ));
+}

@@ -1,0 +1,197 @@
+//! The command line, through the real binary: contracts 8 and 9 of DESIGN.md.
+
+use std::process::{Command, Output};
+
+use crate::{root, shipped_text};
+
+fn weather(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weather"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .expect("weather runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+const MULTI: [&str; 6] = [
+    "-f",
+    "k8s",
+    "-f",
+    "istio/base",
+    "-f",
+    "istio/stages/multiservice",
+];
+
+#[test]
+fn route_json_is_the_contract_shape() {
+    let mut args = vec!["route"];
+    args.extend(MULTI);
+    args.extend([
+        "--from",
+        "frontend-v2",
+        "--host",
+        "forecast:3002",
+        "--output",
+        "json",
+    ]);
+    let o = weather(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        stdout(&o).trim(),
+        r#"{"destinations":[{"host":"forecast","subset":"v2","weight":100}],"rule":"forecast-route http[0]"}"#
+    );
+
+    let mut args = vec!["route"];
+    args.extend(MULTI);
+    args.extend([
+        "--from",
+        "ingress",
+        "--host",
+        "weather.example.com",
+        "-H",
+        "Cookie: grafana_session=1; user=tester",
+        "--output",
+        "json",
+    ]);
+    let o = weather(&args);
+    assert_eq!(
+        stdout(&o).trim(),
+        r#"{"destinations":[{"host":"frontend","subset":"v2","weight":100}],"rule":"frontend-route http[0]"}"#
+    );
+}
+
+#[test]
+fn route_text_explains_and_says_why_when_there_is_no_route() {
+    let mut args = vec!["route"];
+    args.extend(MULTI);
+    args.extend([
+        "--from",
+        "frontend-v1",
+        "--host",
+        "forecast:3002",
+        "--path",
+        "/forecast?city=beijing",
+    ]);
+    let text = stdout(&weather(&args));
+    assert!(
+        text.contains(
+            "rule: forecast-route http[1] (others-to-v1) of VirtualService weather/forecast-route"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("-> forecast subset v1, weight 100: forecast-v1"),
+        "{text}"
+    );
+
+    let mut args = vec!["route"];
+    args.extend(MULTI);
+    args.extend([
+        "--from",
+        "frontend-v1",
+        "--host",
+        "weather-nowhere:3002",
+        "--output",
+        "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&weather(&args))).unwrap();
+    assert_eq!(json["destinations"], serde_json::json!([]));
+    assert!(
+        json["reason"]
+            .as_str()
+            .unwrap()
+            .contains("\"weather-nowhere:3002\" is not a Service"),
+        "{json}"
+    );
+}
+
+#[test]
+fn route_refuses_unknown_callers_and_bad_headers_clearly() {
+    let mut args = vec!["route"];
+    args.extend(MULTI);
+    args.extend(["--from", "frontend-v9", "--host", "forecast:3002"]);
+    let o = weather(&args);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--from \"frontend-v9\": no such Deployment; use `ingress` or one of: "),
+        "{err}"
+    );
+
+    let mut args = vec!["route"];
+    args.extend(MULTI);
+    args.extend(["--from", "ingress", "--host", "x", "-H", "no-colon"]);
+    let o = weather(&args);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("expected 'name: value'"));
+}
+
+#[test]
+fn check_passes_the_shipped_stage_and_fails_a_broken_copy() {
+    let mut args = vec!["check"];
+    args.extend(MULTI);
+    let o = weather(&args);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("✔ No errors found"));
+
+    let dir = std::env::temp_dir().join(format!("weather-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("all.yaml");
+    std::fs::write(
+        &file,
+        shipped_text("multiservice").replacen("subset: v2", "subset: v7", 1),
+    )
+    .unwrap();
+    let o = weather(&["check", "-f", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains("Error [IST0101] (VirtualService forecast-route.weather) spec.http[0].route[0].destination.subset: Referenced host+subset in destinationrule not found: \"forecast+v7\""), "{out}");
+    assert!(
+        out.contains(&format!("[{}, document ", file.display())),
+        "{out}"
+    );
+
+    std::fs::write(
+        &file,
+        shipped_text("multiservice").replacen("      match:", "      matchs:", 1),
+    )
+    .unwrap();
+    let o = weather(&["check", "-f", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "(VirtualService weather/forecast-route): spec.http[0].matchs: unknown field `matchs`"
+        ),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in [
+        vec!["--help"],
+        vec!["up", "--help"],
+        vec!["route", "--help"],
+        vec!["check", "--help"],
+        vec!["verify", "--help"],
+        vec!["stage", "--help"],
+    ] {
+        let o = weather(&sub);
+        assert!(o.status.success(), "{sub:?}");
+        assert!(stdout(&o).contains("Usage: weather"), "{sub:?}");
+    }
+    let o = weather(&["verify", "--url", "http://127.0.0.1:9", "--requests", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot reach http://127.0.0.1:9"));
+    let o = weather(&["up", "--stage", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("no stage \"nope\"; the stages are: all-v1, forecast-50-50")
+    );
+}

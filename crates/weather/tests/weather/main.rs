@@ -1,0 +1,44 @@
+//! Tests of the `weather` tool on the SHIPPED manifests: the model's prediction
+//! per stage, weights over many decisions, the analysis, the command line, and
+//! real HTTP through the local data plane.
+
+mod check;
+mod cli;
+mod model;
+mod up;
+
+use std::path::PathBuf;
+
+use mesh::{Manifests, Mesh};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn stage_paths(stage: &str) -> Vec<PathBuf> {
+    weather::stages::paths(&root(), stage).unwrap()
+}
+
+pub fn shipped(stage: &str) -> (Manifests, Mesh) {
+    let m = mesh::load_paths(&stage_paths(stage)).unwrap_or_else(|e| panic!("{e:?}"));
+    let mesh = Mesh::compile(&m);
+    (m, mesh)
+}
+
+/// The text of every manifest of a stage, one multi-document YAML.
+pub fn shipped_text(stage: &str) -> String {
+    let mut text = String::new();
+    for dir in stage_paths(stage) {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+        files.sort();
+        for f in files {
+            text.push_str("---\n");
+            text.push_str(&std::fs::read_to_string(f).unwrap());
+        }
+    }
+    text
+}

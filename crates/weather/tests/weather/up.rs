@@ -1,0 +1,233 @@
+//! Real HTTP through the local data plane on the shipped manifests: thousands of
+//! requests with realistic cookie headers and zero crossings, stage switches that
+//! drop nothing, and manifests re-applied when their files change.
+
+use std::time::Duration;
+
+use weather::{
+    dataplane::{self, Running},
+    verify::{self, Class, Judge},
+};
+
+use crate::{shipped, stage_paths};
+
+async fn up(stage: &str) -> Running {
+    dataplane::start(dataplane::Options {
+        paths: stage_paths(stage),
+        stage: Some(stage.to_owned()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin: Some("127.0.0.1:0".parse().unwrap()),
+        access_log: false,
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiservice_keeps_testers_on_v2_and_everyone_else_on_v1_with_zero_crossings() {
+    let running = up("multiservice").await;
+    let report = verify::run(verify::Options {
+        url: format!("http://{}", running.ingress),
+        requests: 1500,
+        concurrency: 16,
+        judge: Judge::Promise,
+    })
+    .await
+    .unwrap();
+    assert!(report.ok(), "{}", report.render("the promise"));
+    assert_eq!(report.crossings, 0);
+    let chains = |c: Class| report.rows[&c].observed.clone();
+    assert_eq!(
+        chains(Class::Tester).into_iter().collect::<Vec<_>>(),
+        [("frontend:v2,forecast:v2,recommendation:v1".to_owned(), 1500)]
+    );
+    assert_eq!(
+        chains(Class::Anonymous).into_iter().collect::<Vec<_>>(),
+        [("frontend:v1,forecast:v1".to_owned(), 1500)]
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weighted_stage_measures_as_the_model_predicts() {
+    let running = up("forecast-50-50").await;
+    let (manifests, mesh) = shipped("forecast-50-50");
+    let report = verify::run(verify::Options {
+        url: format!("http://{}", running.ingress),
+        requests: 1000,
+        concurrency: 16,
+        judge: Judge::Stage {
+            name: "forecast-50-50".into(),
+            manifests: Box::new(manifests),
+            mesh: Box::new(mesh),
+        },
+    })
+    .await
+    .unwrap();
+    assert!(report.ok(), "{}", report.render("the stage"));
+    assert!(
+        report.crossings > 0,
+        "half the calls cross to forecast v2 in this stage"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_stages_while_serving_drops_no_request() {
+    let running = up("multiservice").await;
+    let ingress = format!("http://{}", running.ingress);
+    let admin = format!("http://{}", running.admin.unwrap());
+    let http = reqwest::Client::new();
+    let load = {
+        let http = http.clone();
+        let ingress = ingress.clone();
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..300 {
+                let res = http
+                    .get(format!("{ingress}/?city=london"))
+                    .header("cookie", "user=tester")
+                    .send()
+                    .await;
+                statuses.push(res.map(|r| r.status().as_u16()).unwrap_or(0));
+                if i % 50 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            statuses
+        })
+    };
+    for stage in ["all-v1", "forecast-50-50", "multiservice", "all-v1"] {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let res = http
+            .post(format!("{admin}/stage/{stage}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.status().is_success(),
+            "{stage}: {}",
+            res.text().await.unwrap()
+        );
+    }
+    let statuses = load.await.unwrap();
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "{:?}",
+        statuses.iter().filter(|s| **s != 200).collect::<Vec<_>>()
+    );
+    // all-v1 is in force now: a tester is on v1.
+    let res = http
+        .get(format!("{ingress}/"))
+        .header("cookie", "user=tester")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-weather-chain"], "frontend:v1,forecast:v1");
+    let current: serde_json::Value = http
+        .get(format!("{admin}/stage"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(current["stage"], "all-v1");
+    let res = http
+        .post(format!("{admin}/stage/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_manifests_are_applied_while_running() {
+    let dir = std::env::temp_dir().join(format!("weather-watch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut paths = Vec::new();
+    for (i, p) in stage_paths("multiservice").iter().enumerate() {
+        let copy = dir.join(i.to_string());
+        std::fs::create_dir_all(&copy).unwrap();
+        for e in std::fs::read_dir(p).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+        }
+        paths.push(copy);
+    }
+    let mut running = dataplane::start(dataplane::Options {
+        paths: paths.clone(),
+        stage: None,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin: None,
+        access_log: false,
+    })
+    .await
+    .unwrap();
+    running.watch(Duration::from_millis(50));
+    let http = reqwest::Client::new();
+    let chain = || async {
+        let r = http
+            .get(format!("http://{}/", running.ingress))
+            .header("cookie", "user=tester")
+            .send()
+            .await
+            .unwrap();
+        r.headers()["x-weather-chain"].to_str().unwrap().to_owned()
+    };
+    assert_eq!(chain().await, "frontend:v2,forecast:v2,recommendation:v1");
+    // The rollback: the frontend route of all-v1 replaces multiservice's.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::copy(
+        crate::root().join("istio/stages/all-v1/frontend.yaml"),
+        paths[2].join("frontend.yaml"),
+    )
+    .unwrap();
+    let mut now = String::new();
+    for _ in 0..100 {
+        now = chain().await;
+        if now.starts_with("frontend:v1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(now, "frontend:v1,forecast:v1");
+    // A broken edit is refused and the routes in force stay.
+    std::fs::write(paths[2].join("frontend.yaml"), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x, namespace: weather}\nspec: {hostz: []}\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(chain().await, "frontend:v1,forecast:v1");
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingress_answers_like_envoy_when_it_cannot_route() {
+    let running = up("multiservice").await;
+    let http = reqwest::Client::new();
+    // A request that reaches frontend but a path it does not serve: frontend's 404.
+    let res = http
+        .get(format!("http://{}/nowhere", running.ingress))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.headers()["x-weather-chain"], "frontend:v1");
+    // The data plane forwards a POST body and the Set-Cookie back.
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("http://{}/login", running.ingress))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=tester")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        res.headers()["set-cookie"],
+        "user=tester; Path=/; HttpOnly; SameSite=Lax"
+    );
+    running.shutdown().await;
+}
