@@ -130,7 +130,15 @@ fn draw(
 #[test]
 fn weighted_stages_split_within_three_points_over_10000_decisions() {
     let n = 10_000;
-    let rows: [(&str, &str, &str, Vec<(String, String)>, &[(&str, f64)]); 3] = [
+    // (stage, from, host, headers, [(subset, share)])
+    type Split = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Vec<(String, String)>,
+        &'static [(&'static str, f64)],
+    );
+    let rows: [Split; 3] = [
         (
             "forecast-50-50",
             "frontend-v1",
