@@ -16,6 +16,48 @@ const here = dirname(fileURLToPath(import.meta.url));
 const KINDS = ["VirtualService", "DestinationRule", "Gateway", "ServiceEntry", "Sidecar"];
 const VERSIONS = ["v1", "v1beta1", "v1alpha3"];
 
+// telemetry.istio.io is not among the package's schemas, and its IstioOperator
+// has no spec schema: the fields of Istio's Telemetry and IstioOperator reference
+// pages, for the parts this repository uses.
+const OPERATOR_FIELDS = {
+  "": ["apiVersion", "kind", "metadata", "spec"],
+  spec: ["profile", "meshConfig", "components", "values", "hub", "tag", "revision", "namespace", "installPackagePath", "compatibilityVersion"],
+  "spec.meshConfig": ["enableTracing", "extensionProviders", "defaultProviders", "defaultConfig", "accessLogFile", "accessLogEncoding", "outboundTrafficPolicy", "enableAutoMtls", "trustDomain"],
+  "spec.meshConfig.extensionProviders[]": ["name", "opentelemetry", "zipkin", "skywalking", "datadog", "stackdriver", "envoyOtelAls", "envoyFileAccessLog", "envoyExtAuthzHttp", "envoyExtAuthzGrpc", "prometheus"],
+  "spec.meshConfig.extensionProviders[].opentelemetry": ["service", "port", "maxTagLength", "http", "grpc", "resourceDetectors", "dynatraceSampler"],
+};
+const TELEMETRY_FIELDS = {
+  "": ["apiVersion", "kind", "metadata", "spec"],
+  spec: ["selector", "targetRef", "targetRefs", "tracing", "metrics", "accessLogging"],
+  "spec.tracing[]": ["match", "providers", "randomSamplingPercentage", "disableSpanReporting", "customTags", "useRequestIdForTraceSampling", "enableIstioTags"],
+  "spec.tracing[].providers[]": ["name"],
+};
+
+function checkFields(obj, where, table) {
+  const out = [];
+  const walk = (value, path) => {
+    const allowed = table[path];
+    if (!allowed || value === null || typeof value !== "object" || Array.isArray(value)) return;
+    for (const [k, v] of Object.entries(value)) {
+      if (!allowed.includes(k)) out.push(`${where}: unknown field \`${k}\` at ${path || "top level"}`);
+      const child = path ? `${path}.${k}` : k;
+      if (Array.isArray(v)) v.forEach((item) => walk(item, `${child}[]`));
+      else walk(v, child);
+    }
+  };
+  walk(obj, "");
+  return out;
+}
+
+function checkTelemetry(obj, where) {
+  const out = checkFields(obj, where, TELEMETRY_FIELDS);
+  for (const t of obj.spec?.tracing ?? []) {
+    const p = t.randomSamplingPercentage;
+    if (p !== undefined && (typeof p !== "number" || p < 0 || p > 100)) out.push(`${where}: randomSamplingPercentage must be a number from 0 to 100`);
+  }
+  return out;
+}
+
 const files = process.argv.slice(2);
 if (files.length === 0) {
   console.error("usage: node validate-istio.mjs FILE...");
@@ -24,6 +66,7 @@ if (files.length === 0) {
 
 const errors = [];
 const checked = [];
+let telemetry = 0;
 for (const file of files) {
   const docs = parseAllDocuments(readFileSync(file, "utf8"));
   docs.forEach((d, i) => {
@@ -35,19 +78,31 @@ for (const file of files) {
     const obj = d.toJS();
     if (!obj || typeof obj !== "object") return;
     const [group, version] = String(obj.apiVersion || "").split("/");
-    if (group !== "networking.istio.io") return;
     const name = `${obj.kind} ${obj.metadata?.namespace ?? "(no namespace)"}/${obj.metadata?.name}`;
+    if (group === "telemetry.istio.io") {
+      if (obj.kind !== "Telemetry" || !["v1", "v1alpha1"].includes(version)) errors.push(`${where}: ${name}: unknown kind or version ${obj.apiVersion}`);
+      else errors.push(...checkTelemetry(obj, `${where} (${name})`));
+      telemetry++;
+      return;
+    }
+    if (group === "install.istio.io") {
+      if (obj.kind !== "IstioOperator" || version !== "v1alpha1") errors.push(`${where}: ${name}: unknown kind or version ${obj.apiVersion}`);
+      else errors.push(...checkFields(obj, `${where} (${name})`, OPERATOR_FIELDS));
+      telemetry++;
+      return;
+    }
+    if (group !== "networking.istio.io") return;
     if (!KINDS.includes(obj.kind) || !VERSIONS.includes(version)) {
       errors.push(`${where}: ${name}: unknown kind or version ${obj.apiVersion}`);
       return;
     }
-    checked.push({ where: `${where} (${name})`, obj, kind: obj.kind, version });
+    checked.push({ where: `${where} (${name})`, obj, kind: obj.kind, version, group });
   });
 }
 
 // 1. The published schemas.
 for (const c of checked) {
-  const mod = await import(`@kubernetes-models/istio/networking.istio.io/${c.version}/${c.kind}`);
+  const mod = await import(`@kubernetes-models/istio/${c.group}/${c.version}/${c.kind}`);
   try {
     new mod[c.kind](c.obj).validate();
   } catch (e) {
@@ -60,7 +115,7 @@ for (const c of checked) {
 const dir = mkdtempSync(join(tmpdir(), "weather-istio-"));
 const sources = checked.map((c, i) => {
   const file = join(dir, `doc${i}.ts`);
-  const module = `@kubernetes-models/istio/networking.istio.io/${c.version}/${c.kind}`;
+  const module = `@kubernetes-models/istio/${c.group}/${c.version}/${c.kind}`;
   writeFileSync(file, `import type { I${c.kind} } from ${JSON.stringify(module)};\n` +
     `export const doc: I${c.kind} = ${JSON.stringify(c.obj, null, 2)};\n`);
   return file;
@@ -93,5 +148,5 @@ for (const diag of ts.getPreEmitDiagnostics(program)) {
 rmSync(dir, { recursive: true, force: true });
 
 for (const e of errors) console.error(`error: ${e}`);
-console.log(`${checked.length} Istio objects checked in ${files.length} files: ${errors.length} errors`);
+console.log(`${checked.length + telemetry} Istio objects checked in ${files.length} files: ${errors.length} errors`);
 process.exit(errors.length ? 1 : 0);

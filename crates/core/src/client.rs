@@ -1,6 +1,8 @@
-//! The outbound HTTP client. Every call has a connect and a total timeout and
-//! forwards the headers a mesh needs to keep one request one trace and to route it
-//! downstream (DESIGN.md, "Headers each service forwards").
+//! The outbound HTTP client. Every call has a connect and a total timeout, opens
+//! a client span, injects the trace context (W3C and B3, baggage) with the
+//! OpenTelemetry propagators, and copies by hand what no library does: the
+//! request id and the browser's `user-agent`, which the header-based release
+//! stage matches at forecast (DESIGN.md, "Headers each service forwards").
 
 use std::time::Duration;
 
@@ -10,26 +12,22 @@ use axum::{
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode, request::Parts},
 };
 
-use crate::chain::CHAIN_HEADER;
+use opentelemetry::{
+    KeyValue,
+    propagation::TextMapPropagator,
+    trace::{SpanKind, Status, TraceContextExt, Tracer},
+};
+
+use crate::{
+    chain::CHAIN_HEADER,
+    telemetry::{HeaderInjector, Telemetry, propagator},
+};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Inbound headers copied onto every outbound call: the request id, W3C trace
-/// context and baggage, B3 in both forms, and `user-agent`, which the header-based
-/// release stage matches at forecast.
-pub const FORWARDED_HEADERS: [HeaderName; 11] = [
-    REQUEST_ID,
-    HeaderName::from_static("traceparent"),
-    HeaderName::from_static("tracestate"),
-    HeaderName::from_static("baggage"),
-    HeaderName::from_static("b3"),
-    HeaderName::from_static("x-b3-traceid"),
-    HeaderName::from_static("x-b3-spanid"),
-    HeaderName::from_static("x-b3-parentspanid"),
-    HeaderName::from_static("x-b3-sampled"),
-    HeaderName::from_static("x-b3-flags"),
-    axum::http::header::USER_AGENT,
-];
+/// Inbound headers copied by hand onto every outbound call; the trace context
+/// and baggage are written by the propagators.
+pub const FORWARDED_HEADERS: [HeaderName; 2] = [REQUEST_ID, axum::http::header::USER_AGENT];
 
 /// The headers of the inbound request that its outbound calls carry on. A request
 /// that arrives without `x-request-id` (no gateway in front) is given one here.
@@ -90,10 +88,11 @@ pub enum ClientError {
 pub struct Client {
     http: reqwest::Client,
     timeout: Duration,
+    telemetry: Telemetry,
 }
 
 impl Client {
-    pub fn new(connect_timeout: Duration, timeout: Duration) -> Self {
+    pub fn new(connect_timeout: Duration, timeout: Duration, telemetry: Telemetry) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .timeout(timeout)
@@ -103,26 +102,71 @@ impl Client {
             .build()
             // Only fails when the TLS backend or resolver cannot start; neither is used.
             .expect("the HTTP client builds without TLS");
-        Client { http, timeout }
+        Client {
+            http,
+            timeout,
+            telemetry,
+        }
     }
 
-    /// GET `url`, forwarding `fwd`, and read the whole body.
+    /// GET `url`, forwarding `fwd` and the current trace context, and read the
+    /// whole body. The call is a client span, child of the request being served.
     pub async fn get(&self, url: &str, fwd: &Forwarded) -> Result<Upstream, ClientError> {
-        let res = self
-            .http
-            .get(url)
-            .headers(fwd.headers().clone())
-            .send()
-            .await
-            .map_err(|e| self.classify(e))?;
-        let status = res.status();
-        let chain = res.headers().get(CHAIN_HEADER).cloned();
-        let body = res.bytes().await.map_err(|e| self.classify(e))?;
-        Ok(Upstream {
-            status,
-            chain,
-            body,
-        })
+        let parent = opentelemetry::Context::current();
+        let tracer = self.telemetry.tracer();
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", "GET"),
+            KeyValue::new("url.full", url.to_owned()),
+        ];
+        if let Ok(u) = url.parse::<axum::http::Uri>() {
+            if let Some(h) = u.host() {
+                attributes.push(KeyValue::new("server.address", h.to_owned()));
+            }
+            if let Some(p) = u.port_u16() {
+                attributes.push(KeyValue::new("server.port", i64::from(p)));
+            }
+        }
+        let span = tracer
+            .span_builder("GET")
+            .with_kind(SpanKind::Client)
+            .with_attributes(attributes)
+            .start_with_context(tracer, &parent);
+        let cx = parent.with_span(span);
+        let mut headers = fwd.headers().clone();
+        propagator().inject_context(&cx, &mut HeaderInjector(&mut headers));
+        let result: Result<Upstream, ClientError> = async {
+            let res = self
+                .http
+                .get(url)
+                .headers(headers)
+                .send()
+                .await
+                .map_err(|e| self.classify(e))?;
+            let status = res.status();
+            let chain = res.headers().get(CHAIN_HEADER).cloned();
+            let body = res.bytes().await.map_err(|e| self.classify(e))?;
+            Ok(Upstream {
+                status,
+                chain,
+                body,
+            })
+        }
+        .await;
+        let span = cx.span();
+        match &result {
+            Ok(up) => {
+                span.set_attribute(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(up.status.as_u16()),
+                ));
+                if up.status.is_server_error() {
+                    span.set_status(Status::error(format!("HTTP {}", up.status.as_u16())));
+                }
+            }
+            Err(e) => span.set_status(Status::error(e.to_string())),
+        }
+        span.end();
+        result
     }
 
     fn classify(&self, e: reqwest::Error) -> ClientError {

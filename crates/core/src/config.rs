@@ -56,6 +56,9 @@ pub struct AppArgs {
     /// downstream can never hold a drain open (milliseconds).
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
+
+    #[command(flatten)]
+    pub telemetry: crate::telemetry::TelemetryArgs,
 }
 
 impl AppArgs {
@@ -63,11 +66,17 @@ impl AppArgs {
         AppArgs {
             app_version: version,
             request_timeout_ms: 10_000,
+            telemetry: Default::default(),
         }
     }
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The app's tracer, reporting as `app` of this version.
+    pub fn telemetry(&self, app: &str) -> crate::telemetry::Telemetry {
+        crate::telemetry::Telemetry::new(app, self.app_version.as_str(), &self.telemetry, &[])
     }
 }
 

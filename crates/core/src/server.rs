@@ -25,12 +25,19 @@ use axum::{
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tower_http::timeout::TimeoutLayer;
 
+use opentelemetry::{
+    KeyValue,
+    context::FutureExt,
+    propagation::TextMapPropagator,
+    trace::{SpanKind, TraceContextExt, Tracer},
+};
+
 use crate::{
     chain,
     config::{AppArgs, AppVersion, ServeArgs},
     error::json_error,
     metrics::Metrics,
-    telemetry,
+    telemetry::{self, Telemetry},
 };
 
 /// Which service this is and which release of it.
@@ -61,11 +68,18 @@ impl Health {
 struct Observe {
     chain: HeaderValue,
     metrics: Metrics,
+    telemetry: Telemetry,
 }
 
 /// Adds `/healthz`, `/readyz`, `/version` and `/metrics` to a service's routes and
 /// the layers every request passes (the routes' own fallback included).
-pub fn service(app: &'static str, args: &AppArgs, health: Health, routes: Router) -> Router {
+pub fn service(
+    app: &'static str,
+    args: &AppArgs,
+    health: Health,
+    telemetry: Telemetry,
+    routes: Router,
+) -> Router {
     let info = AppInfo {
         app,
         version: args.app_version,
@@ -75,6 +89,7 @@ pub fn service(app: &'static str, args: &AppArgs, health: Health, routes: Router
         chain: HeaderValue::try_from(format!("{}:{}", info.app, info.version))
             .expect("app names are ASCII"),
         metrics: metrics.clone(),
+        telemetry,
     };
     let version = serde_json::json!({ "app": info.app, "version": info.version });
     routes
@@ -116,7 +131,8 @@ pub fn service(app: &'static str, args: &AppArgs, health: Health, routes: Router
         .layer(middleware::from_fn_with_state(observe, observe_request))
 }
 
-/// Stamps the chain header, records metrics and writes one access-log line.
+/// Opens the server span (a child of the caller's trace context), stamps the
+/// chain header, records metrics and writes one access-log line.
 async fn observe_request(State(o): State<Observe>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
@@ -124,16 +140,64 @@ async fn observe_request(State(o): State<Observe>, req: Request, next: Next) -> 
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned());
-    let mut res = next.run(req).await;
+    let route_label = route.as_deref().unwrap_or("unmatched").to_owned();
+    let parent = telemetry::propagator().extract(&telemetry::HeaderExtractor(req.headers()));
+    let tracer = o.telemetry.tracer();
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", method.to_string()),
+        KeyValue::new("url.path", req.uri().path().to_owned()),
+        KeyValue::new("url.scheme", "http"),
+    ];
+    if let Some(r) = &route {
+        attributes.push(KeyValue::new("http.route", r.clone()));
+    }
+    if let Some(q) = req.uri().query() {
+        attributes.push(KeyValue::new("url.query", q.to_owned()));
+    }
+    if let Some(ua) = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        attributes.push(KeyValue::new("user_agent.original", ua.to_owned()));
+    }
+    if let Some(id) = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        attributes.push(KeyValue::new("guid:x-request-id", id.to_owned()));
+    }
+    let span = tracer
+        .span_builder(format!("{method} {route_label}"))
+        .with_kind(SpanKind::Server)
+        .with_attributes(attributes)
+        .start_with_context(tracer, &parent);
+    let cx = parent.with_span(span);
+    let mut res = next.run(req).with_context(cx.clone()).await;
     chain::stamp(&o.chain, &mut res);
     let elapsed = start.elapsed();
-    let route = route.as_deref().unwrap_or("unmatched");
     let status = res.status().as_u16();
-    o.metrics.record(method.as_str(), route, status, elapsed);
-    if matches!(route, "/healthz" | "/readyz" | "/metrics") {
-        tracing::debug!(%method, route, status, latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3, "request");
+    let span = cx.span();
+    span.set_attribute(KeyValue::new(
+        "http.response.status_code",
+        i64::from(status),
+    ));
+    if status >= 500 {
+        span.set_status(opentelemetry::trace::Status::error(format!(
+            "HTTP {status}"
+        )));
+    }
+    span.end();
+    o.metrics
+        .record(method.as_str(), &route_label, status, elapsed);
+    let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+    let sc = span.span_context();
+    let (trace_id, span_id) = (sc.trace_id().to_string(), sc.span_id().to_string());
+    if matches!(route_label.as_str(), "/healthz" | "/readyz" | "/metrics") {
+        tracing::debug!(%method, route = route_label, status, latency_ms, "request");
     } else {
-        tracing::info!(%method, route, status, latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3, "request");
+        tracing::info!(%method, route = route_label, status, latency_ms, trace_id, span_id, "request");
     }
     res
 }
@@ -231,6 +295,8 @@ pub async fn run(
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal(health, drain))
         .await;
+    // Send the spans still buffered before the process ends.
+    let _ = tokio::task::spawn_blocking(telemetry::shutdown_all).await;
     match result {
         Ok(()) => {
             tracing::info!(app = info.app, "stopped");

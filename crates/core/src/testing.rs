@@ -187,3 +187,131 @@ impl Drop for Process {
         let _ = self.child.wait();
     }
 }
+
+/// One span as an OTLP receiver got it.
+#[derive(Clone, Debug)]
+pub struct ReceivedSpan {
+    pub service: String,
+    pub version: String,
+    pub trace_id: String,
+    pub span_id: String,
+    /// Empty for a root span.
+    pub parent_span_id: String,
+    pub name: String,
+    /// 2 server, 3 client (OTLP's SpanKind).
+    pub kind: i32,
+    pub attributes: Vec<(String, String)>,
+}
+
+impl ReceivedSpan {
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A real OTLP/HTTP receiver on loopback: it decodes each
+/// `ExportTraceServiceRequest` (protobuf) posted to /v1/traces.
+pub struct OtlpReceiver {
+    pub server: RunningServer,
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+}
+
+impl OtlpReceiver {
+    pub async fn start() -> OtlpReceiver {
+        use opentelemetry_proto::tonic::{
+            collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value::Value as Any,
+        };
+        use prost::Message;
+        let spans: Arc<Mutex<Vec<ReceivedSpan>>> = Arc::default();
+        let store = spans.clone();
+        let router = Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let store = store.clone();
+                async move {
+                    let Ok(req) = ExportTraceServiceRequest::decode(body) else {
+                        return StatusCode::BAD_REQUEST;
+                    };
+                    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+                    let text =
+                        |v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>| match v
+                            .as_ref()
+                            .and_then(|v| v.value.as_ref())
+                        {
+                            Some(Any::StringValue(s)) => s.clone(),
+                            Some(Any::IntValue(i)) => i.to_string(),
+                            Some(Any::BoolValue(b)) => b.to_string(),
+                            Some(Any::DoubleValue(d)) => d.to_string(),
+                            _ => String::new(),
+                        };
+                    let mut out = store.lock().unwrap();
+                    for rs in req.resource_spans {
+                        let attrs: Vec<(String, String)> = rs
+                            .resource
+                            .map(|r| {
+                                r.attributes
+                                    .iter()
+                                    .map(|kv| (kv.key.clone(), text(&kv.value)))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        let get = |k: &str| {
+                            attrs
+                                .iter()
+                                .find(|(key, _)| key == k)
+                                .map(|(_, v)| v.clone())
+                                .unwrap_or_default()
+                        };
+                        for ss in rs.scope_spans {
+                            for s in ss.spans {
+                                out.push(ReceivedSpan {
+                                    service: get("service.name"),
+                                    version: get("service.version"),
+                                    trace_id: hex(&s.trace_id),
+                                    span_id: hex(&s.span_id),
+                                    parent_span_id: hex(&s.parent_span_id),
+                                    name: s.name.clone(),
+                                    kind: s.kind,
+                                    attributes: s
+                                        .attributes
+                                        .iter()
+                                        .map(|kv| (kv.key.clone(), text(&kv.value)))
+                                        .collect(),
+                                });
+                            }
+                        }
+                    }
+                    StatusCode::OK
+                }
+            }),
+        );
+        let server = spawn_local(router).await.expect("bind loopback");
+        OtlpReceiver { server, spans }
+    }
+
+    /// The base URL to give as OTEL_EXPORTER_OTLP_ENDPOINT.
+    pub fn endpoint(&self) -> String {
+        self.server.url()
+    }
+
+    /// Flushes every exporter of this process, then returns the spans of one trace.
+    pub async fn trace(&self, trace_id: &str) -> Vec<ReceivedSpan> {
+        tokio::task::spawn_blocking(crate::telemetry::flush_all)
+            .await
+            .expect("flush");
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.trace_id == trace_id)
+            .cloned()
+            .collect()
+    }
+
+    pub fn all(&self) -> Vec<ReceivedSpan> {
+        self.spans.lock().unwrap().clone()
+    }
+}

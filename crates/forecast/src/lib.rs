@@ -76,12 +76,14 @@ struct Ctx {
 
 /// The whole service, standard endpoints included.
 pub fn app(config: &Config, health: Health) -> Router {
+    let telemetry = config.app.telemetry(APP);
     let ctx = Arc::new(Ctx {
         version: config.app.app_version,
         recommendation_url: config.recommendation_url.trim_end_matches('/').to_owned(),
         client: Client::new(
             config.client.connect_timeout(),
             Duration::from_millis(config.recommendation_timeout_ms),
+            telemetry.clone(),
         ),
     });
     let routes = Router::new()
@@ -89,7 +91,7 @@ pub fn app(config: &Config, health: Health) -> Router {
         .route("/cities", get(list_cities))
         .fallback(server::not_found)
         .with_state(ctx);
-    server::service(APP, &config.app, health, routes)
+    server::service(APP, &config.app, health, telemetry, routes)
 }
 
 async fn list_cities() -> Json<&'static [City]> {

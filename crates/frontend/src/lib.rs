@@ -85,12 +85,14 @@ struct Ctx {
 
 /// The whole service, standard endpoints included.
 pub fn app(config: &Config, health: Health) -> Router {
+    let telemetry = config.app.telemetry(APP);
     let ctx = Arc::new(Ctx {
         version: config.app.app_version,
         forecast_url: config.forecast_url.trim_end_matches('/').to_owned(),
         client: Client::new(
             config.client.connect_timeout(),
             Duration::from_millis(config.forecast_timeout_ms),
+            telemetry.clone(),
         ),
         cities: RwLock::new(None),
     });
@@ -105,7 +107,7 @@ pub fn app(config: &Config, health: Health) -> Router {
         .fallback(page_not_found)
         .layer(DefaultBodyLimit::max(8 * 1024))
         .with_state(ctx);
-    server::service(APP, &config.app, health, routes)
+    server::service(APP, &config.app, health, telemetry, routes)
 }
 
 impl Ctx {

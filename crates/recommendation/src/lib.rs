@@ -25,7 +25,7 @@ pub fn app(config: &Config, health: Health) -> Router {
     let routes = Router::new()
         .route("/recommendation", get(recommendation))
         .fallback(server::not_found);
-    server::service(APP, &config.app, health, routes)
+    server::service(APP, &config.app, health, config.app.telemetry(APP), routes)
 }
 
 #[derive(Serialize)]

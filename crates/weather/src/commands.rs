@@ -199,6 +199,7 @@ pub struct UpArgs {
     pub admin: std::net::SocketAddr,
     pub watch: bool,
     pub access_log: bool,
+    pub telemetry: weather_core::telemetry::TelemetryArgs,
 }
 
 pub async fn up(a: UpArgs) -> ExitCode {
@@ -219,6 +220,7 @@ pub async fn up(a: UpArgs) -> ExitCode {
         listen: a.listen,
         admin: Some(a.admin),
         access_log: a.access_log,
+        telemetry: a.telemetry.clone(),
     };
     let mut running = match dataplane::start(opts).await {
         Ok(r) => r,

@@ -32,8 +32,17 @@ use mesh::{
     model::Labels,
     routing::{Caller, HeaderLookup, Target},
 };
+use opentelemetry::{
+    KeyValue,
+    propagation::TextMapPropagator,
+    trace::{SpanKind, Status, TraceContextExt, Tracer},
+};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use weather_core::{Health, server::RunningServer};
+use weather_core::{
+    Health,
+    server::RunningServer,
+    telemetry::{HeaderExtractor, HeaderInjector, Telemetry, TelemetryArgs, propagator},
+};
 
 use crate::workloads::{self, parse_image};
 
@@ -65,6 +74,8 @@ pub struct Options {
     pub listen: SocketAddr,
     pub admin: Option<SocketAddr>,
     pub access_log: bool,
+    /// Where the proxy hops and the workloads send their spans.
+    pub telemetry: TelemetryArgs,
 }
 
 /// A running data plane.
@@ -104,6 +115,9 @@ enum Source {
 struct Listener {
     plane: Arc<Plane>,
     source: Source,
+    /// The proxy's own tracer: `istio-ingressgateway.istio-system`, or
+    /// `APP.NAMESPACE` for a sidecar, as Istio's proxies report.
+    telemetry: Telemetry,
 }
 
 pub async fn start(opts: Options) -> Result<Running, String> {
@@ -165,11 +179,23 @@ pub async fn start(opts: Options) -> Result<Running, String> {
             .ok_or_else(|| format!("Deployment {}: no containers", d.metadata.name))?;
         let (app, image_version) =
             parse_image(&c.image).map_err(|e| format!("Deployment {}: {e}", d.metadata.name))?;
+        // The cluster's telemetry settings point at the cluster's collector; a
+        // local run uses weather up's own.
         let mut env: Vec<(String, String)> = c
             .env
             .iter()
+            .filter(|e| !e.name.starts_with("OTEL_"))
             .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
             .collect();
+        if let Some(e) = &opts.telemetry.otlp_endpoint {
+            env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), e.clone()));
+        }
+        if let Some(e) = &opts.telemetry.otlp_traces_endpoint {
+            env.push(("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT".into(), e.clone()));
+        }
+        if opts.telemetry.otel_sdk_disabled {
+            env.push(("OTEL_SDK_DISABLED".into(), "true".into()));
+        }
         let version = match env.iter().find(|(k, _)| k == "APP_VERSION") {
             Some((_, v)) => v
                 .parse()
@@ -197,7 +223,25 @@ pub async fn start(opts: Options) -> Result<Running, String> {
                 .await
                 .map_err(|e| e.to_string())?;
             let out_addr = out.local_addr().map_err(|e| e.to_string())?;
+            let labels = &d.spec.template.metadata.labels;
+            let sidecar = format!(
+                "{}.{}",
+                labels
+                    .get("app")
+                    .cloned()
+                    .unwrap_or_else(|| d.metadata.name.clone()),
+                d.metadata.ns()
+            );
             let listener = Listener {
+                telemetry: Telemetry::new(
+                    &sidecar,
+                    version.as_str(),
+                    &opts.telemetry,
+                    &[
+                        ("k8s.pod.name", d.metadata.name.clone()),
+                        ("component", "proxy".into()),
+                    ],
+                ),
                 plane: plane.clone(),
                 source: Source::Workload {
                     name: d.metadata.name.clone(),
@@ -221,11 +265,18 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
     let ingress_addr = ingress.local_addr().map_err(|e| e.to_string())?;
+    let gateway = Telemetry::new(
+        "istio-ingressgateway.istio-system",
+        "",
+        &opts.telemetry,
+        &[("component", "proxy".into())],
+    );
     servers.push(serve(
         ingress,
         Listener {
             plane: plane.clone(),
             source: Source::Ingress,
+            telemetry: gateway,
         },
     )?);
 
@@ -458,7 +509,38 @@ async fn proxy(
         table.mesh.route(caller, &mreq)
     };
     let method = req.method().clone();
+    // The proxy's span, like an Envoy's: a child of the caller's context, the
+    // parent of the upstream's server span.
+    let tracer = l.telemetry.tracer();
+    let parent = propagator().extract(&HeaderExtractor(req.headers()));
+    let mut attributes = vec![
+        KeyValue::new("component", "proxy"),
+        KeyValue::new("http.method", method.to_string()),
+        KeyValue::new("http.url", format!("http://{authority}{path}")),
+        KeyValue::new("downstream_cluster", from.to_owned()),
+    ];
+    if let Some(id) = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        attributes.push(KeyValue::new("guid:x-request-id", id.to_owned()));
+    }
+    let cx = parent.with_span(
+        tracer
+            .span_builder(format!("{authority}/*"))
+            .with_kind(SpanKind::Client)
+            .with_attributes(attributes)
+            .start_with_context(tracer, &parent),
+    );
     let log = |status: u16, flags: &str, to: &str, rule: &str| {
+        let span = cx.span();
+        span.set_attribute(KeyValue::new("http.status_code", i64::from(status)));
+        span.set_attribute(KeyValue::new("response_flags", flags.to_owned()));
+        if status >= 500 {
+            span.set_status(Status::error(format!("{status} {flags}")));
+        }
+        span.end();
         if l.plane.access_log {
             tracing::info!(
                 target: "weather::access",
@@ -491,6 +573,15 @@ async fn proxy(
         );
     };
     let to = describe(target);
+    if let Some(svc) = target.service.and_then(|i| table.mesh.services.get(i)) {
+        let port = svc.ports.first().copied().unwrap_or(80);
+        cx.span().update_name(format!("{}:{port}/*", svc.fqdn));
+        let subset = target.subset.as_deref().unwrap_or("");
+        cx.span().set_attribute(KeyValue::new(
+            "upstream_cluster",
+            format!("outbound|{port}|{subset}|{}", svc.fqdn),
+        ));
+    }
     if let Some(p) = &target.problem {
         log(503, p.flag(), &to, &rule);
         return envoy_error(
@@ -506,6 +597,7 @@ async fn proxy(
     if let Ok(v) = HeaderValue::from_str(&authority) {
         headers.insert(header::HOST, v);
     }
+    propagator().inject_context(&cx, &mut HeaderInjector(headers));
     if matches!(l.source, Source::Ingress) {
         // Envoy at the edge: a request id when there is none, and who called.
         if !headers.contains_key("x-request-id")
@@ -557,6 +649,8 @@ async fn proxy(
             Ok(Ok(res)) => {
                 let (mut parts, incoming) = res.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
+                cx.span()
+                    .set_attribute(KeyValue::new("upstream_host", addr.to_string()));
                 log(parts.status.as_u16(), "-", &format!("{to} {addr}"), &rule);
                 return Response::from_parts(parts, Body::new(incoming));
             }

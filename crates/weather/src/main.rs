@@ -44,6 +44,9 @@ enum Command {
         /// Do not print an access-log line per hop.
         #[arg(long)]
         quiet: bool,
+        /// Where the workloads and the proxy hops send their spans.
+        #[command(flatten)]
+        telemetry: weather_core::telemetry::TelemetryArgs,
     },
     /// Explain where one request goes, as Istio would route it.
     Route {
@@ -116,6 +119,7 @@ async fn main() -> ExitCode {
             root,
             no_watch,
             quiet,
+            telemetry,
         } => {
             commands::up(commands::UpArgs {
                 stage,
@@ -125,6 +129,7 @@ async fn main() -> ExitCode {
                 admin,
                 watch: !no_watch,
                 access_log: !quiet,
+                telemetry,
             })
             .await
         }

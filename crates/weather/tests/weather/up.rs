@@ -18,6 +18,7 @@ async fn up(stage: &str) -> Running {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin: Some("127.0.0.1:0".parse().unwrap()),
         access_log: false,
+        telemetry: Default::default(),
     })
     .await
     .unwrap()
@@ -162,6 +163,7 @@ async fn edited_manifests_are_applied_while_running() {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin: None,
         access_log: false,
+        telemetry: Default::default(),
     })
     .await
     .unwrap();
@@ -228,6 +230,77 @@ async fn the_ingress_answers_like_envoy_when_it_cannot_route() {
     assert_eq!(
         res.headers()["set-cookie"],
         "user=tester; Path=/; HttpOnly; SameSite=Lax"
+    );
+    running.shutdown().await;
+}
+
+/// With an OTLP endpoint, `weather up` exports a span per proxy hop, as the
+/// sidecars and the gateway do in the cluster, so the local trace has the
+/// cluster's shape: gateway -> frontend -> frontend's sidecar -> forecast -> ...
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_otlp_endpoint_every_hop_is_a_span_of_one_trace() {
+    let receiver = weather_core::testing::OtlpReceiver::start().await;
+    let running = dataplane::start(dataplane::Options {
+        paths: stage_paths("multiservice"),
+        stage: Some("multiservice".into()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin: None,
+        access_log: false,
+        telemetry: weather_core::telemetry::TelemetryArgs::to(receiver.endpoint()),
+    })
+    .await
+    .unwrap();
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let res = reqwest::Client::new()
+        .get(format!("http://{}/?city=tokyo", running.ingress))
+        .header("cookie", "lang=en; user=tester")
+        .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["x-weather-chain"],
+        "frontend:v2,forecast:v2,recommendation:v1"
+    );
+    let spans = receiver.trace(trace).await;
+    let services: std::collections::BTreeSet<&str> =
+        spans.iter().map(|s| s.service.as_str()).collect();
+    assert_eq!(
+        services,
+        [
+            "forecast",
+            "forecast.weather",
+            "frontend",
+            "frontend.weather",
+            "istio-ingressgateway.istio-system",
+            "recommendation"
+        ]
+        .into_iter()
+        .collect(),
+        "{spans:#?}"
+    );
+    let find = |service: &str, kind: i32| {
+        spans
+            .iter()
+            .find(|s| s.service == service && s.kind == kind)
+            .unwrap_or_else(|| panic!("no {service} span"))
+    };
+    let gateway = find("istio-ingressgateway.istio-system", 3);
+    assert_eq!(gateway.parent_span_id, "b7ad6b7169203331");
+    assert_eq!(gateway.name, "frontend.weather.svc.cluster.local:3000/*");
+    assert_eq!(
+        gateway.attribute("upstream_cluster"),
+        Some("outbound|3000|v2|frontend.weather.svc.cluster.local")
+    );
+    // The app's server span is the child of the proxy hop that delivered it.
+    assert_eq!(find("frontend", 2).parent_span_id, gateway.span_id);
+    let sidecar = find("frontend.weather", 3);
+    assert_eq!(sidecar.name, "forecast.weather.svc.cluster.local:3002/*");
+    assert_eq!(sidecar.parent_span_id, find("frontend", 3).span_id);
+    assert_eq!(find("forecast", 2).parent_span_id, sidecar.span_id);
+    assert_eq!(
+        find("recommendation", 2).parent_span_id,
+        find("forecast.weather", 3).span_id
     );
     running.shutdown().await;
 }
