@@ -2,6 +2,7 @@
 //! their environment: a tester on the v2 chain sees blue buttons and advice, an
 //! anonymous visitor on the v1 chain sees grey buttons and none.
 
+mod browser;
 mod tracing;
 
 use std::time::Duration;

@@ -1,0 +1,440 @@
+//! The release as a person sees it, in a real browser: headless Chromium (Debian's
+//! `chromium` and `chromium-driver`) driven over WebDriver against `weather up` on
+//! the multiservice stage. Assertions read computed styles and visible text, not
+//! markup. Screenshots land in target/screenshots/ (docs/ keeps copies).
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use weather::{
+    dataplane,
+    verify::{self, Judge},
+};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const GREY: &str = "rgb(95, 99, 104)";
+const BLUE: &str = "rgb(26, 102, 210)";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn screenshots() -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts chromedriver and a headless Chromium session, or fails saying how to
+/// get them: this test is never skipped.
+async fn browser() -> (Driver, Client) {
+    for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
+        assert!(
+            Path::new(path).exists(),
+            "{path} is missing: the browser tests need Debian's {package} (`apt-get install chromium chromium-driver`; ./scripts/test installs them)"
+        );
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let driver = Driver(child);
+    let profile =
+        std::env::temp_dir().join(format!("weather-chromium-{}-{port}", std::process::id()));
+    let caps = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            // Offline machine: no background fetches, no first-run or sync traffic.
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                     "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-default-apps", "--hide-scrollbars", "--lang=en-US", "--window-size=1280,1000",
+                     format!("--user-data-dir={}", profile.display())],
+            "prefs": {"intl.accept_languages": "en-US,en"}
+        }
+    });
+    let Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    let started = Instant::now();
+    let client = loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) if started.elapsed() < Duration::from_secs(20) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("cannot start a Chromium session through chromedriver: {e}"),
+        }
+    };
+    (driver, client)
+}
+
+async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.unwrap()
+}
+
+/// The computed background of every button on the page.
+async fn button_colours(c: &Client) -> Vec<String> {
+    let v = js(c, "return Array.from(document.querySelectorAll('button')).map(b => getComputedStyle(b).backgroundColor)").await;
+    serde_json::from_value(v).unwrap()
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn has(c: &Client, css: &str) -> bool {
+    !c.find_all(Locator::Css(css)).await.unwrap().is_empty()
+}
+
+async fn user_cookie(c: &Client) -> Option<String> {
+    c.get_all_cookies()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.name() == "user")
+        .map(|k| k.value().to_owned())
+}
+
+/// WCAG contrast ratio between a button's text and its background.
+async fn button_contrast(c: &Client) -> f64 {
+    let v = js(
+        c,
+        "const b = document.querySelector('button'); const s = getComputedStyle(b);
+         const rgb = t => t.match(/\\d+/g).slice(0, 3).map(Number);
+         const lum = ([r, g, b]) => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+                                      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+         const [a, z] = [lum(rgb(s.color)), lum(rgb(s.backgroundColor))].sort((x, y) => y - x);
+         return (a + 0.05) / (z + 0.05);",
+    )
+    .await;
+    v.as_f64().unwrap()
+}
+
+async fn save(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(screenshots().join(name), png).unwrap();
+}
+
+/// Every resource the page loaded came from the local ingress.
+async fn assert_nothing_left_loopback(c: &Client, origin: &str) {
+    let v = js(c, "return [location.href].concat(performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource')).map(e => e.name))").await;
+    let urls: Vec<String> = serde_json::from_value(v).unwrap();
+    for u in &urls {
+        assert!(
+            u.starts_with(origin),
+            "the page loaded {u}, outside {origin}"
+        );
+    }
+    assert_eq!(
+        js(c, "return document.scripts.length").await,
+        0,
+        "the page needs no JavaScript"
+    );
+}
+
+async fn assert_accessible(c: &Client) {
+    // Every form control has a label pointing at it.
+    let unlabelled = js(c, "return Array.from(document.querySelectorAll('input:not([type=hidden]), select')).filter(e => !document.querySelector(`label[for='${e.id}']`)).map(e => e.name)").await;
+    assert_eq!(unlabelled, json!([]), "form controls without a label");
+    let contrast = button_contrast(c).await;
+    assert!(
+        contrast >= 4.5,
+        "button text contrast {contrast:.2} is below WCAG AA's 4.5"
+    );
+    let icon = js(
+        c,
+        "const l = document.querySelector('link[rel=icon]'); return l ? l.href : null",
+    )
+    .await;
+    assert!(
+        icon.as_str()
+            .is_some_and(|h| h.ends_with("/static/favicon.svg")),
+        "{icon}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tester_journey_in_a_real_browser() {
+    let running = dataplane::start(dataplane::Options {
+        paths: weather::stages::paths(&root(), "multiservice").unwrap(),
+        stage: Some("multiservice".into()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin: None,
+        access_log: false,
+        telemetry: Default::default(),
+    })
+    .await
+    .unwrap();
+    let origin = format!("http://{}/", running.ingress);
+    let (_driver, c) = browser().await;
+
+    // Anonymous: v1, every button grey, today and the forecast visible.
+    c.goto(&format!("{origin}?city=beijing")).await.unwrap();
+    let colours = button_colours(&c).await;
+    assert!(
+        !colours.is_empty() && colours.iter().all(|b| b == GREY),
+        "{colours:?}"
+    );
+    assert!(
+        text(&c, "[data-testid=today] h1")
+            .await
+            .starts_with("Beijing")
+    );
+    assert!(text(&c, "[data-testid=current-temp]").await.ends_with("°C"));
+    assert_eq!(
+        c.find_all(Locator::Css("[data-testid=forecast] li"))
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    let served = text(&c, "[data-testid=served-by]").await;
+    assert!(
+        served.contains("frontend v1") && served.contains("forecast v1") && !served.contains("v2"),
+        "{served}"
+    );
+    assert!(!has(&c, "[data-testid=advice]").await);
+    assert_nothing_left_loopback(&c, &origin).await;
+    assert_accessible(&c).await;
+    save(&c, "v1.png").await;
+
+    // A bad username: a clear message, and no cookie.
+    c.find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys("bad name!")
+        .await
+        .unwrap();
+    c.find(Locator::Css("[data-testid=login]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        text(&c, "[data-testid=message]")
+            .await
+            .contains("A username is 1 to 32 letters, digits, - or _")
+    );
+    assert_eq!(user_cookie(&c).await, None);
+
+    // Log in as tester: the cookie is set and the whole v2 chain answers.
+    c.goto(&origin).await.unwrap();
+    c.find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys("tester")
+        .await
+        .unwrap();
+    c.find(Locator::Css("[data-testid=login]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(user_cookie(&c).await.as_deref(), Some("tester"));
+    let colours = button_colours(&c).await;
+    assert!(colours.iter().all(|b| b == BLUE), "{colours:?}");
+    assert!(text(&c, "[data-testid=user]").await.contains("tester"));
+    let advice = text(&c, "[data-testid=advice]").await;
+    assert!(
+        advice.contains("What to wear") && advice.contains("Umbrella"),
+        "{advice}"
+    );
+    let served = text(&c, "[data-testid=served-by]").await;
+    assert!(
+        served.contains("frontend v2")
+            && served.contains("forecast v2")
+            && served.contains("recommendation v1"),
+        "{served}"
+    );
+    assert_accessible(&c).await;
+
+    // Other cookies for the host (Grafana, analytics) do not knock the tester off v2.
+    // As the scripts of other apps on localhost would set them.
+    js(&c, "document.cookie = '_ga=GA1.1.1234567890.1700000000; path=/'; document.cookie = 'grafana_session=4f1e6c0d9a; path=/'; return null").await;
+    let names: Vec<String> = c
+        .get_all_cookies()
+        .await
+        .unwrap()
+        .iter()
+        .map(|k| k.name().to_owned())
+        .collect();
+    assert!(names.len() >= 3, "{names:?}");
+    c.refresh().await.unwrap();
+    assert!(button_colours(&c).await.iter().all(|b| b == BLUE));
+    assert!(
+        text(&c, "[data-testid=served-by]")
+            .await
+            .contains("frontend v2")
+    );
+
+    // Switch city on v2.
+    c.find(Locator::Id("city"))
+        .await
+        .unwrap()
+        .select_by_value("london")
+        .await
+        .unwrap();
+    c.find(Locator::Css("[data-testid=show]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        text(&c, "[data-testid=today] h1")
+            .await
+            .starts_with("London")
+    );
+    assert!(button_colours(&c).await.iter().all(|b| b == BLUE));
+    save(&c, "v2.png").await;
+
+    // Chinese, then English again.
+    c.find(Locator::Css("[data-testid=lang-switch]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(
+        js(&c, "return document.documentElement.lang").await,
+        "zh-CN"
+    );
+    assert!(text(&c, "#forecast-title").await.contains("天气预报"));
+    assert!(text(&c, "[data-testid=today] h1").await.starts_with("伦敦"));
+    assert!(text(&c, "[data-testid=advice]").await.contains("今日建议"));
+    save(&c, "v2-zh.png").await;
+    c.find(Locator::Css("[data-testid=lang-switch]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(text(&c, "#forecast-title").await.contains("Forecast"));
+
+    // A phone: nothing wider than the screen.
+    c.set_window_size(390, 844).await.unwrap();
+    c.refresh().await.unwrap();
+    let overflow = js(
+        &c,
+        "return document.documentElement.scrollWidth - window.innerWidth",
+    )
+    .await;
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "the page is {overflow} px wider than a phone"
+    );
+    save(&c, "v2-phone.png").await;
+    c.set_window_size(1280, 1000).await.unwrap();
+
+    // Log out: back to grey v1, cookie gone; switch city on v1.
+    c.find(Locator::Css("[data-testid=logout]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(user_cookie(&c).await, None);
+    assert!(button_colours(&c).await.iter().all(|b| b == GREY));
+    assert!(
+        text(&c, "[data-testid=served-by]")
+            .await
+            .contains("frontend v1")
+    );
+    c.find(Locator::Id("city"))
+        .await
+        .unwrap()
+        .select_by_value("new-york")
+        .await
+        .unwrap();
+    c.find(Locator::Css("[data-testid=show]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        text(&c, "[data-testid=today] h1")
+            .await
+            .starts_with("New York")
+    );
+    assert!(button_colours(&c).await.iter().all(|b| b == GREY));
+
+    // The version matrix, as `weather verify` prints it, for the README.
+    let report = verify::run(verify::Options {
+        url: origin.clone(),
+        requests: 200,
+        concurrency: 8,
+        judge: Judge::Promise,
+    })
+    .await
+    .unwrap();
+    assert!(report.ok());
+    let page = format!(
+        "<!doctype html><meta charset=utf-8><body style='margin:0;background:#1e1e1e'><pre style='color:#e6e6e6;font:15px monospace;padding:20px;margin:0'>$ weather verify --url {origin}\n{}</pre>",
+        report
+            .render("the multiservice promise (testers on v2, everyone else on v1)")
+            .replace('<', "&lt;")
+    );
+    c.set_window_size(900, 330).await.unwrap();
+    c.goto(&format!(
+        "data:text/html;charset=utf-8,{}",
+        urlencode(&page)
+    ))
+    .await
+    .unwrap();
+    save(&c, "verify.png").await;
+
+    c.close().await.unwrap();
+    running.shutdown().await;
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
