@@ -112,12 +112,41 @@ async fn button_colours(c: &Client) -> Vec<String> {
 }
 
 async fn text(c: &Client, css: &str) -> String {
+    match c.find(Locator::Css(css)).await {
+        Ok(e) => e.text().await.unwrap(),
+        Err(e) => {
+            let page = js(c, "return location.href + '\\n' + document.body.innerText").await;
+            panic!("{css}: {e}\npage: {}", page.as_str().unwrap_or_default())
+        }
+    }
+}
+
+/// Clicks what submits a form or follows a link, and waits for the next page
+/// to have loaded: a WebDriver click returns before the navigation ends.
+async fn click_and_load(c: &Client, css: &str) {
+    js(c, "window.__before_click = true; return null").await;
     c.find(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
+        .click()
         .await
-        .unwrap()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let done = js(
+            c,
+            "return window.__before_click === undefined && document.readyState === 'complete'",
+        )
+        .await;
+        if done == Value::Bool(true) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no new page after clicking {css}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn has(c: &Client, css: &str) -> bool {
@@ -243,12 +272,7 @@ async fn the_tester_journey_in_a_real_browser() {
         .send_keys("bad name!")
         .await
         .unwrap();
-    c.find(Locator::Css("[data-testid=login]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_and_load(&c, "[data-testid=login]").await;
     assert!(
         text(&c, "[data-testid=message]")
             .await
@@ -264,12 +288,7 @@ async fn the_tester_journey_in_a_real_browser() {
         .send_keys("tester")
         .await
         .unwrap();
-    c.find(Locator::Css("[data-testid=login]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_and_load(&c, "[data-testid=login]").await;
     assert_eq!(user_cookie(&c).await.as_deref(), Some("tester"));
     let colours = button_colours(&c).await;
     assert!(colours.iter().all(|b| b == BLUE), "{colours:?}");
@@ -314,12 +333,7 @@ async fn the_tester_journey_in_a_real_browser() {
         .select_by_value("london")
         .await
         .unwrap();
-    c.find(Locator::Css("[data-testid=show]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_and_load(&c, "[data-testid=show]").await;
     assert!(
         text(&c, "[data-testid=today] h1")
             .await
@@ -329,12 +343,7 @@ async fn the_tester_journey_in_a_real_browser() {
     save(&c, "v2.png").await;
 
     // Chinese, then English again.
-    c.find(Locator::Css("[data-testid=lang-switch]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_and_load(&c, "[data-testid=lang-switch]").await;
     assert_eq!(
         js(&c, "return document.documentElement.lang").await,
         "zh-CN"
@@ -343,12 +352,7 @@ async fn the_tester_journey_in_a_real_browser() {
     assert!(text(&c, "[data-testid=today] h1").await.starts_with("伦敦"));
     assert!(text(&c, "[data-testid=advice]").await.contains("今日建议"));
     save(&c, "v2-zh.png").await;
-    c.find(Locator::Css("[data-testid=lang-switch]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_and_load(&c, "[data-testid=lang-switch]").await;
     assert!(text(&c, "#forecast-title").await.contains("Forecast"));
 
     // A phone: nothing wider than the screen.
@@ -367,12 +371,7 @@ async fn the_tester_journey_in_a_real_browser() {
     c.set_window_size(1280, 1000).await.unwrap();
 
     // Log out: back to grey v1, cookie gone; switch city on v1.
-    c.find(Locator::Css("[data-testid=logout]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_and_load(&c, "[data-testid=logout]").await;
     assert_eq!(user_cookie(&c).await, None);
     assert!(button_colours(&c).await.iter().all(|b| b == GREY));
     assert!(
@@ -386,12 +385,7 @@ async fn the_tester_journey_in_a_real_browser() {
         .select_by_value("new-york")
         .await
         .unwrap();
-    c.find(Locator::Css("[data-testid=show]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_and_load(&c, "[data-testid=show]").await;
     assert!(
         text(&c, "[data-testid=today] h1")
             .await
