@@ -173,16 +173,16 @@ impl Client {
         if e.is_timeout() {
             ClientError::Timeout(self.timeout)
         } else if e.is_connect() {
-            ClientError::Connect(source_chain(&e))
+            ClientError::Connect(root_cause(&e))
         } else {
-            ClientError::Other(source_chain(&e))
+            ClientError::Other(root_cause(&e))
         }
     }
 }
 
 /// reqwest's top-level message hides the cause ("error sending request"); the
 /// innermost source says what actually happened ("Connection refused").
-fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut msg = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {

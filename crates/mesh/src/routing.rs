@@ -57,24 +57,30 @@ pub trait HeaderLookup {
     fn header(&self, name: &str) -> Option<Cow<'_, str>>;
 }
 
+/// Joins several values of one header with ",", as Envoy does before matching;
+/// one value is borrowed as is.
+pub fn join_values<'a>(mut values: impl Iterator<Item = &'a str>) -> Option<Cow<'a, str>> {
+    let first = values.next()?;
+    match values.next() {
+        None => Some(Cow::Borrowed(first)),
+        Some(second) => {
+            let mut joined = format!("{first},{second}");
+            for v in values {
+                joined.push(',');
+                joined.push_str(v);
+            }
+            Some(Cow::Owned(joined))
+        }
+    }
+}
+
 impl HeaderLookup for [(String, String)] {
     fn header(&self, name: &str) -> Option<Cow<'_, str>> {
-        let mut values = self
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str());
-        let first = values.next()?;
-        match values.next() {
-            None => Some(Cow::Borrowed(first)),
-            Some(second) => {
-                let mut joined = format!("{first},{second}");
-                for v in values {
-                    joined.push(',');
-                    joined.push_str(v);
-                }
-                Some(Cow::Owned(joined))
-            }
-        }
+        join_values(
+            self.iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str()),
+        )
     }
 }
 

@@ -30,7 +30,7 @@ use hyper_util::{
 use mesh::{
     Manifests, Mesh, Routed,
     model::Labels,
-    routing::{Caller, HeaderLookup, Target},
+    routing::{Caller, HeaderLookup, Target, join_values},
 };
 use opentelemetry::{
     KeyValue,
@@ -425,19 +425,7 @@ struct Headers<'a>(&'a HeaderMap);
 
 impl HeaderLookup for Headers<'_> {
     fn header(&self, name: &str) -> Option<Cow<'_, str>> {
-        let mut values = self.0.get_all(name).iter().filter_map(|v| v.to_str().ok());
-        let first = values.next()?;
-        match values.next() {
-            None => Some(Cow::Borrowed(first)),
-            Some(second) => {
-                let mut all = format!("{first},{second}");
-                for v in values {
-                    all.push(',');
-                    all.push_str(v);
-                }
-                Some(Cow::Owned(all))
-            }
-        }
+        join_values(self.0.get_all(name).iter().filter_map(|v| v.to_str().ok()))
     }
 }
 

@@ -9,6 +9,8 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use mesh::{Manifests, Mesh};
 use tokio::sync::Semaphore;
 
+use weather_core::client::root_cause;
+
 use crate::predict::{Prediction, predict};
 
 /// Cookie headers as browsers send them for a host: every cookie they hold,
@@ -338,16 +340,6 @@ impl Report {
         }
         s
     }
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        msg = s.to_string();
-        cur = s.source();
-    }
-    msg
 }
 
 #[cfg(test)]
