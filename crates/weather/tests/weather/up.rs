@@ -294,13 +294,40 @@ async fn with_an_otlp_endpoint_every_hop_is_a_span_of_one_trace() {
     );
     // The app's server span is the child of the proxy hop that delivered it.
     assert_eq!(find("frontend", 2).parent_span_id, gateway.span_id);
-    let sidecar = find("frontend.weather", 3);
-    assert_eq!(sidecar.name, "forecast.weather.svc.cluster.local:3002/*");
-    assert_eq!(sidecar.parent_span_id, find("frontend", 3).span_id);
-    assert_eq!(find("forecast", 2).parent_span_id, sidecar.span_id);
+    // forecast's server span hangs under frontend's sidecar hop, itself under
+    // frontend's client span; the same one level down for recommendation.
+    let by_id = |id: &str| {
+        spans
+            .iter()
+            .find(|s| s.span_id == id)
+            .unwrap_or_else(|| panic!("no span {id}"))
+    };
+    let fc_server = spans
+        .iter()
+        .find(|s| s.service == "forecast" && s.name == "GET /forecast")
+        .unwrap();
+    let sidecar = by_id(&fc_server.parent_span_id);
     assert_eq!(
-        find("recommendation", 2).parent_span_id,
-        find("forecast.weather", 3).span_id
+        (sidecar.service.as_str(), sidecar.name.as_str()),
+        (
+            "frontend.weather",
+            "forecast.weather.svc.cluster.local:3002/*"
+        )
     );
+    let fe_client = by_id(&sidecar.parent_span_id);
+    assert_eq!(
+        (fe_client.service.as_str(), fe_client.kind),
+        ("frontend", 3)
+    );
+    let rec_server = find("recommendation", 2);
+    let rec_sidecar = by_id(&rec_server.parent_span_id);
+    assert_eq!(
+        (rec_sidecar.service.as_str(), rec_sidecar.name.as_str()),
+        (
+            "forecast.weather",
+            "recommendation.weather.svc.cluster.local:3005/*"
+        )
+    );
+    assert_eq!(by_id(&rec_sidecar.parent_span_id).service, "forecast");
     running.shutdown().await;
 }
