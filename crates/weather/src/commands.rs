@@ -270,6 +270,8 @@ pub async fn up(a: UpArgs) -> ExitCode {
     let _ = tokio::signal::ctrl_c().await;
     println!("stopping");
     running.shutdown().await;
+    // Send the spans still buffered, the workloads' and the proxies'.
+    let _ = tokio::task::spawn_blocking(weather_core::telemetry::shutdown_all).await;
     ExitCode::SUCCESS
 }
 
