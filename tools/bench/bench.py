@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""Measures what DESIGN.md budgets: server CPU per request and resident memory
+under load, for each service and for the local data plane, against a bare axum
+hello-world and a real Envoy measured in the same run. Prints figures; judges
+nothing by wall-clock time in tests. Run it through scripts/bench, which builds
+and installs what it needs.
+
+CPU per request = (utime + stime of the server process over the run) / requests
+served, from /proc. Memory = peak resident set (VmHWM). Load: wrk, one thread,
+8 connections, over loopback. On a 2-core machine the load generator shares the
+CPU, so figures are comparable within a run rather than absolute.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+RELEASE = TARGET / "release"
+DURATION = int(os.environ.get("BENCH_SECONDS", "5"))
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_http(url, timeout=20):
+    import urllib.request
+
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except Exception:
+            time.sleep(0.1)
+    raise SystemExit(f"bench: {url} did not answer")
+
+
+class Proc:
+    def __init__(self, args, env=None, name=""):
+        e = dict(os.environ, RUST_LOG="warn")
+        e.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+        e.update(env or {})
+        self.name = name
+        self.p = subprocess.Popen(args, env=e, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def cpu(self):
+        fields = Path(f"/proc/{self.p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    def peak_rss_mib(self):
+        for line in Path(f"/proc/{self.p.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self):
+        self.p.send_signal(signal.SIGINT)
+        try:
+            self.p.wait(5)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+
+
+def service(binary, port, env):
+    return Proc([str(RELEASE / binary)], dict(env, PORT=str(port), HOST="127.0.0.1", SHUTDOWN_DELAY_MS="0"), binary)
+
+
+def load(url, headers=()):
+    """Runs wrk; returns (requests, p50 latency in microseconds)."""
+    args = ["wrk", "-t1", "-c8", f"-d{DURATION}s", "--latency"]
+    for h in headers:
+        args += ["-H", h]
+    out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
+    reqs = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise SystemExit(f"bench: {url} answered {errors.group(1)} errors:\n{out}")
+    m = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 1, "ms": 1000, "s": 1_000_000}[m.group(2)]
+    return reqs, float(m.group(1)) * scale
+
+
+def measure(proc, url, headers=()):
+    """CPU microseconds per request of `proc`, peak RSS, p50 latency."""
+    subprocess.run(["wrk", "-t1", "-c8", "-d1s", url], capture_output=True, check=True)  # warm-up
+    before = proc.cpu()
+    reqs, p50 = load(url, headers)
+    cpu_us = (proc.cpu() - before) * 1e6 / reqs
+    return {"cpu_us": cpu_us, "rss_mib": proc.peak_rss_mib(), "p50_us": p50, "requests": reqs}
+
+
+def envoy_config(listen, upstream):
+    return {
+        "static_resources": {
+            "listeners": [{
+                "name": "hop",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "hop",
+                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"],
+                                                            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]}]},
+                        "http_filters": [{"name": "envoy.filters.http.router",
+                                          "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+                    },
+                }]}],
+            }],
+            "clusters": [{
+                "name": "upstream", "type": "STATIC", "connect_timeout": "1s",
+                "load_assignment": {"cluster_name": "upstream", "endpoints": [{"lb_endpoints": [
+                    {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": upstream}}}}]}]},
+            }],
+        }
+    }
+
+
+def main():
+    envoy_bin = sys.argv[1] if len(sys.argv) > 1 else None
+    results = {}
+    procs = []
+    try:
+        hp = free_port()
+        hello = Proc([str(RELEASE / "examples" / "hello")], {"PORT": str(hp)}, "hello")
+        procs.append(hello)
+        wait_http(f"http://127.0.0.1:{hp}/")
+        results["hello-world"] = measure(hello, f"http://127.0.0.1:{hp}/")
+
+        rp, f1, f2, fe = free_port(), free_port(), free_port(), free_port()
+        rec = service("recommendation", rp, {})
+        fc1 = service("forecast", f1, {"APP_VERSION": "v1"})
+        fc2 = service("forecast", f2, {"APP_VERSION": "v2", "RECOMMENDATION_URL": f"http://127.0.0.1:{rp}"})
+        front = service("frontend", fe, {"APP_VERSION": "v1", "FORECAST_URL": f"http://127.0.0.1:{f1}"})
+        procs += [rec, fc1, fc2, front]
+        for p in (rp, f1, f2, fe):
+            wait_http(f"http://127.0.0.1:{p}/healthz")
+        q = "temp_min=3&temp_max=12&condition=rain&precip_chance=80&wind_kph=20&humidity=70&uv=2&aqi=80"
+        results["recommendation"] = measure(rec, f"http://127.0.0.1:{rp}/recommendation?{q}")
+        results["forecast v1"] = measure(fc1, f"http://127.0.0.1:{f1}/forecast?city=beijing")
+        results["forecast v2"] = measure(fc2, f"http://127.0.0.1:{f2}/forecast?city=beijing")
+        results["frontend page"] = measure(front, f"http://127.0.0.1:{fe}/?city=beijing")
+
+        # The local data plane: the same request to a pod directly and through the
+        # ingress; the difference is the proxy hop.
+        ip, ap = free_port(), free_port()
+        up = Proc([str(RELEASE / "weather"), "up", "--root", str(ROOT), "--listen", f"127.0.0.1:{ip}",
+                   "--admin", f"127.0.0.1:{ap}", "--no-watch", "--quiet"], {}, "weather up")
+        procs.append(up)
+        pods = {}
+        end = time.time() + 60
+        while time.time() < end and "frontend-v1" not in pods:
+            line = up.p.stdout.readline()
+            m = re.match(r"\s+(\S+-v\d)\s+(127\.0\.0\.1:\d+)", line)
+            if m:
+                pods[m.group(1)] = m.group(2)
+        wait_http(f"http://127.0.0.1:{ip}/healthz")
+        direct = measure(up, f"http://{pods['frontend-v1']}/healthz")
+        through = measure(up, f"http://127.0.0.1:{ip}/healthz")
+        results["data plane hop"] = {
+            "cpu_us": through["cpu_us"] - direct["cpu_us"],
+            "rss_mib": through["rss_mib"],
+            "p50_us": through["p50_us"] - direct["p50_us"],
+            "requests": through["requests"],
+        }
+        # The whole release under page load, for its memory.
+        results["weather up (page)"] = measure(up, f"http://127.0.0.1:{ip}/?city=beijing")
+
+        if envoy_bin:
+            ep = free_port()
+            cfg = Path(tempfile.mkdtemp()) / "envoy.json"
+            cfg.write_text(json.dumps(envoy_config(ep, hp)))
+            envoy = Proc([envoy_bin, "-c", str(cfg), "--concurrency", "1", "--log-level", "error",
+                          "--base-id", str(os.getpid() % 10000)], {}, "envoy")
+            procs.append(envoy)
+            wait_http(f"http://127.0.0.1:{ep}/")
+            via = measure(envoy, f"http://127.0.0.1:{ep}/")
+            results["envoy hop"] = {"cpu_us": via["cpu_us"], "rss_mib": via["rss_mib"],
+                                    "p50_us": via["p50_us"] - results["hello-world"]["p50_us"], "requests": via["requests"]}
+    finally:
+        for p in procs:
+            p.stop()
+
+    base = results["hello-world"]["cpu_us"]
+    print(f"\nWeather benchmarks: wrk -t1 -c8 -d{DURATION}s per target, RUST_LOG=warn, release build\n")
+    print(f"{'target':<20} {'CPU us/req':>10} {'x hello':>8} {'peak RSS':>10} {'p50':>9}   budget")
+    budgets = {
+        "recommendation": ("cpu", 2.0, 12), "forecast v1": ("cpu", 2.5, 12), "forecast v2": ("cpu", 7.0, 12),
+        "frontend page": ("cpu", 10.0, 12), "weather up (page)": (None, None, 60),
+    }
+    verdicts = []
+    for name, r in results.items():
+        ratio = r["cpu_us"] / base if base else float("nan")
+        note = ""
+        if name in budgets:
+            _, cpu_max, rss_max = budgets[name]
+            ok_cpu = cpu_max is None or ratio <= cpu_max
+            ok_rss = r["rss_mib"] <= rss_max
+            parts = ([f"<= {cpu_max}x"] if cpu_max else []) + [f"< {rss_max} MiB"]
+            note = f"{' and '.join(parts)}: {'within' if ok_cpu and ok_rss else 'OVER'}"
+            verdicts.append(ok_cpu and ok_rss)
+        if name == "data plane hop" and "envoy hop" in results:
+            env = results["envoy hop"]
+            ok = r["cpu_us"] <= env["cpu_us"] / 2 and r["p50_us"] <= max(env["p50_us"], 0) + 50
+            note = f"<= half of Envoy's CPU ({env['cpu_us'] / 2:.1f} us), latency <= Envoy's: {'within' if ok else 'OVER'}"
+            verdicts.append(ok)
+        print(f"{name:<20} {r['cpu_us']:>10.1f} {ratio:>8.2f} {r['rss_mib']:>7.1f} MiB {r['p50_us']:>7.0f}us   {note}")
+    print("\n(data plane hop and envoy hop: the cost added by the proxy, direct vs through it.)")
+    print(f"{sum(verdicts)} of {len(verdicts)} budgets met")
+
+
+if __name__ == "__main__":
+    main()
