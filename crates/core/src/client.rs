@@ -113,25 +113,14 @@ impl Client {
     /// whole body. The call is a client span, child of the request being served.
     pub async fn get(&self, url: &str, fwd: &Forwarded) -> Result<Upstream, ClientError> {
         let parent = opentelemetry::Context::current();
-        let tracer = self.telemetry.tracer();
-        let mut attributes = vec![
-            KeyValue::new("http.request.method", "GET"),
-            KeyValue::new("url.full", url.to_owned()),
-        ];
-        if let Ok(u) = url.parse::<axum::http::Uri>() {
-            if let Some(h) = u.host() {
-                attributes.push(KeyValue::new("server.address", h.to_owned()));
-            }
-            if let Some(p) = u.port_u16() {
-                attributes.push(KeyValue::new("server.port", i64::from(p)));
-            }
-        }
-        let span = tracer
-            .span_builder("GET")
-            .with_kind(SpanKind::Client)
-            .with_attributes(attributes)
-            .start_with_context(tracer, &parent);
-        let cx = parent.with_span(span);
+        let exporting = self.telemetry.is_exporting();
+        // Without an exporter no span is built: the caller's context is injected
+        // as it came, so the sidecars' spans still join up.
+        let cx = if exporting {
+            parent.with_span(self.client_span(url, &parent))
+        } else {
+            parent
+        };
         let mut headers = fwd.headers().clone();
         propagator().inject_context(&cx, &mut HeaderInjector(&mut headers));
         let result: Result<Upstream, ClientError> = async {
@@ -152,21 +141,48 @@ impl Client {
             })
         }
         .await;
-        let span = cx.span();
-        match &result {
-            Ok(up) => {
-                span.set_attribute(KeyValue::new(
-                    "http.response.status_code",
-                    i64::from(up.status.as_u16()),
-                ));
-                if up.status.is_server_error() {
-                    span.set_status(Status::error(format!("HTTP {}", up.status.as_u16())));
+        if exporting {
+            let span = cx.span();
+            match &result {
+                Ok(up) => {
+                    span.set_attribute(KeyValue::new(
+                        "http.response.status_code",
+                        i64::from(up.status.as_u16()),
+                    ));
+                    if up.status.is_server_error() {
+                        span.set_status(Status::error(format!("HTTP {}", up.status.as_u16())));
+                    }
                 }
+                Err(e) => span.set_status(Status::error(e.to_string())),
             }
-            Err(e) => span.set_status(Status::error(e.to_string())),
+            span.end();
         }
-        span.end();
         result
+    }
+
+    fn client_span(
+        &self,
+        url: &str,
+        parent: &opentelemetry::Context,
+    ) -> opentelemetry::global::BoxedSpan {
+        let tracer = self.telemetry.tracer();
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", "GET"),
+            KeyValue::new("url.full", url.to_owned()),
+        ];
+        if let Ok(u) = url.parse::<axum::http::Uri>() {
+            if let Some(h) = u.host() {
+                attributes.push(KeyValue::new("server.address", h.to_owned()));
+            }
+            if let Some(p) = u.port_u16() {
+                attributes.push(KeyValue::new("server.port", i64::from(p)));
+            }
+        }
+        tracer
+            .span_builder("GET")
+            .with_kind(SpanKind::Client)
+            .with_attributes(attributes)
+            .start_with_context(tracer, parent)
     }
 
     fn classify(&self, e: reqwest::Error) -> ClientError {

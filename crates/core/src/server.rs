@@ -136,21 +136,63 @@ pub fn service(
 async fn observe_request(State(o): State<Observe>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
-    let route_label = route.as_deref().unwrap_or("unmatched").to_owned();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route_label = route.as_ref().map(|r| r.as_str()).unwrap_or("unmatched");
     let parent = telemetry::propagator().extract(&telemetry::HeaderExtractor(req.headers()));
-    let tracer = o.telemetry.tracer();
+    // Without an exporter the caller's context passes through as it came, and
+    // no span is built at all: nothing would read it.
+    let cx = if o.telemetry.is_exporting() {
+        let span = server_span(&o.telemetry, &req, &method, route_label, &parent);
+        parent.with_span(span)
+    } else {
+        parent
+    };
+    let mut res = next.run(req).with_context(cx.clone()).await;
+    chain::stamp(&o.chain, &mut res);
+    let elapsed = start.elapsed();
+    let status = res.status().as_u16();
+    let span = cx.span();
+    if o.telemetry.is_exporting() {
+        span.set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
+        if status >= 500 {
+            span.set_status(opentelemetry::trace::Status::error(format!(
+                "HTTP {status}"
+            )));
+        }
+        span.end();
+    }
+    o.metrics
+        .record(method.as_str(), route_label, status, elapsed);
+    let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+    if matches!(route_label, "/healthz" | "/readyz" | "/metrics") {
+        tracing::debug!(%method, route = route_label, status, latency_ms, "request");
+    } else if tracing::enabled!(tracing::Level::INFO) {
+        let sc = span.span_context();
+        let (trace_id, span_id) = (sc.trace_id().to_string(), sc.span_id().to_string());
+        tracing::info!(%method, route = route_label, status, latency_ms, trace_id, span_id, "request");
+    }
+    res
+}
+
+/// The server span of a request, named by its route, with the standard HTTP
+/// attributes.
+fn server_span(
+    t: &Telemetry,
+    req: &Request,
+    method: &axum::http::Method,
+    route: &str,
+    parent: &opentelemetry::Context,
+) -> opentelemetry::global::BoxedSpan {
+    let tracer = t.tracer();
     let mut attributes = vec![
         KeyValue::new("http.request.method", method.to_string()),
         KeyValue::new("url.path", req.uri().path().to_owned()),
         KeyValue::new("url.scheme", "http"),
+        KeyValue::new("http.route", route.to_owned()),
     ];
-    if let Some(r) = &route {
-        attributes.push(KeyValue::new("http.route", r.clone()));
-    }
     if let Some(q) = req.uri().query() {
         attributes.push(KeyValue::new("url.query", q.to_owned()));
     }
@@ -168,38 +210,11 @@ async fn observe_request(State(o): State<Observe>, req: Request, next: Next) -> 
     {
         attributes.push(KeyValue::new("guid:x-request-id", id.to_owned()));
     }
-    let span = tracer
-        .span_builder(format!("{method} {route_label}"))
+    tracer
+        .span_builder(format!("{method} {route}"))
         .with_kind(SpanKind::Server)
         .with_attributes(attributes)
-        .start_with_context(tracer, &parent);
-    let cx = parent.with_span(span);
-    let mut res = next.run(req).with_context(cx.clone()).await;
-    chain::stamp(&o.chain, &mut res);
-    let elapsed = start.elapsed();
-    let status = res.status().as_u16();
-    let span = cx.span();
-    span.set_attribute(KeyValue::new(
-        "http.response.status_code",
-        i64::from(status),
-    ));
-    if status >= 500 {
-        span.set_status(opentelemetry::trace::Status::error(format!(
-            "HTTP {status}"
-        )));
-    }
-    span.end();
-    o.metrics
-        .record(method.as_str(), &route_label, status, elapsed);
-    let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
-    let sc = span.span_context();
-    let (trace_id, span_id) = (sc.trace_id().to_string(), sc.span_id().to_string());
-    if matches!(route_label.as_str(), "/healthz" | "/readyz" | "/metrics") {
-        tracing::debug!(%method, route = route_label, status, latency_ms, "request");
-    } else {
-        tracing::info!(%method, route = route_label, status, latency_ms, trace_id, span_id, "request");
-    }
-    res
+        .start_with_context(tracer, parent)
 }
 
 /// The JSON APIs' fallback: an unknown path is a 404 that says so.

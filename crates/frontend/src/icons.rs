@@ -24,16 +24,25 @@ fn svg(body: &[&str]) -> String {
 }
 
 /// The pictogram of the sky now: clear skies show the moon at night.
-pub fn icon_at(c: Condition, night: bool) -> String {
+pub fn icon_at(c: Condition, night: bool) -> &'static str {
+    static NIGHT: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    let night_icons = NIGHT.get_or_init(|| [svg(&[MOON]), svg(&[SMALL_MOON, CLOUD])]);
     match (c, night) {
-        (Condition::Sunny, true) => svg(&[MOON]),
-        (Condition::PartlyCloudy, true) => svg(&[SMALL_MOON, CLOUD]),
+        (Condition::Sunny, true) => &night_icons[0],
+        (Condition::PartlyCloudy, true) => &night_icons[1],
         _ => icon(c),
     }
 }
 
-/// The pictogram of a condition, as SVG markup (trusted, static).
-pub fn icon(c: Condition) -> String {
+/// The pictogram of a condition, as SVG markup (trusted, static), built once.
+pub fn icon(c: Condition) -> &'static str {
+    static ALL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = ALL.get_or_init(|| Condition::ALL.iter().map(|&c| build(c)).collect());
+    let i = Condition::ALL.iter().position(|&x| x == c).unwrap_or(0);
+    &all[i]
+}
+
+fn build(c: Condition) -> String {
     const DROPS_2: &str = r##"<g stroke="#1a73e8" stroke-width="1.8" stroke-linecap="round"><path d="M9 17.5l-.8 2M14 17.5l-.8 2"/></g>"##;
     const DROPS_3: &str = r##"<g stroke="#1a73e8" stroke-width="1.8" stroke-linecap="round"><path d="M8 17l-1 2.6M12 17l-1 2.6M16 17l-1 2.6"/></g>"##;
     const DROPS_5: &str = r##"<g stroke="#1a73e8" stroke-width="1.8" stroke-linecap="round"><path d="M7 17l-1.2 3.5M10 17l-1.2 3.5M13 17l-1.2 3.5M16 17l-1.2 3.5M19 17l-1.2 3.5"/></g>"##;

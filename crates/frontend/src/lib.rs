@@ -33,7 +33,7 @@ use weather_core::{
 
 use crate::{
     i18n::Lang,
-    view::{Chrome, CityOption, ForecastData, MessagePage, WeatherPage},
+    view::{Chrome, ForecastData, MessagePage, WeatherPage},
 };
 
 pub const APP: &str = "frontend";
@@ -173,17 +173,9 @@ impl Ctx {
             version: self.version.as_str(),
             user: cookies::user(headers),
             username_value: String::new(),
-            cities: cities
-                .map(|list| {
-                    list.iter()
-                        .map(|c| CityOption {
-                            id: c.id.clone(),
-                            name: c.name(lang).to_owned(),
-                            selected: c.id == city,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+            cities: cities.cloned(),
+            selected: city.to_owned(),
+            lang,
             lang_href: format!("/?city={city}&lang={other}"),
             chain: view::links(&chain),
         }

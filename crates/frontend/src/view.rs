@@ -95,15 +95,19 @@ pub struct Chrome {
     pub user: Option<String>,
     /// Shown back in the login field after a rejected attempt.
     pub username_value: String,
-    pub cities: Vec<CityOption>,
+    /// The city list for the picker (shared, not copied per page), if known.
+    pub cities: Option<std::sync::Arc<Vec<CityData>>>,
+    /// The city shown, selected in the picker.
+    pub selected: String,
+    pub lang: Lang,
     pub lang_href: String,
     pub chain: Vec<Link>,
 }
 
-pub struct CityOption {
-    pub id: String,
-    pub name: String,
-    pub selected: bool,
+impl Chrome {
+    pub fn city_list(&self) -> &[CityData] {
+        self.cities.as_deref().map(|v| v.as_slice()).unwrap_or(&[])
+    }
 }
 
 /// One `app:version` of the `x-weather-chain`.
@@ -127,7 +131,7 @@ pub fn links(chain: &str) -> Vec<Link> {
 
 pub struct CurrentView {
     pub local_time: String,
-    pub icon: String,
+    pub icon: &'static str,
     pub label: &'static str,
     pub temperature: i32,
     pub feels_like: i32,
@@ -140,7 +144,7 @@ pub struct CurrentView {
 pub struct DayView {
     pub weekday: &'static str,
     pub date: String,
-    pub icon: String,
+    pub icon: &'static str,
     pub label: &'static str,
     pub max: i32,
     pub min: i32,

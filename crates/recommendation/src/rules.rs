@@ -1,6 +1,8 @@
 //! The advice rules, one function per category, each a plain table of thresholds
 //! so that a test can hold every row against the text.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use weather_core::Condition;
 
@@ -40,10 +42,11 @@ pub enum Level {
     Warning,
 }
 
+/// The advice in both languages; static text unless the rule adds figures.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Text {
-    pub en: String,
-    pub zh: String,
+    pub en: Cow<'static, str>,
+    pub zh: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -55,14 +58,20 @@ pub struct Advice {
     pub text: Text,
 }
 
-fn advice(category: Category, code: &'static str, level: Level, en: &str, zh: &str) -> Advice {
+fn advice(
+    category: Category,
+    code: &'static str,
+    level: Level,
+    en: &'static str,
+    zh: &'static str,
+) -> Advice {
     Advice {
         category,
         code,
         level,
         text: Text {
-            en: en.to_owned(),
-            zh: zh.to_owned(),
+            en: Cow::Borrowed(en),
+            zh: Cow::Borrowed(zh),
         },
     }
 }
@@ -137,9 +146,11 @@ pub fn clothing(c: &Conditions) -> Advice {
     if swing >= 10.0 {
         a.text
             .en
+            .to_mut()
             .push_str(&format!("; dress in layers, it swings {swing:.0} °C today"));
         a.text
             .zh
+            .to_mut()
             .push_str(&format!("；今天温差{swing:.0}°C，注意增减衣物"));
     }
     a

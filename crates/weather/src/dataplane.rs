@@ -499,36 +499,32 @@ async fn proxy(
     let method = req.method().clone();
     // The proxy's span, like an Envoy's: a child of the caller's context, the
     // parent of the upstream's server span.
-    let tracer = l.telemetry.tracer();
     let parent = propagator().extract(&HeaderExtractor(req.headers()));
-    let mut attributes = vec![
-        KeyValue::new("component", "proxy"),
-        KeyValue::new("http.method", method.to_string()),
-        KeyValue::new("http.url", format!("http://{authority}{path}")),
-        KeyValue::new("downstream_cluster", from.to_owned()),
-    ];
-    if let Some(id) = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-    {
-        attributes.push(KeyValue::new("guid:x-request-id", id.to_owned()));
-    }
-    let cx = parent.with_span(
-        tracer
-            .span_builder(format!("{authority}/*"))
-            .with_kind(SpanKind::Client)
-            .with_attributes(attributes)
-            .start_with_context(tracer, &parent),
-    );
+    let exporting = l.telemetry.is_exporting();
+    // Names for the log line and the span, built only when one of them is on.
+    let verbose = exporting || l.plane.access_log;
+    let cx = if exporting {
+        parent.with_span(proxy_span(
+            &l.telemetry,
+            &req,
+            &authority,
+            &path,
+            from,
+            &parent,
+        ))
+    } else {
+        parent
+    };
     let log = |status: u16, flags: &str, to: &str, rule: &str| {
-        let span = cx.span();
-        span.set_attribute(KeyValue::new("http.status_code", i64::from(status)));
-        span.set_attribute(KeyValue::new("response_flags", flags.to_owned()));
-        if status >= 500 {
-            span.set_status(Status::error(format!("{status} {flags}")));
+        if exporting {
+            let span = cx.span();
+            span.set_attribute(KeyValue::new("http.status_code", i64::from(status)));
+            span.set_attribute(KeyValue::new("response_flags", flags.to_owned()));
+            if status >= 500 {
+                span.set_status(Status::error(format!("{status} {flags}")));
+            }
+            span.end();
         }
-        span.end();
         if l.plane.access_log {
             tracing::info!(
                 target: "weather::access",
@@ -543,8 +539,11 @@ async fn proxy(
             return envoy_error(StatusCode::NOT_FOUND, "NR", &format!("no route: {why:?}"));
         }
         Routed::Route { rule, targets } => (
-            rule.map(|r| r.to_string())
-                .unwrap_or_else(|| "default".into()),
+            match (verbose, rule) {
+                (false, _) => String::new(),
+                (true, Some(r)) => r.to_string(),
+                (true, None) => "default".into(),
+            },
             targets,
         ),
     };
@@ -560,8 +559,12 @@ async fn proxy(
             "every destination has weight 0",
         );
     };
-    let to = describe(target);
-    if let Some(svc) = target.service.and_then(|i| table.mesh.services.get(i)) {
+    let to = if verbose {
+        describe(target)
+    } else {
+        String::new()
+    };
+    if exporting && let Some(svc) = target.service.and_then(|i| table.mesh.services.get(i)) {
         let port = svc.ports.first().copied().unwrap_or(80);
         cx.span().update_name(format!("{}:{port}/*", svc.fqdn));
         let subset = target.subset.as_deref().unwrap_or("");
@@ -637,9 +640,12 @@ async fn proxy(
             Ok(Ok(res)) => {
                 let (mut parts, incoming) = res.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
-                cx.span()
-                    .set_attribute(KeyValue::new("upstream_host", addr.to_string()));
-                log(parts.status.as_u16(), "-", &format!("{to} {addr}"), &rule);
+                if exporting {
+                    cx.span()
+                        .set_attribute(KeyValue::new("upstream_host", addr.to_string()));
+                }
+                let to = if verbose { format!("{to} {addr}") } else { to };
+                log(parts.status.as_u16(), "-", &to, &rule);
                 return Response::from_parts(parts, Body::new(incoming));
             }
             Ok(Err(e)) if e.is_connect() && attempt + 1 < attempts => {
@@ -669,6 +675,37 @@ async fn proxy(
         "UF",
         "upstream connect error",
     )
+}
+
+/// The proxy's span, like an Envoy's: a child of the caller's context, the
+/// parent of the upstream's server span.
+fn proxy_span(
+    t: &Telemetry,
+    req: &Request<Body>,
+    authority: &str,
+    path: &str,
+    from: &str,
+    parent: &opentelemetry::Context,
+) -> opentelemetry::global::BoxedSpan {
+    let tracer = t.tracer();
+    let mut attributes = vec![
+        KeyValue::new("component", "proxy"),
+        KeyValue::new("http.method", req.method().to_string()),
+        KeyValue::new("http.url", format!("http://{authority}{path}")),
+        KeyValue::new("downstream_cluster", from.to_owned()),
+    ];
+    if let Some(id) = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        attributes.push(KeyValue::new("guid:x-request-id", id.to_owned()));
+    }
+    tracer
+        .span_builder(format!("{authority}/*"))
+        .with_kind(SpanKind::Client)
+        .with_attributes(attributes)
+        .start_with_context(tracer, parent)
 }
 
 fn describe(t: &Target) -> String {
