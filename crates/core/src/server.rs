@@ -29,7 +29,7 @@ use opentelemetry::{
     KeyValue,
     context::FutureExt,
     propagation::TextMapPropagator,
-    trace::{SpanKind, TraceContextExt, Tracer},
+    trace::{SpanKind, TraceContextExt},
 };
 
 use crate::{
@@ -186,7 +186,6 @@ fn server_span(
     route: &str,
     parent: &opentelemetry::Context,
 ) -> opentelemetry::global::BoxedSpan {
-    let tracer = t.tracer();
     let mut attributes = vec![
         KeyValue::new("http.request.method", method.to_string()),
         KeyValue::new("url.path", req.uri().path().to_owned()),
@@ -203,18 +202,13 @@ fn server_span(
     {
         attributes.push(KeyValue::new("user_agent.original", ua.to_owned()));
     }
-    if let Some(id) = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-    {
-        attributes.push(KeyValue::new("guid:x-request-id", id.to_owned()));
-    }
-    tracer
-        .span_builder(format!("{method} {route}"))
-        .with_kind(SpanKind::Server)
-        .with_attributes(attributes)
-        .start_with_context(tracer, parent)
+    t.start(
+        format!("{method} {route}"),
+        SpanKind::Server,
+        attributes,
+        req.headers(),
+        parent,
+    )
 }
 
 /// The JSON APIs' fallback: an unknown path is a 404 that says so.

@@ -181,6 +181,28 @@ impl Telemetry {
         &self.tracer
     }
 
+    /// Starts a span under `parent`; the request's `x-request-id`, when it has
+    /// one, is added as Envoy tags it (`guid:x-request-id`).
+    pub fn start(
+        &self,
+        name: String,
+        kind: opentelemetry::trace::SpanKind,
+        mut attributes: Vec<KeyValue>,
+        headers: &HeaderMap,
+        parent: &opentelemetry::Context,
+    ) -> opentelemetry::global::BoxedSpan {
+        use opentelemetry::trace::Tracer;
+        if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+            attributes.push(KeyValue::new("guid:x-request-id", id.to_owned()));
+        }
+        let tracer = self.tracer();
+        tracer
+            .span_builder(name)
+            .with_kind(kind)
+            .with_attributes(attributes)
+            .start_with_context(tracer, parent)
+    }
+
     pub fn is_exporting(&self) -> bool {
         self.exporting
     }

@@ -120,7 +120,10 @@ async fn v1_serves_grey_buttons_and_the_v1_chain() {
     assert_eq!(page.chain, "frontend:v1,forecast:v1");
     assert!(page.body.contains(r#"<body class="release-v1">"#));
     assert!(page.body.contains("<h1 id=\"today-title\">Shanghai"));
-    assert!(page.body.contains(r#"<option value="shanghai" selected>Shanghai</option>"#));
+    assert!(
+        page.body
+            .contains(r#"<option value="shanghai" selected>Shanghai</option>"#)
+    );
     assert_eq!(page.body.matches(" selected>").count(), 1);
     assert_eq!(page.body.matches(r#"<li class="day card">"#).count(), 5);
     assert!(!page.body.contains(r#"data-testid="advice""#));

@@ -35,7 +35,7 @@ use mesh::{
 use opentelemetry::{
     KeyValue,
     propagation::TextMapPropagator,
-    trace::{SpanKind, Status, TraceContextExt, Tracer},
+    trace::{SpanKind, Status, TraceContextExt},
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use weather_core::{
@@ -687,25 +687,19 @@ fn proxy_span(
     from: &str,
     parent: &opentelemetry::Context,
 ) -> opentelemetry::global::BoxedSpan {
-    let tracer = t.tracer();
-    let mut attributes = vec![
+    let attributes = vec![
         KeyValue::new("component", "proxy"),
         KeyValue::new("http.method", req.method().to_string()),
         KeyValue::new("http.url", format!("http://{authority}{path}")),
         KeyValue::new("downstream_cluster", from.to_owned()),
     ];
-    if let Some(id) = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-    {
-        attributes.push(KeyValue::new("guid:x-request-id", id.to_owned()));
-    }
-    tracer
-        .span_builder(format!("{authority}/*"))
-        .with_kind(SpanKind::Client)
-        .with_attributes(attributes)
-        .start_with_context(tracer, parent)
+    t.start(
+        format!("{authority}/*"),
+        SpanKind::Client,
+        attributes,
+        req.headers(),
+        parent,
+    )
 }
 
 fn describe(t: &Target) -> String {
