@@ -14,8 +14,6 @@ pub enum AppError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    Unavailable(String),
 }
 
 impl AppError {
@@ -23,7 +21,6 @@ impl AppError {
         match self {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

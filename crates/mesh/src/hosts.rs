@@ -18,13 +18,6 @@ pub fn fqdn(host: &str, ns: &str) -> String {
     }
 }
 
-/// The `(service, namespace)` a cluster-local FQDN names.
-pub fn service_of(fqdn: &str) -> Option<(&str, &str)> {
-    let rest = fqdn.strip_suffix(CLUSTER_DOMAIN)?.strip_suffix('.')?;
-    let (name, ns) = rest.split_once('.')?;
-    (!ns.contains('.')).then_some((name, ns))
-}
-
 /// Whether a (possibly wildcard) host pattern covers `host`.
 pub fn host_matches(pattern: &str, host: &str) -> bool {
     if pattern == "*" {
@@ -77,11 +70,6 @@ mod tests {
             "forecast.weather.svc.cluster.local"
         );
         assert_eq!(fqdn("*", "weather"), "*");
-        assert_eq!(
-            service_of("forecast.weather.svc.cluster.local"),
-            Some(("forecast", "weather"))
-        );
-        assert_eq!(service_of("example.com"), None);
     }
 
     #[test]

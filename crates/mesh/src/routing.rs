@@ -27,7 +27,7 @@ use crate::{
     model::{HttpMatch, Labels, StringMatch},
 };
 
-/// The labels and namespace of Istio's ingress gateway, which `--from ingress`
+/// The labels of Istio's ingress gateway, which `--from ingress`
 /// stands for (the demo profile's `istio-ingressgateway`).
 pub fn ingress_labels() -> Labels {
     Labels::from([
@@ -35,7 +35,6 @@ pub fn ingress_labels() -> Labels {
         ("istio".to_owned(), "ingressgateway".to_owned()),
     ])
 }
-pub const INGRESS_NAMESPACE: &str = "istio-system";
 /// The port the ingress listens on, as the Gateway's server states it.
 pub const INGRESS_PORT: u16 = 80;
 
@@ -573,17 +572,6 @@ impl Mesh {
                 }
             }
         }
-    }
-
-    /// The workload a Deployment name stands for.
-    pub fn workload(&self, name: &str) -> Option<usize> {
-        self.workloads.iter().position(|w| w.name == name)
-    }
-
-    /// The Service a host names, from a caller in `namespace`.
-    pub fn service_for(&self, host: &str, namespace: &str) -> Option<usize> {
-        let (h, _) = split_authority(host);
-        self.by_fqdn.get(&fqdn(&h, namespace)).copied()
     }
 }
 
