@@ -170,9 +170,14 @@ async fn observe_request(State(o): State<Observe>, req: Request, next: Next) -> 
     if matches!(route_label, "/healthz" | "/readyz" | "/metrics") {
         tracing::debug!(%method, route = route_label, status, latency_ms, "request");
     } else if tracing::enabled!(tracing::Level::INFO) {
+        // The line leads to its trace when the request belongs to one.
         let sc = span.span_context();
-        let (trace_id, span_id) = (sc.trace_id().to_string(), sc.span_id().to_string());
-        tracing::info!(%method, route = route_label, status, latency_ms, trace_id, span_id, "request");
+        if sc.is_valid() {
+            let (trace_id, span_id) = (sc.trace_id().to_string(), sc.span_id().to_string());
+            tracing::info!(%method, route = route_label, status, latency_ms, trace_id, span_id, "request");
+        } else {
+            tracing::info!(%method, route = route_label, status, latency_ms, "request");
+        }
     }
     res
 }
