@@ -499,8 +499,13 @@ async fn proxy(
     let method = req.method().clone();
     // The proxy's span, like an Envoy's: a child of the caller's context, the
     // parent of the upstream's server span.
-    let parent = propagator().extract(&HeaderExtractor(req.headers()));
     let exporting = l.telemetry.is_exporting();
+    // Without an exporter the trace headers pass through untouched, as they came.
+    let parent = if exporting {
+        propagator().extract(&HeaderExtractor(req.headers()))
+    } else {
+        opentelemetry::Context::new()
+    };
     // Names for the log line and the span, built only when one of them is on.
     let verbose = exporting || l.plane.access_log;
     let cx = if exporting {
@@ -588,7 +593,9 @@ async fn proxy(
     if let Ok(v) = HeaderValue::from_str(&authority) {
         headers.insert(header::HOST, v);
     }
-    propagator().inject_context(&cx, &mut HeaderInjector(headers));
+    if exporting {
+        propagator().inject_context(&cx, &mut HeaderInjector(headers));
+    }
     if matches!(l.source, Source::Ingress) {
         // Envoy at the edge: a request id when there is none, and who called.
         if !headers.contains_key("x-request-id")
