@@ -24,7 +24,7 @@ use crate::{
     hosts::{fqdn, host_matches, split_authority},
     load::Manifests,
     matching::Matcher,
-    model::{HttpMatch, Labels, StringMatch},
+    model::{Labels, StringMatch},
 };
 
 /// The labels of Istio's ingress gateway, which `--from ingress`
@@ -189,6 +189,7 @@ pub enum NoRoute<'m> {
     NoRuleMatched(&'m str),
 }
 
+#[derive(Default)]
 struct CompiledMatch {
     uri: Option<Matcher>,
     scheme: Option<Matcher>,
@@ -415,9 +416,17 @@ impl Mesh {
                     let headers = map("headers", &hm.headers);
                     let without_headers = map("withoutHeaders", &hm.without_headers);
                     let query = map("queryParams", &hm.query_params);
-                    matches.push(compile_match(
-                        hm,
-                        ns,
+                    let ignore_uri_case = hm.ignore_uri_case.unwrap_or(false);
+                    let uri = match (uri, ignore_uri_case) {
+                        (Some(Matcher::Exact(s)), true) => {
+                            Some(Matcher::Exact(s.to_ascii_lowercase()))
+                        }
+                        (Some(Matcher::Prefix(s)), true) => {
+                            Some(Matcher::Prefix(s.to_ascii_lowercase()))
+                        }
+                        (m, _) => m,
+                    };
+                    matches.push(CompiledMatch {
                         uri,
                         scheme,
                         method,
@@ -425,7 +434,12 @@ impl Mesh {
                         headers,
                         without_headers,
                         query,
-                    ));
+                        source_labels: hm.source_labels.clone(),
+                        source_namespace: hm.source_namespace.clone(),
+                        gateways: hm.gateways.iter().map(|g| gateway_ref(g, ns)).collect(),
+                        port: hm.port.map(|p| p as u16),
+                        ignore_uri_case,
+                    });
                 }
                 if broken {
                     // A match that cannot be evaluated must not match everything.
@@ -590,55 +604,11 @@ fn first_rule<'v, H: HeaderLookup + ?Sized>(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn compile_match(
-    hm: &HttpMatch,
-    ns: &str,
-    uri: Option<Matcher>,
-    scheme: Option<Matcher>,
-    method: Option<Matcher>,
-    authority: Option<Matcher>,
-    headers: Vec<(String, Matcher)>,
-    without_headers: Vec<(String, Matcher)>,
-    query: Vec<(String, Matcher)>,
-) -> CompiledMatch {
-    let ignore_uri_case = hm.ignore_uri_case.unwrap_or(false);
-    let uri = match (uri, ignore_uri_case) {
-        (Some(Matcher::Exact(s)), true) => Some(Matcher::Exact(s.to_ascii_lowercase())),
-        (Some(Matcher::Prefix(s)), true) => Some(Matcher::Prefix(s.to_ascii_lowercase())),
-        (m, _) => m,
-    };
-    CompiledMatch {
-        uri,
-        scheme,
-        method,
-        authority,
-        headers,
-        without_headers,
-        query,
-        source_labels: hm.source_labels.clone(),
-        source_namespace: hm.source_namespace.clone(),
-        gateways: hm.gateways.iter().map(|g| gateway_ref(g, ns)).collect(),
-        port: hm.port.map(|p| p as u16),
-        ignore_uri_case,
-    }
-}
-
 impl CompiledMatch {
     fn never() -> CompiledMatch {
         CompiledMatch {
-            uri: None,
-            scheme: None,
-            method: None,
-            authority: None,
-            headers: Vec::new(),
-            without_headers: Vec::new(),
-            query: Vec::new(),
-            source_labels: Labels::new(),
-            source_namespace: None,
             gateways: vec!["(never)".to_owned()],
-            port: None,
-            ignore_uri_case: false,
+            ..CompiledMatch::default()
         }
     }
 
