@@ -149,6 +149,28 @@ async fn click_and_load(c: &Client, css: &str) {
     }
 }
 
+/// Types a username into the login form and submits it.
+async fn log_in_as(c: &Client, name: &str) {
+    c.find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys(name)
+        .await
+        .unwrap();
+    click_and_load(c, "[data-testid=login]").await;
+}
+
+/// Picks a city in the picker and shows it.
+async fn show_city(c: &Client, id: &str) {
+    c.find(Locator::Id("city"))
+        .await
+        .unwrap()
+        .select_by_value(id)
+        .await
+        .unwrap();
+    click_and_load(c, "[data-testid=show]").await;
+}
+
 async fn has(c: &Client, css: &str) -> bool {
     !c.find_all(Locator::Css(css)).await.unwrap().is_empty()
 }
@@ -266,13 +288,7 @@ async fn the_tester_journey_in_a_real_browser() {
     save(&c, "v1.png").await;
 
     // A bad username: a clear message, and no cookie.
-    c.find(Locator::Id("username"))
-        .await
-        .unwrap()
-        .send_keys("bad name!")
-        .await
-        .unwrap();
-    click_and_load(&c, "[data-testid=login]").await;
+    log_in_as(&c, "bad name!").await;
     assert!(
         text(&c, "[data-testid=message]")
             .await
@@ -282,13 +298,7 @@ async fn the_tester_journey_in_a_real_browser() {
 
     // Log in as tester: the cookie is set and the whole v2 chain answers.
     c.goto(&origin).await.unwrap();
-    c.find(Locator::Id("username"))
-        .await
-        .unwrap()
-        .send_keys("tester")
-        .await
-        .unwrap();
-    click_and_load(&c, "[data-testid=login]").await;
+    log_in_as(&c, "tester").await;
     assert_eq!(user_cookie(&c).await.as_deref(), Some("tester"));
     let colours = button_colours(&c).await;
     assert!(colours.iter().all(|b| b == BLUE), "{colours:?}");
@@ -327,13 +337,7 @@ async fn the_tester_journey_in_a_real_browser() {
     );
 
     // Switch city on v2.
-    c.find(Locator::Id("city"))
-        .await
-        .unwrap()
-        .select_by_value("london")
-        .await
-        .unwrap();
-    click_and_load(&c, "[data-testid=show]").await;
+    show_city(&c, "london").await;
     assert!(
         text(&c, "[data-testid=today] h1")
             .await
@@ -379,13 +383,7 @@ async fn the_tester_journey_in_a_real_browser() {
             .await
             .contains("frontend v1")
     );
-    c.find(Locator::Id("city"))
-        .await
-        .unwrap()
-        .select_by_value("new-york")
-        .await
-        .unwrap();
-    click_and_load(&c, "[data-testid=show]").await;
+    show_city(&c, "new-york").await;
     assert!(
         text(&c, "[data-testid=today] h1")
             .await

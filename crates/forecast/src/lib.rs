@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     Json, Router,
     extract::State,
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -109,7 +109,7 @@ struct Forecast {
     recommendation: Option<Value>,
 }
 
-async fn forecast(State(ctx): State<Arc<Ctx>>, params: Params, fwd: Forwarded) -> Response {
+async fn forecast(State(ctx): State<Arc<Ctx>>, params: Params, headers: HeaderMap) -> Response {
     let (city, n) = match parse(&params) {
         Ok(v) => v,
         Err(e) => return e.into_response(),
@@ -124,6 +124,8 @@ async fn forecast(State(ctx): State<Arc<Ctx>>, params: Params, fwd: Forwarded) -
     };
     let mut downstream = Downstream::none();
     if ctx.version == AppVersion::V2 {
+        // Only v2 calls on, so only v2 gathers what it forwards.
+        let fwd = Forwarded::from_headers(&headers);
         let (advice, chain) = recommend(&ctx, &body.days[0], &fwd).await;
         body.recommendation = Some(advice);
         downstream = Downstream(chain);
