@@ -315,3 +315,26 @@ impl OtlpReceiver {
         self.spans.lock().unwrap().clone()
     }
 }
+
+/// Polls `done` every 10 ms until it holds; fails after 10 s, naming `what`.
+/// Tests wait on an event this way, never with a bare sleep.
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A request with oversized headers must be refused: answered `status`, or the
+/// connection closed before an answer (hyper may stop reading and close while
+/// the client still writes). A timeout or any other answer fails.
+pub fn assert_refused(res: Result<reqwest::Response, reqwest::Error>, status: StatusCode) {
+    match res {
+        Ok(res) => assert_eq!(res.status(), status),
+        Err(e) => assert!(
+            !e.is_timeout() && (e.is_request() || e.is_body()),
+            "neither {status} nor a closed connection: {e:?}"
+        ),
+    }
+}

@@ -8,7 +8,7 @@ use serde_json::Value;
 use weather_core::{
     AppVersion, Health, RunningServer,
     server::spawn_local,
-    testing::{FakeService, Process, Script, closed_port_url},
+    testing::{FakeService, Process, Script, closed_port_url, eventually},
 };
 
 struct App {
@@ -299,9 +299,10 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         }
     });
     // Wait until the request has reached recommendation, so it is truly in flight.
-    while slow.requests().is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("the request to reach recommendation", || {
+        !slow.requests().is_empty()
+    })
+    .await;
     assert_eq!(
         http.get(format!("{url}/readyz"))
             .send()

@@ -1,14 +1,16 @@
 //! `weather check`: offline analysis of manifests, in the spirit of `istioctl
 //! analyze` (its message format and, where one fits, its codes), plus the checks
 //! this sample's release relies on. Each message names the object and the field.
+//! What the routing resolves (hosts, subsets, gateways, regexes) is read from the
+//! compiled [`Mesh`], so the analysis and the routing cannot disagree on it.
 
 use std::{collections::BTreeMap, fmt};
 
 use crate::{
-    hosts::fqdn,
+    compile::{MESH, Mesh},
     load::Manifests,
-    matching::full_match_regex,
-    model::{Labels, Meta, StringMatch},
+    model::{Labels, Meta},
+    routing::Problem,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -60,16 +62,30 @@ pub const MISSING_APP_VERSION_LABELS: &str = "WEA0003";
 pub const WEIGHTS_NOT_100: &str = "WEA0004";
 pub const NOT_MODELLED: &str = "WEA0005";
 
-fn resource(kind: &str, meta: &Meta) -> String {
-    format!("{kind} {}.{}", meta.name, meta.ns())
-}
-
 fn includes(labels: &Labels, of: &Labels) -> bool {
     of.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
+/// An object, as messages name it.
+struct Object<'a> {
+    kind: &'static str,
+    namespace: &'a str,
+    name: &'a str,
+}
+
+impl<'a> Object<'a> {
+    fn of(kind: &'static str, meta: &'a Meta) -> Object<'a> {
+        Object {
+            kind,
+            namespace: meta.ns(),
+            name: &meta.name,
+        }
+    }
+}
+
 struct Out<'m> {
     m: &'m Manifests,
+    mesh: &'m Mesh,
     messages: Vec<Message>,
 }
 
@@ -78,16 +94,18 @@ impl Out<'_> {
         &mut self,
         level: Level,
         code: &'static str,
-        kind: &str,
-        meta: &Meta,
+        o: &Object<'_>,
         field: impl Into<String>,
         text: impl Into<String>,
     ) {
-        let source = self.m.source_of(kind, meta).map(|s| s.to_string());
+        let source = self
+            .m
+            .origin_of(o.kind, o.namespace, o.name)
+            .map(|s| s.to_string());
         self.messages.push(Message {
             level,
             code,
-            resource: resource(kind, meta),
+            resource: format!("{} {}.{}", o.kind, o.name, o.namespace),
             field: field.into(),
             text: text.into(),
             source,
@@ -95,10 +113,11 @@ impl Out<'_> {
     }
 }
 
-/// Every finding, errors first.
-pub fn analyze(m: &Manifests) -> Vec<Message> {
+/// Every finding, errors first. `mesh` is `m` compiled.
+pub fn analyze(m: &Manifests, mesh: &Mesh) -> Vec<Message> {
     let mut out = Out {
         m,
+        mesh,
         messages: Vec::new(),
     };
     workloads(&mut out);
@@ -135,8 +154,7 @@ fn workloads(out: &mut Out) {
             out.push(
                 Level::Error,
                 SELECTOR_MISMATCH,
-                "Deployment",
-                &d.metadata,
+                &Object::of("Deployment", &d.metadata),
                 "spec.selector.matchLabels",
                 format!(
                     "the selector ({}) does not select the Deployment's own pod labels",
@@ -149,8 +167,7 @@ fn workloads(out: &mut Out) {
                 out.push(
                     Level::Error,
                     MISSING_APP_VERSION_LABELS,
-                    "Deployment",
-                    &d.metadata,
+                    &Object::of("Deployment", &d.metadata),
                     "spec.template.metadata.labels",
                     format!("pods have no `{label}` label: Kiali's versioned graph and the DestinationRule subsets need both `app` and `version`"),
                 );
@@ -173,8 +190,7 @@ fn services(out: &mut Out) {
                 out.push(
                     Level::Error,
                     PORT_NAME_NOT_UNDER_NAMING_CONVENTION,
-                    "Service",
-                    &s.metadata,
+                    &Object::of("Service", &s.metadata),
                     format!("spec.ports[{i}]"),
                     format!(
                         "port {} is {}: name it `http` (or `http-…`) or set `appProtocol: http`, so Istio and Kiali treat it as HTTP",
@@ -190,134 +206,64 @@ fn services(out: &mut Out) {
     }
 }
 
-fn service_exists(m: &Manifests, host: &str, ns: &str) -> bool {
-    let name = fqdn(host, ns);
-    m.services
-        .iter()
-        .any(|s| fqdn(&s.metadata.name, s.metadata.ns()) == name)
-}
-
 fn virtual_services(out: &mut Out) {
-    let m = out.m;
-    let gateways: Vec<String> = m
-        .gateways
-        .iter()
-        .map(|g| format!("{}/{}", g.metadata.ns(), g.metadata.name))
-        .collect();
+    let (m, mesh) = (out.m, out.mesh);
+    let known = |g: &str| g == MESH || mesh.gateways.iter().any(|k| k.reference == g);
     // Hosts bound to the mesh, to find two VirtualServices for one host.
-    let mut mesh_hosts: BTreeMap<String, Vec<&Meta>> = BTreeMap::new();
-    for vs in &m.virtual_services {
-        let ns = vs.metadata.ns();
-        let meta = &vs.metadata;
-        let refs = |gs: &[String]| -> Vec<String> {
-            gs.iter()
-                .map(|g| {
-                    if g == "mesh" || g.contains('/') {
-                        g.clone()
-                    } else {
-                        format!("{ns}/{g}")
-                    }
-                })
-                .collect()
-        };
-        let vs_gateways = refs(&vs.spec.gateways);
-        for (i, g) in vs_gateways.iter().enumerate() {
-            if g != "mesh" && !gateways.contains(g) {
-                out.push(
-                    Level::Error,
-                    REFERENCED_RESOURCE_NOT_FOUND,
-                    "VirtualService",
-                    meta,
-                    format!("spec.gateways[{i}]"),
-                    format!("Referenced gateway not found: {g:?}"),
-                );
+    let mut mesh_hosts: BTreeMap<&str, Vec<Object>> = BTreeMap::new();
+    for (vs, c) in m.virtual_services.iter().zip(&mesh.virtual_services) {
+        let o = Object::of("VirtualService", &vs.metadata);
+        if !vs.spec.gateways.is_empty() {
+            for (i, g) in c.gateways.iter().enumerate() {
+                if !known(g) {
+                    let text = format!("Referenced gateway not found: {g:?}");
+                    out.push(
+                        Level::Error,
+                        REFERENCED_RESOURCE_NOT_FOUND,
+                        &o,
+                        format!("spec.gateways[{i}]"),
+                        text,
+                    );
+                }
             }
         }
-        if vs_gateways.is_empty() || vs_gateways.iter().any(|g| g == "mesh") {
-            for h in &vs.spec.hosts {
-                mesh_hosts.entry(fqdn(h, ns)).or_default().push(meta);
+        if c.gateways.iter().any(|g| g == MESH) {
+            for h in &c.hosts {
+                mesh_hosts
+                    .entry(h)
+                    .or_default()
+                    .push(Object::of("VirtualService", &vs.metadata));
+                if !h.contains('*') && mesh.service(h).is_none() {
+                    out.push(Level::Warning, NOT_MODELLED, &o, "spec.hosts", format!(
+                        "host {h:?} names no Service (istiod expands only a name without a dot): requests addressed to it are not modelled"
+                    ));
+                }
             }
         }
-        for (i, r) in vs.spec.http.iter().enumerate() {
-            for (j, hm) in r.matches.iter().enumerate() {
-                let at = format!("spec.http[{i}].match[{j}]");
-                let mut regexes: Vec<(String, &StringMatch)> = Vec::new();
-                for (f, sm) in [
-                    ("uri", &hm.uri),
-                    ("scheme", &hm.scheme),
-                    ("method", &hm.method),
-                    ("authority", &hm.authority),
-                ] {
-                    if let Some(sm) = sm {
-                        regexes.push((format!("{at}.{f}"), sm));
-                    }
-                }
-                for (f, map) in [
-                    ("headers", &hm.headers),
-                    ("withoutHeaders", &hm.without_headers),
-                    ("queryParams", &hm.query_params),
-                ] {
-                    for (k, sm) in map {
-                        regexes.push((format!("{at}.{f}.{k}"), sm));
-                    }
-                }
-                for (field, sm) in regexes {
-                    if let StringMatch::Regex(r) = sm
-                        && let Err(e) = full_match_regex(r)
-                    {
-                        out.push(
-                            Level::Error,
-                            SCHEMA_VALIDATION_ERROR,
-                            "VirtualService",
-                            meta,
-                            format!("{field}.regex"),
-                            format!("{e}: Envoy (RE2) refuses it"),
-                        );
-                    }
-                }
-                for (k, g) in refs(&hm.gateways).iter().enumerate() {
-                    if g != "mesh" && !gateways.contains(g) {
+        for (i, (r, cr)) in vs.spec.http.iter().zip(&c.rules).enumerate() {
+            for (j, cm) in cr.matches.iter().enumerate() {
+                for (k, g) in cm.gateways.iter().enumerate() {
+                    if !known(g) {
+                        let text = format!("Referenced gateway not found: {g:?}");
                         out.push(
                             Level::Error,
                             REFERENCED_RESOURCE_NOT_FOUND,
-                            "VirtualService",
-                            meta,
-                            format!("{at}.gateways[{k}]"),
-                            format!("Referenced gateway not found: {g:?}"),
+                            &o,
+                            format!("spec.http[{i}].match[{j}].gateways[{k}]"),
+                            text,
                         );
                     }
                 }
             }
-            for (k, d) in r.route.iter().enumerate() {
+            for (k, t) in cr.targets.iter().enumerate() {
                 let at = format!("spec.http[{i}].route[{k}].destination");
-                let host = &d.destination.host;
-                if !service_exists(m, host, ns) {
-                    out.push(
-                        Level::Error,
-                        REFERENCED_RESOURCE_NOT_FOUND,
-                        "VirtualService",
-                        meta,
-                        format!("{at}.host"),
-                        format!("Referenced host not found: {host:?} (no Service of that name)"),
-                    );
-                    continue;
-                }
-                let Some(subset) = &d.destination.subset else {
-                    continue;
-                };
-                let defined = m.destination_rules.iter().any(|dr| {
-                    fqdn(&dr.spec.host, dr.metadata.ns()) == fqdn(host, ns)
-                        && dr.spec.subsets.iter().any(|s| &s.name == subset)
-                });
-                if !defined {
-                    out.push(
-                        Level::Error,
-                        REFERENCED_RESOURCE_NOT_FOUND,
-                        "VirtualService",
-                        meta,
-                        format!("{at}.subset"),
-                        format!("Referenced host+subset in destinationrule not found: \"{host}+{subset}\": Envoy answers 503 (NC)"),
-                    );
+                let host = &t.host;
+                match &t.problem {
+                    Some(Problem::UnknownHost) => out.push(Level::Error, REFERENCED_RESOURCE_NOT_FOUND, &o, format!("{at}.host"),
+                        format!("Referenced host not found: {host:?} (no Service of that name)")),
+                    Some(Problem::UnknownSubset) => out.push(Level::Error, REFERENCED_RESOURCE_NOT_FOUND, &o, format!("{at}.subset"),
+                        format!("Referenced host+subset in destinationrule not found: \"{host}+{}\": Envoy answers 503 (NC)", t.subset.as_deref().unwrap_or(""))),
+                    _ => {}
                 }
             }
             if r.route.len() > 1 {
@@ -326,8 +272,7 @@ fn virtual_services(out: &mut Out) {
                     out.push(
                         Level::Error,
                         WEIGHTS_NOT_100,
-                        "VirtualService",
-                        meta,
+                        &o,
                         format!("spec.http[{i}].route"),
                         format!("weights add up to {total}, not 100"),
                     );
@@ -335,29 +280,42 @@ fn virtual_services(out: &mut Out) {
             }
         }
         match vs.spec.http.last() {
-            None => out.push(Level::Error, NO_CATCH_ALL, "VirtualService", meta, "spec.http", "no http routes: every request to its hosts gets 404 (NR)"),
+            None => out.push(Level::Error, NO_CATCH_ALL, &o, "spec.http", "no http routes: every request to its hosts gets 404 (NR)"),
             Some(last) if !last.matches.is_empty() => out.push(
                 Level::Error,
                 NO_CATCH_ALL,
-                "VirtualService",
-                meta,
+                &o,
                 format!("spec.http[{}].match", vs.spec.http.len() - 1),
                 "the last route has a match, so there is no catch-all: a request no rule matches gets 404 (NR); end with a route without `match`",
             ),
             Some(_) => {}
         }
     }
+    for e in &mesh.errors {
+        let o = Object {
+            kind: "VirtualService",
+            namespace: &e.namespace,
+            name: &e.name,
+        };
+        let text = format!("{}: Envoy (RE2) refuses it", e.message);
+        out.push(
+            Level::Error,
+            SCHEMA_VALIDATION_ERROR,
+            &o,
+            format!("spec.{}.regex", e.field),
+            text,
+        );
+    }
     for (host, owners) in mesh_hosts {
         if owners.len() > 1 && !host.contains('*') {
             let names: Vec<String> = owners
                 .iter()
-                .map(|o| format!("{}.{}", o.name, o.ns()))
+                .map(|o| format!("{}.{}", o.name, o.namespace))
                 .collect();
             for o in &owners {
                 out.push(
                     Level::Error,
                     CONFLICTING_MESH_VIRTUAL_SERVICE_HOSTS,
-                    "VirtualService",
                     o,
                     "spec.hosts",
                     format!("The VirtualServices {} associated with mesh define the same host or subset of host {host:?}: only one applies", names.join(",")),
@@ -368,21 +326,15 @@ fn virtual_services(out: &mut Out) {
 }
 
 fn destination_rules(out: &mut Out) {
-    let m = out.m;
-    for dr in &m.destination_rules {
-        let ns = dr.metadata.ns();
-        let host = fqdn(&dr.spec.host, ns);
-        let Some(svc) = m
-            .services
-            .iter()
-            .find(|s| fqdn(&s.metadata.name, s.metadata.ns()) == host)
-        else {
+    let (m, mesh) = (out.m, out.mesh);
+    for (dr, c) in m.destination_rules.iter().zip(&mesh.destination_rules) {
+        let o = Object::of("DestinationRule", &dr.metadata);
+        let Some(svc) = c.service else {
             if !dr.spec.host.contains('*') {
                 out.push(
                     Level::Error,
                     REFERENCED_RESOURCE_NOT_FOUND,
-                    "DestinationRule",
-                    &dr.metadata,
+                    &o,
                     "spec.host",
                     format!(
                         "Referenced host not found: {:?} (no Service of that name)",
@@ -396,24 +348,11 @@ fn destination_rules(out: &mut Out) {
         if m.deployments.is_empty() {
             continue;
         }
-        for (i, s) in dr.spec.subsets.iter().enumerate() {
-            let selected = m.deployments.iter().any(|d| {
-                let pod = &d.spec.template.metadata.labels;
-                d.metadata.ns() == svc.metadata.ns()
-                    && !svc.spec.selector.is_empty()
-                    && includes(pod, &svc.spec.selector)
-                    && includes(pod, &s.labels)
-            });
-            if !selected {
-                let l: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                out.push(
-                    Level::Error,
-                    NO_MATCHING_WORKLOADS,
-                    "DestinationRule",
-                    &dr.metadata,
-                    format!("spec.subsets[{i}]"),
-                    format!("subset {} ({}) selects no pods of Service {}: traffic routed to it gets 503 (UH)", s.name, l.join(", "), svc.metadata.name),
-                );
+        for (i, (name, labels, pods)) in c.subsets.iter().enumerate() {
+            if pods.is_empty() {
+                let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                out.push(Level::Error, NO_MATCHING_WORKLOADS, &o, format!("spec.subsets[{i}]"),
+                    format!("subset {name} ({}) selects no pods of Service {}: traffic routed to it gets 503 (UH)", l.join(", "), mesh.services[svc].name));
             }
         }
     }

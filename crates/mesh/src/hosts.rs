@@ -1,15 +1,32 @@
-//! Host names as Istio reads them: a short name is relative to a namespace
-//! (`forecast` in `weather` is `forecast.weather.svc.cluster.local`), and a
-//! VirtualService host may be `*` or a `*.suffix` wildcard.
+//! Host names as Istio reads them, in two places that differ:
+//! - in an object (VirtualService `hosts`, a destination's `host`, a
+//!   DestinationRule's `host`), istiod expands only a name without a dot
+//!   (`ResolveShortnameToFQDN`, `pilot/pkg/model/config.go`): `forecast` in
+//!   `weather` is `forecast.weather.svc.cluster.local`, but `forecast.weather` is
+//!   taken as already fully qualified, and names no Service;
+//! - in a request's authority, Envoy matches the domains istiod lists for each
+//!   Service (`generateAltVirtualHostsForKubernetesService`,
+//!   `pilot/pkg/networking/core/httproute.go`): `forecast` from the same
+//!   namespace, `forecast.weather` and `forecast.weather.svc` from any.
+//!
+//! A VirtualService host may also be `*` or a `*.suffix` wildcard.
 
 pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
 
-/// The fully qualified name of `host` as written in an object of namespace `ns`.
-pub fn fqdn(host: &str, ns: &str) -> String {
-    let host = host.trim_end_matches('.');
-    if host.contains('*') {
-        return host.to_owned();
+/// A host as written in an object of namespace `ns`, resolved as istiod does,
+/// lowercase.
+pub fn resolve(host: &str, ns: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    if host == "*" || host.contains('.') || host.parse::<std::net::IpAddr>().is_ok() {
+        return host;
     }
+    format!("{host}.{ns}.{CLUSTER_DOMAIN}")
+}
+
+/// The Service name a request's authority host stands for when sent from a
+/// pod in namespace `ns`: the fully qualified name whose domains include it.
+pub fn expand_authority(host: &str, ns: &str) -> String {
+    let host = host.trim_end_matches('.');
     match host.matches('.').count() {
         0 => format!("{host}.{ns}.{CLUSTER_DOMAIN}"),
         1 => format!("{host}.{CLUSTER_DOMAIN}"),
@@ -51,25 +68,40 @@ pub fn split_authority(authority: &str) -> (String, Option<u16>) {
 mod tests {
     use super::*;
 
+    /// istiod's `ResolveShortnameToFQDN`: only a name without a dot is
+    /// expanded, with the object's namespace.
     #[test]
-    fn short_names_are_relative_to_the_namespace() {
+    fn in_objects_only_names_without_a_dot_are_expanded() {
         assert_eq!(
-            fqdn("forecast", "weather"),
+            resolve("forecast", "weather"),
             "forecast.weather.svc.cluster.local"
         );
+        assert_eq!(resolve("forecast.weather", "other"), "forecast.weather");
         assert_eq!(
-            fqdn("forecast.weather", "other"),
-            "forecast.weather.svc.cluster.local"
+            resolve("forecast.weather.svc", "other"),
+            "forecast.weather.svc"
         );
         assert_eq!(
-            fqdn("forecast.weather.svc", "other"),
+            resolve("Forecast.weather.svc.cluster.local", "x"),
             "forecast.weather.svc.cluster.local"
         );
+        assert_eq!(resolve("*", "weather"), "*");
+        assert_eq!(resolve("10.0.0.1", "weather"), "10.0.0.1");
+    }
+
+    /// The domains istiod gives a Service's virtual host: the short name from
+    /// its own namespace, `name.ns` and `name.ns.svc` from any.
+    #[test]
+    fn authorities_name_services_as_their_virtual_host_domains_do() {
+        let full = "forecast.weather.svc.cluster.local";
+        assert_eq!(expand_authority("forecast", "weather"), full);
+        assert_eq!(expand_authority("forecast.weather", "other"), full);
+        assert_eq!(expand_authority("forecast.weather.svc", "other"), full);
+        assert_eq!(expand_authority(full, "other"), full);
         assert_eq!(
-            fqdn("forecast.weather.svc.cluster.local", "x"),
-            "forecast.weather.svc.cluster.local"
+            expand_authority("forecast", "other"),
+            "forecast.other.svc.cluster.local"
         );
-        assert_eq!(fqdn("*", "weather"), "*");
     }
 
     #[test]

@@ -1,9 +1,17 @@
-//! A model of Istio's HTTP routing, on the very YAML that goes to the cluster: it
-//! loads Kubernetes and Istio objects ([`load`]), decides where a request goes as
-//! Istio and Envoy would, and analyses manifests. It knows Istio and Kubernetes,
-//! never a Weather service.
+//! A model of Istio's HTTP routing, on the very YAML that goes to the cluster
+//! (docs/architecture.md, "The Istio the model follows"). It knows Istio and
+//! Kubernetes, never a Weather service.
+//!
+//! - [`load`] reads manifests as `kubectl apply -f` does, strictly for Istio's
+//!   fields, into [`model`] types;
+//! - [`compile`] resolves hosts, subsets and regexes once into a [`Mesh`];
+//! - [`decide`] routes one request on it as istiod and Envoy would;
+//! - [`explain`] says why, for `weather route`; [`analyze`] reports what is
+//!   wrong, for `weather check`.
 
 pub mod analyze;
+pub mod compile;
+pub mod decide;
 pub mod explain;
 pub mod hosts;
 pub mod load;
@@ -11,5 +19,6 @@ pub mod matching;
 pub mod model;
 pub mod routing;
 
+pub use compile::{CompileError, Mesh};
 pub use load::{LoadError, Manifests, load_paths};
-pub use routing::{Caller, Mesh, Request, Routed};
+pub use routing::{Caller, Request, Routed};

@@ -2,10 +2,7 @@
 //! `.yaml`, `.yml` and `.json` files, in name order, not recursing), multi-document
 //! YAML. Errors name the file, the document, the object and the field.
 
-use std::{
-    fmt,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -23,25 +20,19 @@ pub struct Manifests {
     pub destination_rules: Vec<DestinationRule>,
     pub virtual_services: Vec<VirtualService>,
     /// Where each object came from, by `Kind namespace/name`.
-    pub sources: Vec<(String, Source)>,
+    pub origins: Vec<(String, Origin)>,
     /// Documents skipped, and why (kinds the model does not read).
     pub notes: Vec<String>,
     /// Fields Istio defines that the model does not apply.
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One thing wrong in the manifests, naming file, document, object and field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct LoadError {
     pub message: String,
 }
-
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for LoadError {}
 
 fn err(message: String) -> LoadError {
     LoadError { message }
@@ -112,11 +103,11 @@ impl Manifests {
         })?;
         let mut errors = Vec::new();
         for (i, doc) in docs.into_iter().enumerate() {
-            let source = Source {
+            let origin = Origin {
                 file: file.to_owned(),
                 document: i + 1,
             };
-            if let Err(e) = self.add_document(source, doc) {
+            if let Err(e) = self.add_document(origin, doc) {
                 errors.push(e);
             }
         }
@@ -127,7 +118,7 @@ impl Manifests {
         }
     }
 
-    fn add_document(&mut self, source: Source, doc: Value) -> Result<(), LoadError> {
+    fn add_document(&mut self, origin: Origin, doc: Value) -> Result<(), LoadError> {
         if doc.is_null() {
             return Ok(());
         }
@@ -143,7 +134,7 @@ impl Manifests {
             .to_owned();
         if kind.is_empty() || api_version.is_empty() {
             return Err(err(format!(
-                "{source}: not a Kubernetes object (no apiVersion or kind)"
+                "{origin}: not a Kubernetes object (no apiVersion or kind)"
             )));
         }
         let name = doc
@@ -168,7 +159,7 @@ impl Manifests {
             )
         {
             return Err(err(format!(
-                "{source} ({id}): unknown apiVersion {api_version}"
+                "{origin} ({id}): unknown apiVersion {api_version}"
             )));
         }
         let known = matches!(
@@ -181,57 +172,57 @@ impl Manifests {
                 )
         );
         if known {
-            self.sources.push((id.clone(), source.clone()));
+            self.origins.push((id.clone(), origin.clone()));
         }
         match (group, kind.as_str()) {
-            ("", "Namespace") => self.namespaces.push(parse(&source, &id, doc)?),
-            ("", "ServiceAccount") => self.service_accounts.push(parse(&source, &id, doc)?),
-            ("", "Service") => self.services.push(parse(&source, &id, doc)?),
-            ("apps", "Deployment") => self.deployments.push(parse(&source, &id, doc)?),
+            ("", "Namespace") => self.namespaces.push(parse(&origin, &id, doc)?),
+            ("", "ServiceAccount") => self.service_accounts.push(parse(&origin, &id, doc)?),
+            ("", "Service") => self.services.push(parse(&origin, &id, doc)?),
+            ("apps", "Deployment") => self.deployments.push(parse(&origin, &id, doc)?),
             ("networking.istio.io", "Gateway") => {
-                self.gateways.push(parse(&source, &id, doc)?);
+                self.gateways.push(parse(&origin, &id, doc)?);
             }
             ("networking.istio.io", "DestinationRule") => {
-                self.destination_rules.push(parse(&source, &id, doc)?);
+                self.destination_rules.push(parse(&origin, &id, doc)?);
             }
             ("networking.istio.io", "VirtualService") => {
-                let vs: VirtualService = parse(&source, &id, doc)?;
+                let vs: VirtualService = parse(&origin, &id, doc)?;
                 for (i, r) in vs.spec.http.iter().enumerate() {
                     for field in r.not_modelled() {
                         self.warnings.push(format!(
-                            "{source} ({id}): spec.http[{i}].{field} is not modelled: a local run ignores it, the cluster does not"
+                            "{origin} ({id}): spec.http[{i}].{field} is not modelled: a local run ignores it, the cluster does not"
                         ));
                     }
                 }
                 if vs.spec.tcp.is_some() || vs.spec.tls.is_some() {
                     self.warnings.push(format!(
-                        "{source} ({id}): tcp and tls routes are not modelled; only http routes are"
+                        "{origin} ({id}): tcp and tls routes are not modelled; only http routes are"
                     ));
                 }
                 self.virtual_services.push(vs);
             }
             _ => self.notes.push(format!(
-                "{source}: skipped {kind} ({api_version}): not a kind the model reads"
+                "{origin}: skipped {kind} ({api_version}): not a kind the model reads"
             )),
         }
         Ok(())
     }
 
     /// Where an object was read, for messages.
-    pub fn source_of(&self, kind: &str, meta: &Meta) -> Option<&Source> {
-        let id = format!("{kind} {}/{}", meta.ns(), meta.name);
-        self.sources.iter().find(|(i, _)| *i == id).map(|(_, s)| s)
+    pub fn origin_of(&self, kind: &str, namespace: &str, name: &str) -> Option<&Origin> {
+        let id = format!("{kind} {namespace}/{name}");
+        self.origins.iter().find(|(i, _)| *i == id).map(|(_, s)| s)
     }
 }
 
-fn parse<T: DeserializeOwned>(source: &Source, id: &str, doc: Value) -> Result<T, LoadError> {
+fn parse<T: DeserializeOwned>(origin: &Origin, id: &str, doc: Value) -> Result<T, LoadError> {
     serde_path_to_error::deserialize(doc).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         if path == "." {
-            err(format!("{source} ({id}): {inner}"))
+            err(format!("{origin} ({id}): {inner}"))
         } else {
-            err(format!("{source} ({id}): {path}: {inner}"))
+            err(format!("{origin} ({id}): {path}: {inner}"))
         }
     })
 }

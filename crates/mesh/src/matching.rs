@@ -16,7 +16,7 @@ pub enum Matcher {
 
 impl Matcher {
     /// Compiles a match; a regex that does not compile is an error naming it.
-    pub fn new(m: &StringMatch) -> Result<Matcher, String> {
+    pub fn new(m: &StringMatch) -> Result<Matcher, RegexError> {
         Ok(match m {
             StringMatch::Exact(s) => Matcher::Exact(s.clone()),
             StringMatch::Prefix(s) => Matcher::Prefix(s.clone()),
@@ -33,13 +33,19 @@ impl Matcher {
     }
 }
 
+/// A regex RE2 refuses.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("regex {regex:?} does not compile: {reason}")]
+pub struct RegexError {
+    pub regex: String,
+    pub reason: String,
+}
+
 /// A regex anchored at both ends, so it must match the whole value.
-pub fn full_match_regex(re: &str) -> Result<Regex, String> {
-    Regex::new(&format!("^(?:{re})$")).map_err(|e| {
-        format!(
-            "regex {re:?} does not compile: {}",
-            e.to_string().lines().last().unwrap_or("")
-        )
+pub fn full_match_regex(re: &str) -> Result<Regex, RegexError> {
+    Regex::new(&format!("^(?:{re})$")).map_err(|e| RegexError {
+        regex: re.to_owned(),
+        reason: e.to_string().lines().last().unwrap_or("").to_owned(),
     })
 }
 
@@ -85,6 +91,7 @@ mod tests {
         assert!(
             Matcher::new(&StringMatch::Regex("(".into()))
                 .unwrap_err()
+                .to_string()
                 .starts_with("regex \"(\" does not compile")
         );
     }

@@ -13,12 +13,12 @@ pub type Labels = BTreeMap<String, String>;
 
 /// Where an object was read: file and 1-based document index.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Source {
+pub struct Origin {
     pub file: String,
     pub document: usize,
 }
 
-impl std::fmt::Display for Source {
+impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}, document {}", self.file, self.document)
     }

@@ -44,11 +44,21 @@ proptest! {
         prop_assert_eq!(m.matches(&hay), hay.contains(&needle));
     }
 
-    /// Exact and prefix agree with string equality and starts_with.
+    /// Envoy's exact and prefix matches are case-sensitive and byte-wise: a
+    /// value with anything appended is a prefix match and not an exact one, and
+    /// a value whose case differs is neither.
     #[test]
-    fn exact_and_prefix_are_plain_string_tests(a in ".{0,10}", b in ".{0,10}") {
-        prop_assert_eq!(Matcher::new(&StringMatch::Exact(a.clone())).unwrap().matches(&b), a == b);
-        prop_assert_eq!(Matcher::new(&StringMatch::Prefix(a.clone())).unwrap().matches(&b), b.starts_with(&a));
+    fn exact_and_prefix_are_case_sensitive_and_whole(a in "[a-z0-9/=;.-]{1,10}", tail in ".{1,6}") {
+        let exact = Matcher::new(&StringMatch::Exact(a.clone())).unwrap();
+        let prefix = Matcher::new(&StringMatch::Prefix(a.clone())).unwrap();
+        let longer = format!("{a}{tail}");
+        prop_assert!(exact.matches(&a) && prefix.matches(&a));
+        prop_assert!(!exact.matches(&longer));
+        prop_assert!(prefix.matches(&longer));
+        let upper = a.to_uppercase();
+        if upper != a {
+            prop_assert!(!exact.matches(&upper) && !prefix.matches(&upper));
+        }
     }
 
     /// The shipped tester regex, over cookie headers built the way browsers

@@ -1,7 +1,10 @@
 //! The routing model, one row per Istio rule, named after it, so each can be held
 //! against Istio's documentation (VirtualService and DestinationRule reference,
-//! Envoy's route matching). Every row loads a small cluster plus the row's own
-//! VirtualService and asks where one request goes.
+//! Envoy's route matching) and, where the two differ, istiod's code: rows marked
+//! `istiod:` follow the function named, in `istio.io/istio`
+//! (`pilot/pkg/networking/core/route/route.go` unless said otherwise). Every row
+//! loads a small cluster plus the row's own VirtualService and asks where one
+//! request goes.
 
 use mesh::{
     Manifests,
@@ -313,10 +316,37 @@ fn rows() -> Vec<Row> {
             want: (200, to("v1"), Some("forecast-route http[1]")),
         },
         Row {
-            rule: "sourceLabels/never-holds-at-the-gateway",
+            // istiod: sourceMatchHTTP compares sourceLabels with the labels of
+            // the proxy it builds routes for, the gateway's pod as well.
+            rule: "sourceLabels/at-a-gateway-compares-the-gateway-pods-own-labels",
             vs: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: frontend-route, namespace: weather}\nspec:\n  hosts: ['*']\n  gateways: [istio-system/weather-gateway]\n  http:\n  - match: [{sourceLabels: {istio: ingressgateway}}]\n    route: [{destination: {host: frontend, subset: v2}}]\n  - route: [{destination: {host: frontend, subset: v1}}]\n".into(),
             ask: Ask { from: From::Ingress, authority: "localhost:8080", path: "/", method: "GET", headers: &[] },
-            want: (200, to("v1"), Some("frontend-route http[1]")),
+            want: (200, to("v2"), Some("frontend-route http[0]")),
+        },
+        Row {
+            // istiod: sourceMatchHTTP looks at sourceLabels only when the match
+            // names no gateways.
+            rule: "sourceLabels/not-looked-at-when-the-match-names-gateways",
+            vs: forecast_vs(&format!("  http:\n  - match: [{{gateways: [mesh], sourceLabels: {{version: v9}}}}]\n    route: [{{destination: {{host: forecast, subset: v2}}}}]\n{catch_all_v1}")),
+            ask: TO_FORECAST,
+            want: (200, to("v2"), Some("forecast-route http[0]")),
+        },
+        Row {
+            // istiod: BuildHTTPRoutesForVirtualService returns "no routes
+            // matched" when every match is pruned for the proxy;
+            // buildSidecarVirtualHostsForVirtualService then gives no virtual
+            // host and BuildSidecarVirtualHostWrapper routes the Service by
+            // default, over every endpoint.
+            rule: "sourceLabels/every-rule-pruned-means-the-default-route",
+            vs: forecast_vs("  http:\n  - match: [{sourceLabels: {version: v2}}]\n    route: [{destination: {host: forecast, subset: v2}}]\n"),
+            ask: TO_FORECAST,
+            want: (200, vec![(None, 100)], None),
+        },
+        Row {
+            rule: "sourceNamespace/another-namespace-is-pruned",
+            vs: forecast_vs(&format!("  http:\n  - match: [{{sourceNamespace: other}}]\n    route: [{{destination: {{host: forecast, subset: v2}}}}]\n{catch_all_v1}")),
+            ask: Ask { from: From::Frontend("v2"), ..TO_FORECAST },
+            want: (200, to("v1"), Some("forecast-route http[1]")),
         },
         Row {
             rule: "gateway/a-virtualservice-bound-to-the-gateway-routes-ingress-traffic",
@@ -353,6 +383,22 @@ fn rows() -> Vec<Row> {
             vs: forecast_vs("  http:\n  - route: [{destination: {host: forecast.weather.svc.cluster.local, subset: v2}}]\n"),
             ask: Ask { authority: "forecast.weather.svc.cluster.local:3002", ..TO_FORECAST },
             want: (200, to("v2"), Some("forecast-route http[0]")),
+        },
+        Row {
+            // istiod: ResolveShortnameToFQDN (pilot/pkg/model/config.go) expands
+            // only a name without a dot; `forecast.weather` names no Service, so
+            // the VirtualService does not bind forecast's virtual host.
+            rule: "host/a-name-with-a-dot-is-not-expanded-in-objects",
+            vs: forecast_vs("  http:\n  - route: [{destination: {host: forecast, subset: v2}}]\n").replace("hosts: [forecast]", "hosts: [forecast.weather]"),
+            ask: TO_FORECAST,
+            want: (200, vec![(None, 100)], None),
+        },
+        Row {
+            // Envoy's QueryParameterMatcher compares the name exactly.
+            rule: "queryParams/names-are-case-sensitive",
+            vs: forecast_vs(&format!("  http:\n  - match: [{{queryParams: {{City: {{exact: beijing}}}}}}]\n    route: [{{destination: {{host: forecast, subset: v2}}}}]\n{catch_all_v1}")),
+            ask: TO_FORECAST,
+            want: (200, to("v1"), Some("forecast-route http[1]")),
         },
         Row {
             rule: "no-rule-matches/404-NR",

@@ -1,13 +1,11 @@
 //! The admin listener of `weather up` (like Envoy's admin port): which stage is
-//! in force, and applying another one without dropping requests.
+//! in force, and applying another one without dropping requests. `weather up`
+//! mounts it on the data plane's [`Plane`]; the data plane does not know it.
 //!
-//!   GET  /stage          -> {"stage": "multiservice", "stages": [...]}
+//!   GET  /stage          -> {"stage": "multiservice", "stages": [...], ...}
 //!   POST /stage/NAME     -> applies istio/stages/NAME
 
-use std::{
-    path::PathBuf,
-    sync::{Arc, RwLock},
-};
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     Json, Router,
@@ -17,50 +15,67 @@ use axum::{
     routing::{get, post},
 };
 use serde_json::json;
+use tokio::net::TcpListener;
+use weather_core::server::{self, RunningServer};
 
 use crate::{dataplane::Plane, stages};
 
-type Paths = Arc<RwLock<(Vec<PathBuf>, Option<String>)>>;
-
-#[derive(Clone)]
-struct Admin {
-    plane: Arc<Plane>,
-    paths: Paths,
-}
-
-pub fn router(plane: Arc<Plane>, paths: Paths) -> Router {
+pub fn router(plane: Arc<Plane>) -> Router {
     Router::new()
         .route("/stage", get(current))
         .route("/stage/{name}", post(switch))
-        .with_state(Admin { plane, paths })
+        .with_state(plane)
 }
 
-async fn current(State(a): State<Admin>) -> Json<serde_json::Value> {
-    let (paths, stage) = a.paths.read().unwrap_or_else(|e| e.into_inner()).clone();
-    let root = stage.as_deref().and_then(|s| stages::root_of(&paths, s));
+/// Binds `addr` and serves the admin router on it.
+pub async fn serve(addr: SocketAddr, plane: Arc<Plane>) -> std::io::Result<RunningServer> {
+    server::spawn(TcpListener::bind(addr).await?, router(plane))
+}
+
+async fn current(State(plane): State<Arc<Plane>>) -> Json<serde_json::Value> {
+    let applied = plane.applied();
+    let root = applied
+        .stage
+        .as_deref()
+        .and_then(|s| stages::root_of(&applied.paths, s));
+    let reloads = plane.reloads();
     Json(json!({
-        "stage": stage,
+        "stage": applied.stage,
         "stages": root.map(|r| stages::names(&r)).unwrap_or_default(),
-        "paths": paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "paths": applied.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "reloads": {
+            "applied": reloads.applied,
+            "refused": reloads.refused,
+            "last_error": reloads.last_error,
+        },
     }))
 }
 
-async fn switch(State(a): State<Admin>, Path(name): Path<String>) -> Response {
-    let (paths, stage) = a.paths.read().unwrap_or_else(|e| e.into_inner()).clone();
-    let Some(root) = stage.as_deref().and_then(|s| stages::root_of(&paths, s)) else {
+async fn switch(State(plane): State<Arc<Plane>>, Path(name): Path<String>) -> Response {
+    let applied = plane.applied();
+    let Some(root) = applied
+        .stage
+        .as_deref()
+        .and_then(|s| stages::root_of(&applied.paths, s))
+    else {
         let msg = "weather up was started with -f paths, not --stage: switch by editing the files (they are watched)";
         return (StatusCode::CONFLICT, Json(json!({"error": msg}))).into_response();
     };
-    let new_paths = match stages::paths(&root, &name) {
+    let paths = match stages::paths(&root, &name) {
         Ok(p) => p,
-        Err(e) => return (StatusCode::NOT_FOUND, Json(json!({"error": e}))).into_response(),
+        Err(e) => {
+            let body = Json(json!({"error": e.to_string()}));
+            return (StatusCode::NOT_FOUND, body).into_response();
+        }
     };
-    match a.plane.apply(&new_paths, Some(name.clone())) {
+    match plane.switch(paths, Some(name.clone())) {
         Ok(summary) => {
-            *a.paths.write().unwrap_or_else(|e| e.into_inner()) = (new_paths, Some(name.clone()));
             tracing::info!("{summary}: {}", stages::summary(&root, &name));
             Json(json!({"stage": name, "applied": summary})).into_response()
         }
-        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": e}))).into_response(),
+        Err(e) => {
+            let body = Json(json!({"error": e.to_string()}));
+            (StatusCode::UNPROCESSABLE_ENTITY, body).into_response()
+        }
     }
 }

@@ -10,7 +10,7 @@ use mesh::{
     routing::{Caller, Request},
 };
 
-use crate::{dataplane, stages, verify};
+use crate::{admin, dataplane, stages, verify};
 
 fn load(paths: &[PathBuf]) -> Result<Manifests, ExitCode> {
     if paths.is_empty() {
@@ -93,7 +93,7 @@ pub fn check(paths: &[PathBuf]) -> ExitCode {
         Ok(m) => m,
         Err(code) => return code,
     };
-    let messages = analyze(&m);
+    let messages = analyze(&m, &Mesh::compile(&m));
     for msg in &messages {
         println!("{msg}");
     }
@@ -198,7 +198,7 @@ pub struct UpArgs {
     pub listen: std::net::SocketAddr,
     pub admin: std::net::SocketAddr,
     pub watch: bool,
-    pub access_log: bool,
+    pub settings: dataplane::Settings,
     pub telemetry: weather_core::telemetry::TelemetryArgs,
 }
 
@@ -218,8 +218,7 @@ pub async fn up(a: UpArgs) -> ExitCode {
         paths,
         stage: stage.clone(),
         listen: a.listen,
-        admin: Some(a.admin),
-        access_log: a.access_log,
+        settings: a.settings.clone(),
         telemetry: a.telemetry.clone(),
     };
     let mut running = match dataplane::start(opts).await {
@@ -229,16 +228,38 @@ pub async fn up(a: UpArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let admin = match admin::serve(a.admin, running.plane.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot listen on {} (admin): {e}", a.admin);
+            running.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
     if a.watch {
         running.watch(Duration::from_secs(1));
     }
+    print_banner(&a.root, stage.as_deref(), &running, admin.addr);
+    let _ = tokio::signal::ctrl_c().await;
+    println!("stopping");
+    let _ = admin.shutdown().await;
+    running.shutdown().await;
+    // Send the spans still buffered, the workloads' and the proxies'.
+    let _ = tokio::task::spawn_blocking(weather_core::telemetry::shutdown_all).await;
+    ExitCode::SUCCESS
+}
+
+/// What `weather up` prints once everything listens: where to go next.
+fn print_banner(
+    root: &std::path::Path,
+    stage: Option<&str>,
+    running: &dataplane::Running,
+    admin: std::net::SocketAddr,
+) {
     let url = format!("http://{}/", running.ingress);
     println!();
-    match &stage {
-        Some(s) => println!(
-            "  Weather is up, stage {s}: {}",
-            stages::summary(&a.root, s)
-        ),
+    match stage {
+        Some(s) => println!("  Weather is up, stage {s}: {}", stages::summary(root, s)),
         None => println!("  Weather is up, routed by the manifests given with -f"),
     }
     println!();
@@ -247,16 +268,14 @@ pub async fn up(a: UpArgs) -> ExitCode {
         "            log in as \"tester\" for the v2 chain (blue buttons, advice); log out for v1"
     );
     println!("  Verify    weather verify --url {url}");
-    if let Some(admin) = running.admin {
-        println!(
-            "  Stage     weather stage NAME --admin http://{admin}   (or edit the manifests: they are watched)"
-        );
-    }
+    println!(
+        "  Stage     weather stage NAME --admin http://{admin}   (or edit the manifests: they are watched)"
+    );
     println!();
     if stage.is_some() {
         println!("  Stages:");
-        for s in stages::names(&a.root) {
-            println!("    {s:<20} {}", stages::summary(&a.root, &s));
+        for s in stages::names(root) {
+            println!("    {s:<20} {}", stages::summary(root, &s));
         }
         println!();
     }
@@ -267,12 +286,6 @@ pub async fn up(a: UpArgs) -> ExitCode {
     println!();
     println!("  Press Ctrl-C to stop.");
     println!();
-    let _ = tokio::signal::ctrl_c().await;
-    println!("stopping");
-    running.shutdown().await;
-    // Send the spans still buffered, the workloads' and the proxies'.
-    let _ = tokio::task::spawn_blocking(weather_core::telemetry::shutdown_all).await;
-    ExitCode::SUCCESS
 }
 
 pub async fn stage(name: &str, admin: &str) -> ExitCode {

@@ -44,6 +44,10 @@ enum Command {
         /// Do not print an access-log line per hop.
         #[arg(long)]
         quiet: bool,
+        /// How long a hop waits for an upstream's response headers before it
+        /// answers 504 (UT), in milliseconds.
+        #[arg(long, default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..))]
+        upstream_timeout_ms: u64,
         /// Where the workloads and the proxy hops send their spans.
         #[command(flatten)]
         telemetry: weather_core::telemetry::TelemetryArgs,
@@ -119,6 +123,7 @@ async fn main() -> ExitCode {
             root,
             no_watch,
             quiet,
+            upstream_timeout_ms,
             telemetry,
         } => {
             commands::up(commands::UpArgs {
@@ -128,7 +133,10 @@ async fn main() -> ExitCode {
                 listen,
                 admin,
                 watch: !no_watch,
-                access_log: !quiet,
+                settings: weather::dataplane::Settings {
+                    access_log: !quiet,
+                    upstream_timeout: std::time::Duration::from_millis(upstream_timeout_ms),
+                },
                 telemetry,
             })
             .await

@@ -2,20 +2,35 @@
 
 use std::path::{Path, PathBuf};
 
+/// A stage that cannot be found.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "no istio/stages/ under {}: run weather from the repository root (or pass --root)",
+        root.display()
+    )]
+    NoStages { root: PathBuf },
+    #[error("no stage {stage:?}; the stages are: {}", known.join(", "))]
+    Unknown { stage: String, known: Vec<String> },
+}
+
 /// The manifests of a stage, under the repository root `root`.
-pub fn paths(root: &Path, stage: &str) -> Result<Vec<PathBuf>, String> {
-    let dir = root.join("istio/stages").join(stage);
-    if !dir.is_dir() {
-        let known = names(root);
-        return Err(if known.is_empty() {
-            format!(
-                "no istio/stages/ under {}: run weather from the repository root (or pass --root)",
-                root.display()
-            )
-        } else {
-            format!("no stage {stage:?}; the stages are: {}", known.join(", "))
+pub fn paths(root: &Path, stage: &str) -> Result<Vec<PathBuf>, Error> {
+    let known = names(root);
+    if known.is_empty() {
+        return Err(Error::NoStages {
+            root: root.to_path_buf(),
         });
     }
+    // Only a folder listed under istio/stages/ is a stage: a name with a path in
+    // it (`../..`) is not one of them.
+    if !known.iter().any(|k| k == stage) {
+        return Err(Error::Unknown {
+            stage: stage.to_owned(),
+            known,
+        });
+    }
+    let dir = root.join("istio/stages").join(stage);
     Ok(vec![root.join("k8s"), root.join("istio/base"), dir])
 }
 

@@ -135,24 +135,37 @@ pub fn is_crossing(chain: &str) -> bool {
     matches!(versions(chain), (Some(a), Some(b)) if a != b)
 }
 
-pub async fn run(opts: Options) -> Result<Report, String> {
+/// Why no matrix could be measured.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("--url {0:?} must start with http:// or https://")]
+    NotHttp(String),
+    #[error("cannot build an HTTP client: {0}")]
+    Client(reqwest::Error),
+    #[error("cannot reach {url}: {cause}")]
+    Unreachable { url: String, cause: String },
+    #[error("a request task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+pub async fn run(opts: Options) -> Result<Report, Error> {
     let base = opts.url.trim_end_matches('/').to_owned();
     if !(base.starts_with("http://") || base.starts_with("https://")) {
-        return Err(format!(
-            "--url {base:?} must start with http:// or https://"
-        ));
+        return Err(Error::NotHttp(base));
     }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::Client)?;
     // Fail early and clearly when nothing answers there.
-    http.get(format!("{base}/healthz"))
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach {base}: {}", root_cause(&e)))?;
+    if let Err(e) = http.get(format!("{base}/healthz")).send().await {
+        return Err(Error::Unreachable {
+            url: base,
+            cause: root_cause(&e),
+        });
+    }
 
     let gate = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let mut tasks = Vec::new();
@@ -187,7 +200,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
     }
     let mut report = Report::default();
     for t in tasks {
-        let (class, headers, outcome) = t.await.map_err(|e| e.to_string())?;
+        let (class, headers, outcome) = t.await?;
         let row = report.rows.entry(class).or_default();
         row.sent += 1;
         if let Judge::Stage {
@@ -215,7 +228,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
 
 /// How far an observed share may stray from the expected one: 3 points, or four
 /// standard deviations of a binomial sample when that is wider.
-pub fn tolerance(p: f64, n: usize) -> f64 {
+fn tolerance(p: f64, n: usize) -> f64 {
     (4.0 * (p * (1.0 - p) / n.max(1) as f64).sqrt()).max(0.03)
 }
 

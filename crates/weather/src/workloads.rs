@@ -36,26 +36,44 @@ impl App {
     }
 }
 
+/// Why a Deployment cannot be run locally.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("image {0:?} has no tag: expected weather/<app>:<v1|v2>")]
+    NoTag(String),
+    #[error(
+        "image {image:?}: {name:?} is not a Weather service (frontend, forecast, recommendation)"
+    )]
+    NotWeather { image: String, name: String },
+    #[error("image {image:?}: {reason}")]
+    BadVersion { image: String, reason: String },
+    /// A setting the service refuses, in its binary's own words.
+    #[error("{app}: {reason}")]
+    Config { app: &'static str, reason: String },
+}
+
 /// Reads `weather/<app>:<version>` (any registry prefix): the app, and the
 /// version the image bakes in.
-pub fn parse_image(image: &str) -> Result<(App, AppVersion), String> {
+pub fn parse_image(image: &str) -> Result<(App, AppVersion), Error> {
     let last = image.rsplit('/').next().unwrap_or(image);
     let (name, tag) = last
         .split_once(':')
-        .ok_or_else(|| format!("image {image:?} has no tag: expected weather/<app>:<v1|v2>"))?;
+        .ok_or_else(|| Error::NoTag(image.to_owned()))?;
     let app = match name {
         "frontend" => App::Frontend,
         "forecast" => App::Forecast,
         "recommendation" => App::Recommendation,
         other => {
-            return Err(format!(
-                "image {image:?}: {other:?} is not a Weather service (frontend, forecast, recommendation)"
-            ));
+            return Err(Error::NotWeather {
+                image: image.to_owned(),
+                name: other.to_owned(),
+            });
         }
     };
-    let version = tag
-        .parse::<AppVersion>()
-        .map_err(|e| format!("image {image:?}: {e}"))?;
+    let version = tag.parse::<AppVersion>().map_err(|e| Error::BadVersion {
+        image: image.to_owned(),
+        reason: e.to_string(),
+    })?;
     Ok((app, version))
 }
 
@@ -67,7 +85,7 @@ pub fn router(
     version: AppVersion,
     env: &[(String, String)],
     health: Health,
-) -> Result<Router, String> {
+) -> Result<Router, Error> {
     let mut env: Vec<(String, String)> = env.to_vec();
     if !env.iter().any(|(k, _)| k == "APP_VERSION") {
         env.push(("APP_VERSION".into(), version.to_string()));
@@ -88,7 +106,7 @@ pub fn router(
     }
 }
 
-fn parse<C: Args + FromArgMatches>(app: App, env: &[(String, String)]) -> Result<C, String> {
+fn parse<C: Args + FromArgMatches>(app: App, env: &[(String, String)]) -> Result<C, Error> {
     let cmd = C::augment_args(Command::new(app.name()).no_binary_name(true));
     let mut args = Vec::new();
     for (k, v) in env {
@@ -100,14 +118,14 @@ fn parse<C: Args + FromArgMatches>(app: App, env: &[(String, String)]) -> Result
             args.push(format!("--{long}={v}"));
         }
     }
-    let matches = cmd.try_get_matches_from(&args).map_err(|e| {
-        format!(
-            "{}: {}",
-            app.name(),
-            e.to_string().lines().next().unwrap_or("")
-        )
-    })?;
-    C::from_arg_matches(&matches).map_err(|e| format!("{}: {e}", app.name()))
+    let config = |reason: String| Error::Config {
+        app: app.name(),
+        reason,
+    };
+    let matches = cmd
+        .try_get_matches_from(&args)
+        .map_err(|e| config(e.to_string().lines().next().unwrap_or("").to_owned()))?;
+    C::from_arg_matches(&matches).map_err(|e| config(e.to_string()))
 }
 
 #[cfg(test)]
@@ -124,21 +142,10 @@ mod tests {
             parse_image("ghcr.io/me/weather/frontend:v1"),
             Ok((App::Frontend, AppVersion::V1))
         );
-        assert!(
-            parse_image("weather/forecast")
-                .unwrap_err()
-                .contains("no tag")
-        );
-        assert!(
-            parse_image("weather/forecast:v3")
-                .unwrap_err()
-                .contains("v1 or v2")
-        );
-        assert!(
-            parse_image("nginx:1.27")
-                .unwrap_err()
-                .contains("not a Weather service")
-        );
+        let error = |image: &str| parse_image(image).unwrap_err().to_string();
+        assert!(error("weather/forecast").contains("no tag"));
+        assert!(error("weather/forecast:v3").contains("v1 or v2"));
+        assert!(error("nginx:1.27").contains("not a Weather service"));
     }
 
     #[test]
@@ -149,7 +156,9 @@ mod tests {
         ];
         assert!(router(App::Frontend, AppVersion::V2, &env, Health::default()).is_ok());
         let bad = vec![("FORECAST_TIMEOUT_MS".to_owned(), "soon".to_owned())];
-        let e = router(App::Frontend, AppVersion::V1, &bad, Health::default()).unwrap_err();
+        let e = router(App::Frontend, AppVersion::V1, &bad, Health::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("frontend: error: invalid value 'soon'"),
             "{e}"

@@ -2,26 +2,21 @@
 //! message on broken copies of the shipped manifests: one row per analysis.
 
 use mesh::{
-    Manifests,
+    Manifests, Mesh,
     analyze::{Level, Message, analyze},
 };
 
-use crate::{shipped, shipped_text};
+use crate::{shipped, shipped_text, stages};
 
-const STAGES: [&str; 6] = [
-    "all-v1",
-    "forecast-50-50",
-    "forecast-v2",
-    "forecast-user-agent",
-    "frontend-combined",
-    "multiservice",
-];
+fn check(m: &Manifests) -> Vec<Message> {
+    analyze(m, &Mesh::compile(m))
+}
 
 #[test]
 fn every_shipped_stage_is_clean() {
-    for s in STAGES {
-        let (m, mesh) = shipped(s);
-        let messages = analyze(&m);
+    for s in stages() {
+        let (m, mesh) = shipped(&s);
+        let messages = analyze(&m, &mesh);
         assert!(
             messages.is_empty(),
             "{s}:\n{}",
@@ -44,7 +39,7 @@ fn broken(replace: &str, with: &str) -> Vec<Message> {
     let mut m = Manifests::default();
     m.add_yaml("broken.yaml", &text.replacen(replace, with, 1))
         .unwrap_or_else(|e| panic!("{e:?}"));
-    analyze(&m)
+    check(&m)
 }
 
 fn has(messages: &[Message], code: &str, resource: &str, field: &str, text: &str) -> bool {
@@ -193,7 +188,7 @@ fn weights_that_do_not_add_up_are_an_error() {
     let mut m = Manifests::default();
     m.add_yaml("broken.yaml", &text).unwrap();
     assert!(has(
-        &analyze(&m),
+        &check(&m),
         "WEA0004",
         "VirtualService forecast-route.weather",
         "spec.http[0].route",

@@ -5,6 +5,7 @@
 mod check;
 mod cli;
 mod model;
+mod proxy;
 mod up;
 
 use std::path::PathBuf;
@@ -13,6 +14,14 @@ use mesh::{Manifests, Mesh};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The shipped stages, as `weather` lists them (mesh's shipped-manifest tests
+/// hold the list against the book's six).
+pub fn stages() -> Vec<String> {
+    let names = weather::stages::names(&root());
+    assert!(names.len() >= 6, "istio/stages/ lists {names:?}");
+    names
 }
 
 pub fn stage_paths(stage: &str) -> Vec<PathBuf> {

@@ -2,26 +2,34 @@
 //! requests with realistic cookie headers and zero crossings, stage switches that
 //! drop nothing, and manifests re-applied when their files change.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use weather::{
     dataplane::{self, Running},
     verify::{self, Class, Judge},
 };
 
+use weather_core::testing::eventually;
+
 use crate::{shipped, stage_paths};
 
 async fn up(stage: &str) -> Running {
-    dataplane::start(dataplane::Options {
-        paths: stage_paths(stage),
-        stage: Some(stage.to_owned()),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin: Some("127.0.0.1:0".parse().unwrap()),
-        access_log: false,
-        telemetry: Default::default(),
-    })
-    .await
-    .unwrap()
+    let opts = dataplane::Options::local(stage_paths(stage), Some(stage.to_owned()));
+    dataplane::start(opts).await.unwrap()
+}
+
+/// The admin listener on a free port, as `weather up` mounts it.
+async fn admin(running: &Running) -> weather_core::RunningServer {
+    let any = "127.0.0.1:0".parse().unwrap();
+    weather::admin::serve(any, running.plane.clone())
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,32 +84,53 @@ async fn a_weighted_stage_measures_as_the_model_predicts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switching_stages_while_serving_drops_no_request() {
     let running = up("multiservice").await;
+    let admin = admin(&running).await;
     let ingress = format!("http://{}", running.ingress);
-    let admin = format!("http://{}", running.admin.unwrap());
     let http = reqwest::Client::new();
+    // Tester traffic runs without pause until every switch is done; each switch
+    // waits until requests have completed since the one before, so every
+    // switch happens while requests are in flight.
+    let done = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
     let load = {
-        let http = http.clone();
-        let ingress = ingress.clone();
+        let (http, ingress, done, answered) = (
+            http.clone(),
+            ingress.clone(),
+            done.clone(),
+            answered.clone(),
+        );
         tokio::spawn(async move {
-            let mut statuses = Vec::new();
-            for i in 0..300 {
+            let mut seen = Vec::new();
+            while !done.load(Ordering::Relaxed) {
                 let res = http
                     .get(format!("{ingress}/?city=london"))
                     .header("cookie", "user=tester")
                     .send()
                     .await;
-                statuses.push(res.map(|r| r.status().as_u16()).unwrap_or(0));
-                if i % 50 == 0 {
-                    tokio::task::yield_now().await;
-                }
+                let outcome = match res {
+                    Ok(r) => (
+                        r.status().as_u16(),
+                        r.headers()["x-weather-chain"]
+                            .to_str()
+                            .unwrap_or("")
+                            .to_owned(),
+                    ),
+                    Err(e) => (0, e.to_string()),
+                };
+                seen.push(outcome);
+                answered.fetch_add(1, Ordering::Relaxed);
             }
-            statuses
+            seen
         })
     };
     for stage in ["all-v1", "forecast-50-50", "multiservice", "all-v1"] {
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        let before = answered.load(Ordering::Relaxed);
+        eventually("20 more requests answered", || {
+            answered.load(Ordering::Relaxed) >= before + 20
+        })
+        .await;
         let res = http
-            .post(format!("{admin}/stage/{stage}"))
+            .post(format!("{}/stage/{stage}", admin.url()))
             .send()
             .await
             .unwrap();
@@ -111,12 +140,22 @@ async fn switching_stages_while_serving_drops_no_request() {
             res.text().await.unwrap()
         );
     }
-    let statuses = load.await.unwrap();
+    let before = answered.load(Ordering::Relaxed);
+    eventually("20 more requests answered", || {
+        answered.load(Ordering::Relaxed) >= before + 20
+    })
+    .await;
+    done.store(true, Ordering::Relaxed);
+    let seen = load.await.unwrap();
+    let failed: Vec<_> = seen.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    // The load crossed the switches: it saw the tester's v2 chain and v1.
+    let chains: std::collections::BTreeSet<&str> = seen.iter().map(|(_, c)| c.as_str()).collect();
     assert!(
-        statuses.iter().all(|s| *s == 200),
-        "{:?}",
-        statuses.iter().filter(|s| **s != 200).collect::<Vec<_>>()
+        chains.contains("frontend:v2,forecast:v2,recommendation:v1"),
+        "{chains:?}"
     );
+    assert!(chains.contains("frontend:v1,forecast:v1"), "{chains:?}");
     // all-v1 is in force now: a tester is on v1.
     let res = http
         .get(format!("{ingress}/"))
@@ -126,7 +165,7 @@ async fn switching_stages_while_serving_drops_no_request() {
         .unwrap();
     assert_eq!(res.headers()["x-weather-chain"], "frontend:v1,forecast:v1");
     let current: serde_json::Value = http
-        .get(format!("{admin}/stage"))
+        .get(format!("{}/stage", admin.url()))
         .send()
         .await
         .unwrap()
@@ -134,12 +173,27 @@ async fn switching_stages_while_serving_drops_no_request() {
         .await
         .unwrap();
     assert_eq!(current["stage"], "all-v1");
-    let res = http
-        .post(format!("{admin}/stage/nope"))
+    for bad in ["nope", "..%2F..%2Fk8s", "%2E%2E"] {
+        let res = http
+            .post(format!("{}/stage/{bad}", admin.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "{bad}");
+    }
+    let current: serde_json::Value = http
+        .get(format!("{}/stage", admin.url()))
         .send()
         .await
+        .unwrap()
+        .json()
+        .await
         .unwrap();
-    assert_eq!(res.status(), 404);
+    assert_eq!(
+        current["stage"], "all-v1",
+        "a refused switch changes nothing"
+    );
+    admin.shutdown().await.unwrap();
     running.shutdown().await;
 }
 
@@ -157,16 +211,9 @@ async fn edited_manifests_are_applied_while_running() {
         }
         paths.push(copy);
     }
-    let mut running = dataplane::start(dataplane::Options {
-        paths: paths.clone(),
-        stage: None,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin: None,
-        access_log: false,
-        telemetry: Default::default(),
-    })
-    .await
-    .unwrap();
+    let mut running = dataplane::start(dataplane::Options::local(paths.clone(), None))
+        .await
+        .unwrap();
     running.watch(Duration::from_millis(50));
     let http = reqwest::Client::new();
     let chain = || async {
@@ -180,24 +227,27 @@ async fn edited_manifests_are_applied_while_running() {
     };
     assert_eq!(chain().await, "frontend:v2,forecast:v2,recommendation:v1");
     // The rollback: the frontend route of all-v1 replaces multiservice's.
-    std::thread::sleep(Duration::from_millis(20));
     std::fs::copy(
         crate::root().join("istio/stages/all-v1/frontend.yaml"),
         paths[2].join("frontend.yaml"),
     )
     .unwrap();
-    let mut now = String::new();
-    for _ in 0..100 {
-        now = chain().await;
-        if now.starts_with("frontend:v1") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(now, "frontend:v1,forecast:v1");
+    let plane = running.plane.clone();
+    eventually("the edit applied", || plane.reloads().applied == 1).await;
+    assert_eq!(chain().await, "frontend:v1,forecast:v1");
     // A broken edit is refused and the routes in force stay.
     std::fs::write(paths[2].join("frontend.yaml"), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x, namespace: weather}\nspec: {hostz: []}\n").unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("the broken edit refused", || plane.reloads().refused == 1).await;
+    let reloads = plane.reloads();
+    assert!(
+        reloads
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("unknown field `hostz`"),
+        "{reloads:?}"
+    );
+    assert_eq!(reloads.applied, 1);
     assert_eq!(chain().await, "frontend:v1,forecast:v1");
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
@@ -241,12 +291,8 @@ async fn the_ingress_answers_like_envoy_when_it_cannot_route() {
 async fn with_an_otlp_endpoint_every_hop_is_a_span_of_one_trace() {
     let receiver = weather_core::testing::OtlpReceiver::start().await;
     let running = dataplane::start(dataplane::Options {
-        paths: stage_paths("multiservice"),
-        stage: Some("multiservice".into()),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin: None,
-        access_log: false,
         telemetry: weather_core::telemetry::TelemetryArgs::to(receiver.endpoint()),
+        ..dataplane::Options::local(stage_paths("multiservice"), Some("multiservice".into()))
     })
     .await
     .unwrap();

@@ -1,6 +1,7 @@
-//! The release's promise end to end, through the real binaries configured only by
-//! their environment: a tester on the v2 chain sees blue buttons and advice, an
-//! anonymous visitor on the v1 chain sees grey buttons and none.
+//! The release's promise end to end, through the real binaries: a tester who
+//! logs in through the ingress of `weather up` is routed onto the v2 chain
+//! (blue buttons, advice), an anonymous visitor onto v1 (grey, none); and the
+//! service binaries, configured only by their environment, serve each chain.
 
 mod browser;
 mod tracing;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use reqwest::{StatusCode, redirect::Policy};
 use weather_core::testing::Process;
-use weather_e2e::binary;
+use weather_e2e::{WeatherUp, binary};
 
 struct Release {
     v1: Process,
@@ -52,7 +53,56 @@ fn client() -> reqwest::Client {
 }
 
 #[tokio::test]
-async fn a_tester_logs_in_on_v1_and_then_sees_the_whole_v2_chain() {
+async fn a_tester_logs_in_through_the_ingress_and_then_sees_the_whole_v2_chain() {
+    let up = WeatherUp::start("multiservice");
+    let http = client();
+
+    let anon = http
+        .get(format!("{}/?city=shenzhen", up.url))
+        .header("cookie", "_ga=GA1.1.42; lang=en")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), StatusCode::OK);
+    assert_eq!(anon.headers()["x-weather-chain"], "frontend:v1,forecast:v1");
+    let body = anon.text().await.unwrap();
+    assert!(body.contains(r#"<body class="release-v1">"#));
+    assert!(!body.contains(r#"data-testid="advice""#));
+
+    // Logging in is served by v1, where every anonymous visitor lands.
+    let login = http
+        .post(format!("{}/login", up.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=tester")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    assert_eq!(login.headers()["x-weather-chain"], "frontend:v1");
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    let pair = cookie.split(';').next().unwrap();
+    assert_eq!(pair, "user=tester");
+
+    // The same ingress, the browser's cookies now holding the pair.
+    let tester = http
+        .get(format!("{}/?city=shenzhen", up.url))
+        .header("cookie", format!("_ga=GA1.1.42; {pair}; lang=en"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tester.status(), StatusCode::OK);
+    assert_eq!(
+        tester.headers()["x-weather-chain"],
+        "frontend:v2,forecast:v2,recommendation:v1"
+    );
+    let body = tester.text().await.unwrap();
+    assert!(body.contains(r#"<body class="release-v2">"#));
+    assert!(body.contains(r#"data-testid="advice""#));
+    assert!(body.contains("Signed in as <strong>tester</strong>"));
+}
+
+#[tokio::test]
+async fn the_binaries_configured_by_their_environment_serve_each_chain() {
     let r = start_release();
     let http = client();
 
@@ -67,22 +117,9 @@ async fn a_tester_logs_in_on_v1_and_then_sees_the_whole_v2_chain() {
     assert!(body.contains(r#"<body class="release-v1">"#));
     assert!(!body.contains(r#"data-testid="advice""#));
 
-    let login = http
-        .post(format!("{}/login", r.v1.url()))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("username=tester")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), StatusCode::SEE_OTHER);
-    let cookie = login.headers()["set-cookie"].to_str().unwrap();
-    let pair = cookie.split(';').next().unwrap();
-    assert_eq!(pair, "user=tester");
-
-    // The mesh would now send this browser to frontend v2.
     let tester = http
         .get(format!("{}/?city=shenzhen", r.v2.url()))
-        .header("cookie", format!("_ga=GA1.1.42; {pair}; lang=en"))
+        .header("cookie", "_ga=GA1.1.42; user=tester; lang=en")
         .send()
         .await
         .unwrap();

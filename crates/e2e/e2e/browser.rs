@@ -16,15 +16,12 @@ use weather::{
     dataplane,
     verify::{self, Judge},
 };
+use weather_e2e::root;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const GREY: &str = "rgb(95, 99, 104)";
 const BLUE: &str = "rgb(26, 102, 210)";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn screenshots() -> PathBuf {
     let dir = std::env::var_os("CARGO_TARGET_DIR")
@@ -105,10 +102,15 @@ async fn js(c: &Client, script: &str) -> Value {
     c.execute(script, vec![]).await.unwrap()
 }
 
-/// The computed background of every button on the page.
-async fn button_colours(c: &Client) -> Vec<String> {
+/// Every button on the page has the computed background `colour`; a page
+/// without buttons fails.
+async fn assert_buttons(c: &Client, colour: &str) {
     let v = js(c, "return Array.from(document.querySelectorAll('button')).map(b => getComputedStyle(b).backgroundColor)").await;
-    serde_json::from_value(v).unwrap()
+    let colours: Vec<String> = serde_json::from_value(v).unwrap();
+    assert!(
+        !colours.is_empty() && colours.iter().all(|b| b == colour),
+        "buttons should all be {colour}: {colours:?}"
+    );
 }
 
 async fn text(c: &Client, css: &str) -> String {
@@ -244,14 +246,11 @@ async fn assert_accessible(c: &Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tester_journey_in_a_real_browser() {
-    let running = dataplane::start(dataplane::Options {
-        paths: weather::stages::paths(&root(), "multiservice").unwrap(),
-        stage: Some("multiservice".into()),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin: None,
-        access_log: false,
-        telemetry: Default::default(),
-    })
+    let paths = weather::stages::paths(&root(), "multiservice").unwrap();
+    let running = dataplane::start(dataplane::Options::local(
+        paths,
+        Some("multiservice".into()),
+    ))
     .await
     .unwrap();
     let origin = format!("http://{}/", running.ingress);
@@ -259,11 +258,7 @@ async fn the_tester_journey_in_a_real_browser() {
 
     // Anonymous: v1, every button grey, today and the forecast visible.
     c.goto(&format!("{origin}?city=beijing")).await.unwrap();
-    let colours = button_colours(&c).await;
-    assert!(
-        !colours.is_empty() && colours.iter().all(|b| b == GREY),
-        "{colours:?}"
-    );
+    assert_buttons(&c, GREY).await;
     assert!(
         text(&c, "[data-testid=today] h1")
             .await
@@ -300,8 +295,7 @@ async fn the_tester_journey_in_a_real_browser() {
     c.goto(&origin).await.unwrap();
     log_in_as(&c, "tester").await;
     assert_eq!(user_cookie(&c).await.as_deref(), Some("tester"));
-    let colours = button_colours(&c).await;
-    assert!(colours.iter().all(|b| b == BLUE), "{colours:?}");
+    assert_buttons(&c, BLUE).await;
     assert!(text(&c, "[data-testid=user]").await.contains("tester"));
     let advice = text(&c, "[data-testid=advice]").await;
     assert!(
@@ -329,7 +323,7 @@ async fn the_tester_journey_in_a_real_browser() {
         .collect();
     assert!(names.len() >= 3, "{names:?}");
     c.refresh().await.unwrap();
-    assert!(button_colours(&c).await.iter().all(|b| b == BLUE));
+    assert_buttons(&c, BLUE).await;
     assert!(
         text(&c, "[data-testid=served-by]")
             .await
@@ -343,7 +337,7 @@ async fn the_tester_journey_in_a_real_browser() {
             .await
             .starts_with("London")
     );
-    assert!(button_colours(&c).await.iter().all(|b| b == BLUE));
+    assert_buttons(&c, BLUE).await;
     save(&c, "v2.png").await;
 
     // Chinese, then English again.
@@ -377,7 +371,7 @@ async fn the_tester_journey_in_a_real_browser() {
     // Log out: back to grey v1, cookie gone; switch city on v1.
     click_and_load(&c, "[data-testid=logout]").await;
     assert_eq!(user_cookie(&c).await, None);
-    assert!(button_colours(&c).await.iter().all(|b| b == GREY));
+    assert_buttons(&c, GREY).await;
     assert!(
         text(&c, "[data-testid=served-by]")
             .await
@@ -389,7 +383,7 @@ async fn the_tester_journey_in_a_real_browser() {
             .await
             .starts_with("New York")
     );
-    assert!(button_colours(&c).await.iter().all(|b| b == GREY));
+    assert_buttons(&c, GREY).await;
 
     // The version matrix, as `weather verify` prints it, for the README.
     let report = verify::run(verify::Options {

@@ -1,0 +1,468 @@
+//! The manifests compiled into a routing table, once per applied stage: hosts
+//! resolved as istiod resolves them, subsets resolved through DestinationRules to
+//! pods, regexes compiled. [`crate::decide`] routes on it; [`crate::analyze`]
+//! reports what it found unresolved.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::{
+    hosts::resolve,
+    load::Manifests,
+    matching::Matcher,
+    model::{
+        Deployment, DestinationRule, HttpMatch, HttpRoute, Labels, StringMatch, VirtualService,
+    },
+    routing::{Problem, RuleRef, ServiceInfo, Target, Workload},
+};
+
+/// The `gateways` entry that binds a VirtualService to every sidecar.
+pub(crate) const MESH: &str = "mesh";
+
+/// A problem that makes a rule unusable (it then never matches).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("VirtualService {namespace}/{name}: {field}: {message}")]
+pub struct CompileError {
+    pub namespace: String,
+    pub name: String,
+    /// Where in the object, e.g. `http[0].match[1].headers.cookie`.
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Default)]
+pub(crate) struct CompiledMatch {
+    pub uri: Option<Matcher>,
+    pub scheme: Option<Matcher>,
+    pub method: Option<Matcher>,
+    pub authority: Option<Matcher>,
+    pub headers: Vec<(String, Matcher)>,
+    pub without_headers: Vec<(String, Matcher)>,
+    pub query: Vec<(String, Matcher)>,
+    pub source_labels: Labels,
+    pub source_namespace: Option<String>,
+    /// Resolved `ns/name` gateway references, or `mesh`; empty: the VS's own.
+    pub gateways: Vec<String>,
+    pub port: Option<u16>,
+    pub ignore_uri_case: bool,
+}
+
+pub(crate) struct CompiledRule {
+    pub rule: RuleRef,
+    /// Empty: the rule always matches.
+    pub matches: Vec<CompiledMatch>,
+    /// A field of a match could not be compiled: the rule never matches.
+    pub broken: bool,
+    pub targets: Vec<Target>,
+}
+
+pub(crate) struct CompiledVs {
+    pub name: String,
+    /// Hosts resolved as istiod does, lowercase; `*` and `*.suffix` wildcards.
+    pub hosts: Vec<String>,
+    /// Resolved gateway references, `mesh` included when it applies to sidecars.
+    pub gateways: Vec<String>,
+    pub rules: Vec<CompiledRule>,
+}
+
+pub(crate) struct GatewayInfo {
+    pub reference: String,
+    pub selector: Labels,
+    pub servers: Vec<(u16, Vec<String>)>,
+}
+
+/// A DestinationRule's subsets, resolved to pods.
+pub struct CompiledDr {
+    pub name: String,
+    pub namespace: String,
+    /// The Service its host names, if any.
+    pub service: Option<usize>,
+    /// Name and the workloads (indices) each subset selects.
+    pub subsets: Vec<(String, Labels, Vec<usize>)>,
+}
+
+/// The manifests, compiled for routing.
+pub struct Mesh {
+    pub workloads: Vec<Workload>,
+    pub services: Vec<ServiceInfo>,
+    pub destination_rules: Vec<CompiledDr>,
+    pub(crate) gateways: Vec<GatewayInfo>,
+    pub(crate) virtual_services: Vec<CompiledVs>,
+    /// The route of a host without VirtualService: every endpoint.
+    pub(crate) default_targets: Vec<Vec<Target>>,
+    pub(crate) by_fqdn: HashMap<String, usize>,
+    /// Rules that could not be compiled (a regex RE2 refuses, say); each never
+    /// matches. `weather check` reports them with the rest.
+    pub errors: Vec<CompileError>,
+}
+
+impl Mesh {
+    /// Compiles the manifests. Problems that make a rule unusable are collected
+    /// in [`Mesh::errors`].
+    pub fn compile(m: &Manifests) -> Mesh {
+        let workloads: Vec<Workload> = m.deployments.iter().map(workload).collect();
+        let services: Vec<ServiceInfo> = m.services.iter().map(service).collect();
+        let by_fqdn = services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.fqdn.clone(), i))
+            .collect();
+        let resolver = Resolver {
+            workloads: &workloads,
+            services: &services,
+            by_fqdn: &by_fqdn,
+            subsets: subsets(&m.destination_rules, &by_fqdn),
+        };
+        let default_targets = services
+            .iter()
+            .map(|s| vec![resolver.target(&s.name, &s.namespace, None, 100)])
+            .collect();
+        let destination_rules = m
+            .destination_rules
+            .iter()
+            .map(|dr| resolver.destination_rule(dr))
+            .collect();
+        let mut errors = Vec::new();
+        let virtual_services = m
+            .virtual_services
+            .iter()
+            .map(|vs| virtual_service(vs, &resolver, &mut errors))
+            .collect();
+        Mesh {
+            gateways: m.gateways.iter().map(gateway).collect(),
+            workloads,
+            services,
+            destination_rules,
+            virtual_services,
+            default_targets,
+            by_fqdn,
+            errors,
+        }
+    }
+
+    /// How many VirtualServices are in force.
+    pub fn virtual_service_count(&self) -> usize {
+        self.virtual_services.len()
+    }
+
+    /// The Service a host resolved as istiod does names, if any.
+    pub fn service(&self, fqdn: &str) -> Option<usize> {
+        self.by_fqdn.get(fqdn).copied()
+    }
+}
+
+fn workload(d: &Deployment) -> Workload {
+    Workload {
+        name: d.metadata.name.clone(),
+        namespace: d.metadata.ns().to_owned(),
+        labels: d.spec.template.metadata.labels.clone(),
+        image: d
+            .spec
+            .template
+            .spec
+            .containers
+            .first()
+            .map(|c| c.image.clone())
+            .unwrap_or_default(),
+    }
+}
+
+fn service(s: &crate::model::Service) -> ServiceInfo {
+    ServiceInfo {
+        name: s.metadata.name.clone(),
+        namespace: s.metadata.ns().to_owned(),
+        fqdn: resolve(&s.metadata.name, s.metadata.ns()),
+        selector: s.spec.selector.clone(),
+        ports: s.spec.ports.iter().map(|p| p.port).collect(),
+    }
+}
+
+fn gateway(g: &crate::model::Gateway) -> GatewayInfo {
+    GatewayInfo {
+        reference: format!("{}/{}", g.metadata.ns(), g.metadata.name),
+        selector: g.spec.selector.clone(),
+        servers: g
+            .spec
+            .servers
+            .iter()
+            .map(|s| (s.port.number as u16, s.hosts.clone()))
+            .collect(),
+    }
+}
+
+/// Every DestinationRule subset, by the Service its host names.
+fn subsets(
+    drs: &[DestinationRule],
+    by_fqdn: &HashMap<String, usize>,
+) -> HashMap<usize, Vec<(String, Labels)>> {
+    let mut out: HashMap<usize, Vec<(String, Labels)>> = HashMap::new();
+    for dr in drs {
+        if let Some(&svc) = by_fqdn.get(&resolve(&dr.spec.host, dr.metadata.ns())) {
+            let entry = out.entry(svc).or_default();
+            entry.extend(
+                dr.spec
+                    .subsets
+                    .iter()
+                    .map(|s| (s.name.clone(), s.labels.clone())),
+            );
+        }
+    }
+    out
+}
+
+/// Whether `labels` include every one of `of`.
+pub(crate) fn subset_of(labels: &Labels, of: &Labels) -> bool {
+    of.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Resolves a gateway reference as written in a VirtualService of namespace `ns`.
+fn gateway_ref(g: &str, ns: &str) -> String {
+    if g == MESH || g.contains('/') {
+        g.to_owned()
+    } else {
+        format!("{ns}/{g}")
+    }
+}
+
+/// Resolves destinations: host to Service, subset to pods.
+struct Resolver<'a> {
+    workloads: &'a [Workload],
+    services: &'a [ServiceInfo],
+    by_fqdn: &'a HashMap<String, usize>,
+    subsets: HashMap<usize, Vec<(String, Labels)>>,
+}
+
+impl Resolver<'_> {
+    /// The workloads of Service `svc` whose pods also carry `extra`.
+    fn endpoints(&self, svc: usize, extra: &Labels) -> Vec<usize> {
+        let s = &self.services[svc];
+        if s.selector.is_empty() {
+            return Vec::new();
+        }
+        self.workloads
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| {
+                w.namespace == s.namespace
+                    && subset_of(&w.labels, &s.selector)
+                    && subset_of(&w.labels, extra)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// A route destination, as written in an object of namespace `ns`.
+    fn target(&self, host: &str, ns: &str, subset: Option<&str>, weight: u32) -> Target {
+        let service = self.by_fqdn.get(&resolve(host, ns)).copied();
+        let selected = match (service, subset) {
+            (None, _) => Err(Problem::UnknownHost),
+            (Some(svc), None) => Ok((svc, Labels::new())),
+            (Some(svc), Some(name)) => self
+                .subsets
+                .get(&svc)
+                .and_then(|all| all.iter().find(|(n, _)| n == name))
+                .map(|(_, labels)| (svc, labels.clone()))
+                .ok_or(Problem::UnknownSubset),
+        };
+        let (endpoints, problem) = match selected {
+            Ok((svc, labels)) => {
+                let e = self.endpoints(svc, &labels);
+                let p = e.is_empty().then_some(Problem::NoEndpoints);
+                (e, p)
+            }
+            Err(p) => (Vec::new(), Some(p)),
+        };
+        Target {
+            host: host.to_owned(),
+            service,
+            subset: subset.map(str::to_owned),
+            weight,
+            endpoints,
+            problem,
+        }
+    }
+
+    fn destination_rule(&self, dr: &DestinationRule) -> CompiledDr {
+        let service = self
+            .by_fqdn
+            .get(&resolve(&dr.spec.host, dr.metadata.ns()))
+            .copied();
+        let subsets = dr
+            .spec
+            .subsets
+            .iter()
+            .map(|s| {
+                let pods = service.map(|svc| self.endpoints(svc, &s.labels));
+                (s.name.clone(), s.labels.clone(), pods.unwrap_or_default())
+            })
+            .collect();
+        CompiledDr {
+            name: dr.metadata.name.clone(),
+            namespace: dr.metadata.ns().to_owned(),
+            service,
+            subsets,
+        }
+    }
+}
+
+fn virtual_service(
+    vs: &VirtualService,
+    resolver: &Resolver<'_>,
+    errors: &mut Vec<CompileError>,
+) -> CompiledVs {
+    let ns = vs.metadata.ns();
+    let rules = vs
+        .spec
+        .http
+        .iter()
+        .enumerate()
+        .map(|(i, r)| rule(vs, i, r, resolver, errors))
+        .collect();
+    let gateways = if vs.spec.gateways.is_empty() {
+        vec![MESH.to_owned()]
+    } else {
+        vs.spec
+            .gateways
+            .iter()
+            .map(|g| gateway_ref(g, ns))
+            .collect()
+    };
+    CompiledVs {
+        name: vs.metadata.name.clone(),
+        hosts: vs.spec.hosts.iter().map(|h| resolve(h, ns)).collect(),
+        gateways,
+        rules,
+    }
+}
+
+fn rule(
+    vs: &VirtualService,
+    i: usize,
+    r: &HttpRoute,
+    resolver: &Resolver<'_>,
+    errors: &mut Vec<CompileError>,
+) -> CompiledRule {
+    let ns = vs.metadata.ns();
+    let mut broken = false;
+    let matches = r
+        .matches
+        .iter()
+        .enumerate()
+        .map(|(j, hm)| {
+            let mut c = MatchCompiler {
+                vs,
+                at: format!("http[{i}].match[{j}]"),
+                broken: false,
+                errors: &mut *errors,
+            };
+            let m = c.compile(hm);
+            broken |= c.broken;
+            m
+        })
+        .collect();
+    let lone = r.route.len() == 1;
+    let targets = r
+        .route
+        .iter()
+        .map(|d| {
+            let weight = match d.weight {
+                Some(w) => w.clamp(0, 100) as u32,
+                None if lone => 100,
+                None => 0,
+            };
+            resolver.target(
+                &d.destination.host,
+                ns,
+                d.destination.subset.as_deref(),
+                weight,
+            )
+        })
+        .collect();
+    CompiledRule {
+        rule: RuleRef {
+            virtual_service: vs.metadata.name.clone(),
+            namespace: ns.to_owned(),
+            index: i,
+            name: r.name.clone(),
+        },
+        matches,
+        broken,
+        targets,
+    }
+}
+
+/// Compiles one match entry, recording every field that does not compile.
+struct MatchCompiler<'a> {
+    vs: &'a VirtualService,
+    /// `http[i].match[j]`.
+    at: String,
+    broken: bool,
+    errors: &'a mut Vec<CompileError>,
+}
+
+impl MatchCompiler<'_> {
+    fn one(&mut self, field: &str, sm: &StringMatch) -> Option<Matcher> {
+        match Matcher::new(sm) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.broken = true;
+                self.errors.push(CompileError {
+                    namespace: self.vs.metadata.ns().to_owned(),
+                    name: self.vs.metadata.name.clone(),
+                    field: format!("{}.{field}", self.at),
+                    message: e.to_string(),
+                });
+                None
+            }
+        }
+    }
+
+    fn optional(&mut self, field: &str, sm: &Option<StringMatch>) -> Option<Matcher> {
+        self.one(field, sm.as_ref()?)
+    }
+
+    /// Headers, withoutHeaders, queryParams: by name.
+    fn named(
+        &mut self,
+        field: &str,
+        entries: &BTreeMap<String, StringMatch>,
+        lowercase: bool,
+    ) -> Vec<(String, Matcher)> {
+        entries
+            .iter()
+            .filter_map(|(k, sm)| {
+                let m = self.one(&format!("{field}.{k}"), sm)?;
+                let name = if lowercase {
+                    k.to_ascii_lowercase()
+                } else {
+                    k.clone()
+                };
+                Some((name, m))
+            })
+            .collect()
+    }
+
+    fn compile(&mut self, hm: &HttpMatch) -> CompiledMatch {
+        let ignore_uri_case = hm.ignore_uri_case.unwrap_or(false);
+        let uri = match (self.optional("uri", &hm.uri), ignore_uri_case) {
+            (Some(Matcher::Exact(s)), true) => Some(Matcher::Exact(s.to_ascii_lowercase())),
+            (Some(Matcher::Prefix(s)), true) => Some(Matcher::Prefix(s.to_ascii_lowercase())),
+            (m, _) => m,
+        };
+        let ns = self.vs.metadata.ns();
+        CompiledMatch {
+            uri,
+            scheme: self.optional("scheme", &hm.scheme),
+            method: self.optional("method", &hm.method),
+            authority: self.optional("authority", &hm.authority),
+            // Header names are case-insensitive; query parameter names are not.
+            headers: self.named("headers", &hm.headers, true),
+            without_headers: self.named("withoutHeaders", &hm.without_headers, true),
+            query: self.named("queryParams", &hm.query_params, false),
+            source_labels: hm.source_labels.clone(),
+            source_namespace: hm.source_namespace.clone(),
+            gateways: hm.gateways.iter().map(|g| gateway_ref(g, ns)).collect(),
+            port: hm.port.map(|p| p as u16),
+            ignore_uri_case,
+        }
+    }
+}

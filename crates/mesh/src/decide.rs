@@ -1,0 +1,235 @@
+//! The decision: where one request goes, in two steps as Istio takes it.
+//!
+//! 1. What istiod pushes to the calling proxy. For each VirtualService bound to
+//!    it, istiod keeps only the match entries that hold for that proxy
+//!    (`sourceMatchHTTP` and the port check in `pilot/pkg/networking/core/route/
+//!    route.go`): a match naming `gateways` is kept when one of them is the
+//!    proxy's (`mesh` for a sidecar) and then `sourceLabels` is not looked at;
+//!    otherwise `sourceLabels` must be a subset of the proxy's own pod labels (a
+//!    gateway's too) and `sourceNamespace` its namespace. A VirtualService left
+//!    with no rule contributes nothing to that proxy: a sidecar then routes the
+//!    host by default, over every endpoint.
+//! 2. What Envoy does with the request: the first kept rule whose match holds
+//!    wins; no rule: 404 `NR`.
+
+use crate::{
+    compile::{CompiledMatch, CompiledRule, CompiledVs, MESH, Mesh, subset_of},
+    hosts::{expand_authority, host_matches, split_authority},
+    model::Labels,
+    routing::{
+        Caller, HeaderLookup, INGRESS_NAMESPACE, INGRESS_PORT, NoRoute, Request, Routed,
+        ingress_labels,
+    },
+};
+
+/// The proxy istiod builds routes for.
+struct Proxy<'a> {
+    labels: &'a Labels,
+    namespace: &'a str,
+    /// The gateway names its listener serves: `mesh` for a sidecar, the bound
+    /// Gateways for the ingress.
+    gateways: &'a [&'a str],
+    port: u16,
+}
+
+impl Mesh {
+    /// Where this request goes.
+    pub fn route<'m, H: HeaderLookup + ?Sized>(
+        &'m self,
+        caller: Caller<'_>,
+        req: &Request<'_, H>,
+    ) -> Routed<'m> {
+        match caller {
+            Caller::Ingress => self.route_at_ingress(req),
+            Caller::Workload { namespace, labels } => self.route_at_sidecar(namespace, labels, req),
+        }
+    }
+
+    fn route_at_ingress<'m, H: HeaderLookup + ?Sized>(
+        &'m self,
+        req: &Request<'_, H>,
+    ) -> Routed<'m> {
+        let (host, _) = split_authority(req.authority);
+        // The ingress stands for the gateway's port 80, whatever port a local
+        // listener or a port-forward exposes it on.
+        let port = INGRESS_PORT;
+        let labels = ingress_labels();
+        let bound: Vec<&str> = self
+            .gateways
+            .iter()
+            .filter(|g| !g.selector.is_empty() && subset_of(&labels, &g.selector))
+            .filter(|g| {
+                g.servers.iter().any(|(p, hosts)| {
+                    *p == port
+                        && hosts
+                            .iter()
+                            .any(|h| host_matches(h.rsplit('/').next().unwrap_or(h), &host))
+                })
+            })
+            .map(|g| g.reference.as_str())
+            .collect();
+        if bound.is_empty() {
+            return Routed::NoRoute(NoRoute::NoGateway);
+        }
+        let proxy = Proxy {
+            labels: &labels,
+            namespace: INGRESS_NAMESPACE,
+            gateways: &bound,
+            port,
+        };
+        let mut any = None;
+        for vs in &self.virtual_services {
+            if !vs.gateways.iter().any(|g| bound.contains(&g.as_str()))
+                || !vs.hosts.iter().any(|h| host_matches(h, &host))
+                || !vs.kept(&proxy)
+            {
+                continue;
+            }
+            any = Some(vs.name.as_str());
+            if let Some(r) = vs.first_match(&proxy, req) {
+                return Routed::Route {
+                    rule: Some(&r.rule),
+                    targets: &r.targets,
+                };
+            }
+        }
+        match any {
+            Some(name) => Routed::NoRoute(NoRoute::NoRuleMatched(name)),
+            None => Routed::NoRoute(NoRoute::NoVirtualService),
+        }
+    }
+
+    fn route_at_sidecar<'m, H: HeaderLookup + ?Sized>(
+        &'m self,
+        namespace: &str,
+        labels: &Labels,
+        req: &Request<'_, H>,
+    ) -> Routed<'m> {
+        let (host, port) = split_authority(req.authority);
+        let name = expand_authority(&host, namespace);
+        let Some(svc) = self.service(&name) else {
+            return Routed::NoRoute(NoRoute::UnknownHost);
+        };
+        let port = port.unwrap_or(80);
+        if !self.services[svc].ports.contains(&port) {
+            return Routed::NoRoute(NoRoute::UnknownPort(port));
+        }
+        let proxy = Proxy {
+            labels,
+            namespace,
+            gateways: &[MESH],
+            port,
+        };
+        // The first VirtualService for the host that keeps a rule for this
+        // proxy wins; `weather check` reports a second one (IST0109).
+        let vs = self.virtual_services.iter().find(|vs| {
+            vs.gateways.iter().any(|g| g == MESH)
+                && vs.hosts.iter().any(|h| host_matches(h, &name))
+                && vs.kept(&proxy)
+        });
+        match vs {
+            Some(vs) => match vs.first_match(&proxy, req) {
+                Some(r) => Routed::Route {
+                    rule: Some(&r.rule),
+                    targets: &r.targets,
+                },
+                None => Routed::NoRoute(NoRoute::NoRuleMatched(&vs.name)),
+            },
+            None => Routed::Route {
+                rule: None,
+                targets: &self.default_targets[svc],
+            },
+        }
+    }
+}
+
+impl CompiledVs {
+    /// Whether istiod pushes any of its rules to this proxy.
+    fn kept(&self, proxy: &Proxy<'_>) -> bool {
+        self.rules.iter().any(|r| r.kept(proxy))
+    }
+
+    fn first_match<H: HeaderLookup + ?Sized>(
+        &self,
+        proxy: &Proxy<'_>,
+        req: &Request<'_, H>,
+    ) -> Option<&CompiledRule> {
+        self.rules.iter().find(|r| {
+            r.kept(proxy)
+                && (r.matches.is_empty() || r.matches.iter().any(|m| m.kept(proxy) && m.holds(req)))
+        })
+    }
+}
+
+impl CompiledRule {
+    fn kept(&self, proxy: &Proxy<'_>) -> bool {
+        !self.broken && (self.matches.is_empty() || self.matches.iter().any(|m| m.kept(proxy)))
+    }
+}
+
+impl CompiledMatch {
+    /// istiod's `sourceMatchHTTP` and the port check of `TranslateRoute`.
+    fn kept(&self, proxy: &Proxy<'_>) -> bool {
+        if self.port.is_some_and(|p| p != proxy.port) {
+            return false;
+        }
+        if !self.gateways.is_empty() {
+            return self
+                .gateways
+                .iter()
+                .any(|g| proxy.gateways.contains(&g.as_str()));
+        }
+        subset_of(proxy.labels, &self.source_labels)
+            && self
+                .source_namespace
+                .as_deref()
+                .is_none_or(|ns| ns == proxy.namespace)
+    }
+
+    /// Envoy's route match: every field of the entry holds.
+    fn holds<H: HeaderLookup + ?Sized>(&self, req: &Request<'_, H>) -> bool {
+        let (path, query) = req.path.split_once('?').unwrap_or((req.path, ""));
+        if let Some(m) = &self.uri {
+            let ok = if self.ignore_uri_case {
+                m.matches(&path.to_ascii_lowercase())
+            } else {
+                m.matches(path)
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if self.scheme.as_ref().is_some_and(|m| !m.matches(req.scheme))
+            || self.method.as_ref().is_some_and(|m| !m.matches(req.method))
+            || self
+                .authority
+                .as_ref()
+                .is_some_and(|m| !m.matches(req.authority))
+        {
+            return false;
+        }
+        for (name, m) in &self.headers {
+            match req.headers.header(name) {
+                Some(v) if m.matches(&v) => {}
+                _ => return false,
+            }
+        }
+        for (name, m) in &self.without_headers {
+            if req.headers.header(name).is_some_and(|v| m.matches(&v)) {
+                return false;
+            }
+        }
+        self.query.iter().all(|(name, m)| {
+            query_pairs(query)
+                .find(|(k, _)| k == name)
+                .is_some_and(|(_, v)| m.matches(v))
+        })
+    }
+}
+
+fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+}

@@ -1,0 +1,179 @@
+//! Starting the data plane: a loopback port per Deployment, the workload behind
+//! its image configured from the Deployment's environment, a sidecar listener
+//! for each workload that calls another service (its outbound URL pointed at
+//! it), and the ingress.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+};
+
+use mesh::model::Deployment;
+use tokio::net::TcpListener;
+use weather_core::{
+    Health,
+    server::{self, RunningServer},
+    telemetry::{Telemetry, TelemetryArgs},
+};
+
+use super::{Error, Hop, Options, Plane, Running, plane::load, proxy};
+use crate::workloads::{self, parse_image};
+
+/// A free loopback port.
+const LOOPBACK: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+/// Binds `addr`, returning the listener and the address it got.
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Error> {
+    let bound = async {
+        let l = TcpListener::bind(addr).await?;
+        let local = l.local_addr()?;
+        Ok((l, local))
+    };
+    bound.await.map_err(|source| Error::Bind { addr, source })
+}
+
+fn serve(listener: TcpListener, router: axum::Router) -> Result<RunningServer, Error> {
+    let addr = listener.local_addr().unwrap_or(LOOPBACK);
+    server::spawn(listener, router).map_err(|source| Error::Bind { addr, source })
+}
+
+/// Starts every workload of the manifests, their sidecars and the ingress.
+pub async fn start(opts: Options) -> Result<Running, Error> {
+    let (manifests, mesh) = load(&opts.paths)?;
+    for w in &manifests.warnings {
+        tracing::warn!("{w}");
+    }
+    for e in &mesh.errors {
+        tracing::warn!("{e}: the rule never matches");
+    }
+    if manifests.deployments.is_empty() {
+        return Err(Error::NoDeployments);
+    }
+
+    // Bind every pod first: the sidecars need nothing but addresses.
+    let mut pods = HashMap::new();
+    let mut pod_listeners = Vec::new();
+    for d in &manifests.deployments {
+        let (l, addr) = bind(LOOPBACK).await?;
+        pods.insert(d.metadata.name.clone(), addr);
+        pod_listeners.push((l, addr));
+    }
+    let plane = Arc::new(Plane::new(
+        opts.paths.clone(),
+        opts.stage.clone(),
+        mesh,
+        pods,
+        opts.settings.clone(),
+    )?);
+
+    let mut servers = Vec::new();
+    let mut workloads = Vec::new();
+    for (d, (pod, addr)) in manifests.deployments.iter().zip(pod_listeners) {
+        let fail = |reason: String| Error::Deployment {
+            name: d.metadata.name.clone(),
+            reason,
+        };
+        let mut pod_env = env(d, &opts.telemetry).map_err(&fail)?;
+        let c = d.spec.template.spec.containers.first();
+        let (app, image_version) =
+            parse_image(c.map_or("", |c| c.image.as_str())).map_err(|e| fail(e.to_string()))?;
+        let version = match pod_env.iter().find(|(k, _)| k == "APP_VERSION") {
+            Some((_, v)) => v.parse().map_err(|e| fail(format!("APP_VERSION: {e}")))?,
+            None => image_version,
+        };
+        // The outbound "sidecar": the app's downstream URL now points at a
+        // listener that routes as this workload's Envoy would.
+        if let Some((var, default)) = app.downstream(version) {
+            let url = pod_env
+                .iter()
+                .find(|(k, _)| k == var)
+                .map_or(default, |(_, v)| v.as_str());
+            let authority = url
+                .strip_prefix("http://")
+                .map(|rest| rest.split('/').next().unwrap_or(rest).to_owned())
+                .ok_or_else(|| fail(format!("{var}={url} is not an http:// URL")))?;
+            let (out, out_addr) = bind(LOOPBACK).await?;
+            let hop = sidecar(d, authority);
+            let telemetry = sidecar_telemetry(d, version.as_str(), &opts.telemetry);
+            servers.push(serve(out, proxy::router(plane.clone(), hop, telemetry))?);
+            pod_env.retain(|(k, _)| k != var);
+            pod_env.push((var.to_owned(), format!("http://{out_addr}")));
+        }
+        let router = workloads::router(app, version, &pod_env, Health::default())
+            .map_err(|e| fail(e.to_string()))?;
+        servers.push(serve(pod, router)?);
+        workloads.push((d.metadata.name.clone(), addr));
+    }
+
+    let (ingress, ingress_addr) = bind(opts.listen).await?;
+    let gateway = Telemetry::new(
+        "istio-ingressgateway.istio-system",
+        "",
+        &opts.telemetry,
+        &[("component", "proxy".into())],
+    );
+    servers.push(serve(
+        ingress,
+        proxy::router(plane.clone(), Hop::Ingress, gateway),
+    )?);
+    Ok(Running {
+        ingress: ingress_addr,
+        plane,
+        workloads,
+        servers,
+        watcher: None,
+    })
+}
+
+/// The environment a Deployment's container gets. The cluster's telemetry
+/// settings point at the cluster's collector; a local run uses weather up's own.
+fn env(d: &Deployment, telemetry: &TelemetryArgs) -> Result<Vec<(String, String)>, String> {
+    let c = d
+        .spec
+        .template
+        .spec
+        .containers
+        .first()
+        .ok_or("no containers")?;
+    let mut env: Vec<(String, String)> = c
+        .env
+        .iter()
+        .filter(|e| !e.name.starts_with("OTEL_"))
+        .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+        .collect();
+    if let Some(e) = &telemetry.otlp_endpoint {
+        env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), e.clone()));
+    }
+    if let Some(e) = &telemetry.otlp_traces_endpoint {
+        env.push(("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT".into(), e.clone()));
+    }
+    if telemetry.otel_sdk_disabled {
+        env.push(("OTEL_SDK_DISABLED".into(), "true".into()));
+    }
+    Ok(env)
+}
+
+fn sidecar(d: &Deployment, authority: String) -> Hop {
+    Hop::Sidecar {
+        workload: d.metadata.name.clone(),
+        namespace: d.metadata.ns().to_owned(),
+        labels: d.spec.template.metadata.labels.clone(),
+        authority,
+    }
+}
+
+/// A sidecar reports as `APP.NAMESPACE`, as Istio's proxies do.
+fn sidecar_telemetry(d: &Deployment, version: &str, args: &TelemetryArgs) -> Telemetry {
+    let labels = &d.spec.template.metadata.labels;
+    let app = labels.get("app").unwrap_or(&d.metadata.name);
+    Telemetry::new(
+        &format!("{app}.{}", d.metadata.ns()),
+        version,
+        args,
+        &[
+            ("k8s.pod.name", d.metadata.name.clone()),
+            ("component", "proxy".into()),
+        ],
+    )
+}

@@ -1,0 +1,222 @@
+//! The one owner of what the data plane has applied: the manifests' paths, the
+//! stage they stand for, and the routing table compiled from them, swapped
+//! together under one lock by [`Plane::switch`]. Every hop reads one
+//! [`Applied`] snapshot and finishes on it, so a switch never drops a request.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::body::Body;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use mesh::{Manifests, Mesh};
+
+use super::Error;
+
+/// How the hops behave, fixed for the life of the data plane.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// One log line per hop (`weather::access`).
+    pub access_log: bool,
+    /// How long an upstream may take to send its response headers before the hop
+    /// answers 504 (`UT`).
+    pub upstream_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            access_log: true,
+            upstream_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// The routing in force: where it was read from and what it compiled to.
+pub struct Applied {
+    pub paths: Vec<PathBuf>,
+    /// The stage folder the paths stand for; `None` when started with `-f`.
+    pub stage: Option<String>,
+    pub mesh: Mesh,
+    /// The address of each of `mesh.workloads`, by index.
+    addrs: Vec<Option<SocketAddr>>,
+}
+
+impl Applied {
+    /// The pod address of the workload at `index` of the compiled mesh.
+    pub fn addr(&self, index: usize) -> Option<SocketAddr> {
+        self.addrs.get(index).copied().flatten()
+    }
+}
+
+/// What came of the file watch's attempts to re-apply edited manifests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reloads {
+    pub applied: u64,
+    pub refused: u64,
+    /// Why the last refused edit was refused.
+    pub last_error: Option<String>,
+}
+
+pub struct Plane {
+    applied: RwLock<Arc<Applied>>,
+    /// Deployment name -> the address its workload listens on. Fixed at start:
+    /// a switch may route differently, never to new workloads.
+    pods: HashMap<String, SocketAddr>,
+    pub(super) client: Client<HttpConnector, Body>,
+    /// Round-robin position over endpoints.
+    next: AtomicUsize,
+    pub settings: Settings,
+    reloads: Mutex<Reloads>,
+}
+
+/// Reads the manifests and compiles them. A rule that cannot be compiled is
+/// in `Mesh::errors` and never matches.
+pub fn load(paths: &[PathBuf]) -> Result<(Manifests, Mesh), Error> {
+    let manifests = mesh::load_paths(paths).map_err(Error::Load)?;
+    let mesh = Mesh::compile(&manifests);
+    Ok((manifests, mesh))
+}
+
+/// Like [`load`], refusing manifests with a rule that cannot be compiled: what
+/// replaces routes in force must be whole.
+fn load_whole(paths: &[PathBuf]) -> Result<Mesh, Error> {
+    let (_, mesh) = load(paths)?;
+    if !mesh.errors.is_empty() {
+        return Err(Error::Compile(mesh.errors));
+    }
+    Ok(mesh)
+}
+
+impl Plane {
+    /// A plane routing `mesh` (read from `paths`) to the workloads at `pods`.
+    pub fn new(
+        paths: Vec<PathBuf>,
+        stage: Option<String>,
+        mesh: Mesh,
+        pods: HashMap<String, SocketAddr>,
+        settings: Settings,
+    ) -> Result<Plane, Error> {
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build_http();
+        let applied = prepare(&pods, paths, stage, mesh)?;
+        Ok(Plane {
+            applied: RwLock::new(Arc::new(applied)),
+            pods,
+            client,
+            next: AtomicUsize::new(0),
+            settings,
+            reloads: Mutex::new(Reloads::default()),
+        })
+    }
+
+    /// The routing in force now.
+    pub fn applied(&self) -> Arc<Applied> {
+        self.applied
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Applies other manifests (a stage switch, an edit) without dropping a
+    /// request: in-flight hops finish on the snapshot they started with. On any
+    /// error nothing changes. Returns a one-line summary.
+    pub fn switch(&self, paths: Vec<PathBuf>, stage: Option<String>) -> Result<String, Error> {
+        let mesh = load_whole(&paths)?;
+        let applied = prepare(&self.pods, paths, stage, mesh)?;
+        let summary = applied.summary();
+        *self.applied.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(applied);
+        Ok(summary)
+    }
+
+    /// Re-reads the manifests of `seen` and applies them, unless something else
+    /// was applied since `seen` was read: a stage switch wins over a file edit
+    /// that raced with it. `None` when it was not applied for that reason.
+    pub(super) fn reload(&self, seen: &Arc<Applied>) -> Option<Result<String, Error>> {
+        let outcome = load_whole(&seen.paths)
+            .and_then(|mesh| prepare(&self.pods, seen.paths.clone(), seen.stage.clone(), mesh));
+        let mut current = self.applied.write().unwrap_or_else(|e| e.into_inner());
+        if !Arc::ptr_eq(&current, seen) {
+            return None;
+        }
+        let mut reloads = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        Some(match outcome {
+            Ok(applied) => {
+                let summary = applied.summary();
+                *current = Arc::new(applied);
+                reloads.applied += 1;
+                Ok(summary)
+            }
+            Err(e) => {
+                reloads.refused += 1;
+                reloads.last_error = Some(e.to_string());
+                Err(e)
+            }
+        })
+    }
+
+    /// What the file watch has done so far.
+    pub fn reloads(&self) -> Reloads {
+        self.reloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The next round-robin position.
+    pub(super) fn next(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Pairs a compiled mesh with the pods' addresses, refusing workloads that were
+/// not started.
+fn prepare(
+    pods: &HashMap<String, SocketAddr>,
+    paths: Vec<PathBuf>,
+    stage: Option<String>,
+    mesh: Mesh,
+) -> Result<Applied, Error> {
+    let missing: Vec<String> = mesh
+        .workloads
+        .iter()
+        .filter(|w| !pods.contains_key(&w.name))
+        .map(|w| w.name.clone())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::NewWorkloads(missing));
+    }
+    let addrs = mesh
+        .workloads
+        .iter()
+        .map(|w| pods.get(&w.name).copied())
+        .collect();
+    Ok(Applied {
+        paths,
+        stage,
+        mesh,
+        addrs,
+    })
+}
+
+impl Applied {
+    fn summary(&self) -> String {
+        let n = self.mesh.virtual_service_count();
+        match &self.stage {
+            Some(s) => format!("applied stage {s}: {n} VirtualServices"),
+            None => format!("applied {n} VirtualServices"),
+        }
+    }
+}
