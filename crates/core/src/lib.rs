@@ -10,10 +10,10 @@ pub mod error;
 pub mod metrics;
 pub mod params;
 pub mod server;
+pub mod sky;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod weather;
 
 pub use chain::{CHAIN_HEADER, Downstream};
 pub use client::{Client, ClientError, Forwarded};
@@ -21,4 +21,4 @@ pub use config::{AppArgs, AppVersion, ClientArgs, ServeArgs};
 pub use error::AppError;
 pub use params::Params;
 pub use server::{AppInfo, Health, RunningServer};
-pub use weather::Condition;
+pub use sky::Condition;

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 use weather_core::Condition;
+pub use weather_core::sky::Current;
 
 use crate::{
     cities::City,
@@ -29,19 +30,6 @@ pub struct Day {
     /// Peak UV index of the day.
     pub uv: u8,
     /// US EPA air-quality index.
-    pub aqi: u16,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Current {
-    /// Local time of the reading, `HH:MM`.
-    pub local_time: String,
-    pub temperature_c: i32,
-    pub feels_like_c: i32,
-    pub condition: Condition,
-    pub humidity: u8,
-    pub wind_kph: u16,
-    pub uv: u8,
     pub aqi: u16,
 }
 

@@ -204,3 +204,16 @@ async fn recommend(
         Err(e) => (unavailable(format!("recommendation {e}")), None),
     }
 }
+
+impl server::Service for Config {
+    const APP: &'static str = APP;
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+
+    fn version(&self) -> AppVersion {
+        self.app.app_version
+    }
+
+    fn router(&self, health: Health) -> Router {
+        app(self, health)
+    }
+}

@@ -33,7 +33,7 @@ use weather_core::{
 
 use crate::{
     i18n::Lang,
-    view::{Chrome, ForecastData, MessagePage, WeatherPage},
+    view::{ForecastData, Frame, MessagePage, WeatherPage},
 };
 
 pub const APP: &str = "frontend";
@@ -154,21 +154,21 @@ impl Ctx {
         self.cities.read().await.as_ref().map(|(_, l)| l.clone())
     }
 
-    fn chrome(
+    fn frame(
         &self,
         lang: Lang,
         headers: &HeaderMap,
         city: &str,
         cities: Option<&CityList>,
         downstream: Option<&HeaderValue>,
-    ) -> Chrome {
+    ) -> Frame {
         let me = format!("{APP}:{}", self.version);
         let chain = match downstream.and_then(|d| d.to_str().ok()) {
             Some(d) => format!("{me},{d}"),
             None => me,
         };
         let other = lang.texts().other_lang_code;
-        Chrome {
+        Frame {
             t: lang.texts(),
             version: self.version.as_str(),
             user: cookies::user(headers),
@@ -220,14 +220,14 @@ async fn index(
     let mut res = match requested_city(&params) {
         None => {
             let cities = ctx.cached_cities().await;
-            let chrome = ctx.chrome(lang, &headers, DEFAULT_CITY, cities.as_ref(), None);
+            let frame = ctx.frame(lang, &headers, DEFAULT_CITY, cities.as_ref(), None);
             let message = match lang {
                 Lang::En => {
                     "City ids are lowercase letters, digits and dashes, like new-york.".to_owned()
                 }
                 Lang::Zh => "城市编号由小写字母、数字和连字符组成，例如 new-york。".to_owned(),
             };
-            message_page(StatusCode::NOT_FOUND, chrome, t.not_found_title, message)
+            message_page(StatusCode::NOT_FOUND, frame, t.not_found_title, message)
         }
         Some(city) => {
             let (cities, answer) = tokio::join!(
@@ -236,17 +236,16 @@ async fn index(
             );
             match answer {
                 Ok(up) => {
-                    let chrome =
-                        ctx.chrome(lang, &headers, city, cities.as_ref(), up.chain.as_ref());
+                    let frame = ctx.frame(lang, &headers, city, cities.as_ref(), up.chain.as_ref());
                     let downstream = Downstream(up.chain.clone());
-                    (downstream, page_from(up, chrome, lang, city)).into_response()
+                    (downstream, page_from(up, frame, lang, city)).into_response()
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "forecast unreachable");
-                    let chrome = ctx.chrome(lang, &headers, city, cities.as_ref(), None);
+                    let frame = ctx.frame(lang, &headers, city, cities.as_ref(), None);
                     message_page(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        chrome,
+                        frame,
                         t.unavailable_title,
                         t.unavailable_body.to_owned(),
                     )
@@ -261,16 +260,16 @@ async fn index(
 }
 
 /// The page for what forecast answered.
-fn page_from(up: Upstream, chrome: Chrome, lang: Lang, city: &str) -> Response {
-    let t = chrome.t;
+fn page_from(up: Upstream, frame: Frame, lang: Lang, city: &str) -> Response {
+    let t = frame.t;
     match up.status {
         StatusCode::OK => match serde_json::from_slice::<ForecastData>(&up.body) {
-            Ok(data) => html(StatusCode::OK, &WeatherPage::new(chrome, lang, &data)),
+            Ok(data) => html(StatusCode::OK, &WeatherPage::new(frame, lang, &data)),
             Err(e) => {
                 tracing::warn!(error = %e, "forecast sent a malformed answer");
                 message_page(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    chrome,
+                    frame,
                     t.unavailable_title,
                     t.unavailable_body.to_owned(),
                 )
@@ -281,22 +280,17 @@ fn page_from(up: Upstream, chrome: Chrome, lang: Lang, city: &str) -> Response {
                 Lang::En => format!("We have no weather for “{city}”. Pick a city from the list."),
                 Lang::Zh => format!("没有“{city}”的天气，请从列表中选择城市。"),
             };
-            message_page(StatusCode::NOT_FOUND, chrome, t.not_found_title, message)
+            message_page(StatusCode::NOT_FOUND, frame, t.not_found_title, message)
         }
         StatusCode::BAD_REQUEST => {
             let message = upstream_error(&up.body).unwrap_or_else(|| "bad request".into());
-            message_page(
-                StatusCode::BAD_REQUEST,
-                chrome,
-                t.bad_request_title,
-                message,
-            )
+            message_page(StatusCode::BAD_REQUEST, frame, t.bad_request_title, message)
         }
         status => {
             tracing::warn!(%status, "forecast failed");
             message_page(
                 StatusCode::SERVICE_UNAVAILABLE,
-                chrome,
+                frame,
                 t.unavailable_title,
                 t.unavailable_body.to_owned(),
             )
@@ -379,8 +373,8 @@ async fn login(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Bytes) -> 
     let lang = Lang::negotiate(&headers);
     let t = lang.texts();
     let cities = ctx.cached_cities().await;
-    let mut chrome = ctx.chrome(lang, &headers, DEFAULT_CITY, cities.as_ref(), None);
-    chrome.username_value = name.chars().take(64).collect();
+    let mut frame = ctx.frame(lang, &headers, DEFAULT_CITY, cities.as_ref(), None);
+    frame.username_value = name.chars().take(64).collect();
     let message = match (lang, name.is_empty()) {
         (Lang::En, true) => "Enter a username to log in, for example tester.".to_owned(),
         (Lang::Zh, true) => "请输入用户名，例如 tester。".to_owned(),
@@ -389,12 +383,7 @@ async fn login(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Bytes) -> 
         }
         (Lang::Zh, false) => "用户名为 1 到 32 个字母、数字、- 或 _（例如 tester）。".to_owned(),
     };
-    message_page(
-        StatusCode::BAD_REQUEST,
-        chrome,
-        t.bad_request_title,
-        message,
-    )
+    message_page(StatusCode::BAD_REQUEST, frame, t.bad_request_title, message)
 }
 
 async fn logout() -> Response {
@@ -409,7 +398,7 @@ async fn logout() -> Response {
 async fn page_not_found(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
     let lang = Lang::negotiate(&headers);
     let cities = ctx.cached_cities().await;
-    let chrome = ctx.chrome(lang, &headers, DEFAULT_CITY, cities.as_ref(), None);
+    let frame = ctx.frame(lang, &headers, DEFAULT_CITY, cities.as_ref(), None);
     let message = match lang {
         Lang::En => "There is no page here.",
         Lang::Zh => "这里没有页面。",
@@ -418,14 +407,14 @@ async fn page_not_found(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Resp
         Lang::En => "Not found",
         Lang::Zh => "页面不存在",
     };
-    message_page(StatusCode::NOT_FOUND, chrome, title, message.to_owned())
+    message_page(StatusCode::NOT_FOUND, frame, title, message.to_owned())
 }
 
-fn message_page(status: StatusCode, chrome: Chrome, title: &str, message: String) -> Response {
+fn message_page(status: StatusCode, frame: Frame, title: &str, message: String) -> Response {
     html(
         status,
         &MessagePage {
-            chrome,
+            frame,
             title: title.to_owned(),
             message,
         },
@@ -479,4 +468,17 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         body,
     )
         .into_response()
+}
+
+impl server::Service for Config {
+    const APP: &'static str = APP;
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+
+    fn version(&self) -> AppVersion {
+        self.app.app_version
+    }
+
+    fn router(&self, health: Health) -> Router {
+        app(self, health)
+    }
 }

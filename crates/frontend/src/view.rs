@@ -3,7 +3,7 @@
 
 use askama::Template;
 use serde::Deserialize;
-use weather_core::Condition;
+use weather_core::{Condition, sky::Current};
 
 use crate::i18n::{Lang, Texts};
 
@@ -12,7 +12,7 @@ use crate::i18n::{Lang, Texts};
 #[derive(Debug, Deserialize)]
 pub struct ForecastData {
     pub city: CityData,
-    pub current: CurrentData,
+    pub current: Current,
     pub days: Vec<DayData>,
     pub recommendation: Option<RecommendationData>,
 }
@@ -42,18 +42,6 @@ impl CityData {
             Lang::Zh => &self.country_zh,
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct CurrentData {
-    pub local_time: String,
-    pub temperature_c: i32,
-    pub feels_like_c: i32,
-    pub condition: Condition,
-    pub humidity: u8,
-    pub wind_kph: u16,
-    pub uv: u8,
-    pub aqi: u16,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,8 +76,9 @@ pub struct TextData {
 
 // View models.
 
-/// What every page shows around its content.
-pub struct Chrome {
+/// The page frame: what every page shows around its content (header, city
+/// picker, login, the chain that served it).
+pub struct Frame {
     pub t: &'static Texts,
     pub version: &'static str,
     pub user: Option<String>,
@@ -104,7 +93,7 @@ pub struct Chrome {
     pub chain: Vec<Link>,
 }
 
-impl Chrome {
+impl Frame {
     pub fn city_list(&self) -> &[CityData] {
         self.cities.as_deref().map(|v| v.as_slice()).unwrap_or(&[])
     }
@@ -160,7 +149,7 @@ pub struct AdviceView {
 #[derive(Template)]
 #[template(path = "weather.html")]
 pub struct WeatherPage {
-    pub chrome: Chrome,
+    pub frame: Frame,
     pub city_name: String,
     pub country: String,
     pub current: CurrentView,
@@ -173,7 +162,7 @@ pub struct WeatherPage {
 #[derive(Template)]
 #[template(path = "message.html")]
 pub struct MessagePage {
-    pub chrome: Chrome,
+    pub frame: Frame,
     pub title: String,
     pub message: String,
 }
@@ -195,8 +184,8 @@ pub fn label(c: Condition, lang: Lang) -> &'static str {
 }
 
 impl WeatherPage {
-    pub fn new(chrome: Chrome, lang: Lang, data: &ForecastData) -> Self {
-        let t = chrome.t;
+    pub fn new(frame: Frame, lang: Lang, data: &ForecastData) -> Self {
+        let t = frame.t;
         let c = &data.current;
         let night = is_night(&c.local_time);
         let current = CurrentView {
@@ -248,7 +237,7 @@ impl WeatherPage {
         WeatherPage {
             city_name: data.city.name(lang).to_owned(),
             country: data.city.country(lang).to_owned(),
-            chrome,
+            frame,
             current,
             days,
             advice_state,

@@ -206,26 +206,31 @@ fn services(out: &mut Out) {
     }
 }
 
+/// IST0101 for each of `gateways` (resolved references, at `field[i]`) that is
+/// neither `mesh` nor a Gateway of the manifests.
+fn unknown_gateways(out: &mut Out, o: &Object<'_>, field: &str, gateways: &[String]) {
+    for (i, g) in gateways.iter().enumerate() {
+        if g != MESH && !out.mesh.gateways.iter().any(|k| &k.reference == g) {
+            let text = format!("Referenced gateway not found: {g:?}");
+            out.push(
+                Level::Error,
+                REFERENCED_RESOURCE_NOT_FOUND,
+                o,
+                format!("{field}[{i}]"),
+                text,
+            );
+        }
+    }
+}
+
 fn virtual_services(out: &mut Out) {
     let (m, mesh) = (out.m, out.mesh);
-    let known = |g: &str| g == MESH || mesh.gateways.iter().any(|k| k.reference == g);
     // Hosts bound to the mesh, to find two VirtualServices for one host.
     let mut mesh_hosts: BTreeMap<&str, Vec<Object>> = BTreeMap::new();
     for (vs, c) in m.virtual_services.iter().zip(&mesh.virtual_services) {
         let o = Object::of("VirtualService", &vs.metadata);
         if !vs.spec.gateways.is_empty() {
-            for (i, g) in c.gateways.iter().enumerate() {
-                if !known(g) {
-                    let text = format!("Referenced gateway not found: {g:?}");
-                    out.push(
-                        Level::Error,
-                        REFERENCED_RESOURCE_NOT_FOUND,
-                        &o,
-                        format!("spec.gateways[{i}]"),
-                        text,
-                    );
-                }
-            }
+            unknown_gateways(out, &o, "spec.gateways", &c.gateways);
         }
         if c.gateways.iter().any(|g| g == MESH) {
             for h in &c.hosts {
@@ -242,18 +247,8 @@ fn virtual_services(out: &mut Out) {
         }
         for (i, (r, cr)) in vs.spec.http.iter().zip(&c.rules).enumerate() {
             for (j, cm) in cr.matches.iter().enumerate() {
-                for (k, g) in cm.gateways.iter().enumerate() {
-                    if !known(g) {
-                        let text = format!("Referenced gateway not found: {g:?}");
-                        out.push(
-                            Level::Error,
-                            REFERENCED_RESOURCE_NOT_FOUND,
-                            &o,
-                            format!("spec.http[{i}].match[{j}].gateways[{k}]"),
-                            text,
-                        );
-                    }
-                }
+                let field = format!("spec.http[{i}].match[{j}].gateways");
+                unknown_gateways(out, &o, &field, &cm.gateways);
             }
             for (k, t) in cr.targets.iter().enumerate() {
                 let at = format!("spec.http[{i}].route[{k}].destination");

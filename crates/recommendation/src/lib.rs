@@ -69,3 +69,16 @@ pub fn parse(p: &Params) -> Result<Conditions, AppError> {
         aqi: p.number("aqi", 0.0, 1000.0)?,
     })
 }
+
+impl server::Service for Config {
+    const APP: &'static str = APP;
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+
+    fn version(&self) -> weather_core::AppVersion {
+        self.app.app_version
+    }
+
+    fn router(&self, health: Health) -> Router {
+        app(self, health)
+    }
+}

@@ -1,6 +1,8 @@
 //! The subcommands' bodies, each returning its exit code.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Args, ValueEnum};
 
 use mesh::{
     Manifests, Mesh,
@@ -25,14 +27,33 @@ fn load(paths: &[PathBuf]) -> Result<Manifests, ExitCode> {
     })
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
 pub struct RouteArgs {
+    /// Manifest files or folders, like kubectl apply -f.
+    #[arg(short = 'f', long = "filename", required = true)]
     pub paths: Vec<PathBuf>,
+    /// Who sends it: `ingress`, or the name of a Deployment (its sidecar).
+    #[arg(long)]
     pub from: String,
+    /// The Host (authority), e.g. forecast:3002 or weather.example.com.
+    #[arg(long)]
     pub host: String,
+    /// Path and query.
+    #[arg(long, default_value = "/")]
     pub path: String,
+    #[arg(long, default_value = "GET")]
     pub method: String,
+    /// A request header, 'name: value' (repeatable).
+    #[arg(short = 'H', long = "header")]
     pub headers: Vec<String>,
-    pub json: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
 }
 
 pub fn route(a: RouteArgs) -> ExitCode {
@@ -80,7 +101,7 @@ pub fn route(a: RouteArgs) -> ExitCode {
         headers: headers.as_slice(),
     };
     let e = explain(&mesh, caller, &req);
-    if a.json {
+    if matches!(a.output, Output::Json) {
         println!("{}", serde_json::to_string(&e).unwrap_or_default());
     } else {
         print!("{}", e.text());
@@ -118,12 +139,26 @@ pub fn check(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
+#[derive(Args, Debug)]
 pub struct VerifyArgs {
+    /// The ingress, e.g. http://127.0.0.1:8080 (weather up) or a cluster's.
+    #[arg(long)]
     pub url: String,
+    /// Requests per kind of traffic (anonymous, tester).
+    #[arg(long, default_value_t = 200)]
     pub requests: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Judge by what the model predicts for this stage, not by the
+    /// multiservice promise.
+    #[arg(long)]
     pub stage: Option<String>,
+    /// The stage's manifests (default: k8s/ + istio/base/ + istio/stages/STAGE).
+    #[arg(short = 'f', long = "filename", requires = "stage")]
     pub paths: Vec<PathBuf>,
+    /// The repository root holding k8s/ and istio/.
+    #[arg(long, default_value = ".")]
     pub root: PathBuf,
 }
 
@@ -191,14 +226,35 @@ pub async fn verify(a: VerifyArgs) -> ExitCode {
     }
 }
 
+#[derive(Args, Debug)]
 pub struct UpArgs {
+    /// The release stage (a folder of istio/stages/).
+    #[arg(long, default_value = "multiservice")]
     pub stage: String,
+    /// Address of the ingress (Istio's ingress gateway).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Address of the admin listener (GET /stage, POST /stage/NAME).
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    pub admin: SocketAddr,
+    /// Manifests to run instead of k8s/ + istio/base/ + istio/stages/STAGE.
+    #[arg(short = 'f', long = "filename")]
     pub paths: Vec<PathBuf>,
+    /// The repository root holding k8s/ and istio/.
+    #[arg(long, default_value = ".")]
     pub root: PathBuf,
-    pub listen: std::net::SocketAddr,
-    pub admin: std::net::SocketAddr,
-    pub watch: bool,
-    pub settings: dataplane::Settings,
+    /// Do not re-apply the manifests when their files change.
+    #[arg(long)]
+    pub no_watch: bool,
+    /// Do not print an access-log line per hop.
+    #[arg(long)]
+    pub quiet: bool,
+    /// How long a hop waits for an upstream's response headers before it
+    /// answers 504 (UT), in milliseconds.
+    #[arg(long, default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub upstream_timeout_ms: u64,
+    /// Where the workloads and the proxy hops send their spans.
+    #[command(flatten)]
     pub telemetry: weather_core::telemetry::TelemetryArgs,
 }
 
@@ -218,7 +274,10 @@ pub async fn up(a: UpArgs) -> ExitCode {
         paths,
         stage: stage.clone(),
         listen: a.listen,
-        settings: a.settings.clone(),
+        settings: dataplane::Settings {
+            access_log: !a.quiet,
+            upstream_timeout: Duration::from_millis(a.upstream_timeout_ms),
+        },
         telemetry: a.telemetry.clone(),
     };
     let mut running = match dataplane::start(opts).await {
@@ -236,7 +295,7 @@ pub async fn up(a: UpArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if a.watch {
+    if !a.no_watch {
         running.watch(Duration::from_secs(1));
     }
     print_banner(&a.root, stage.as_deref(), &running, admin.addr);
@@ -254,7 +313,7 @@ fn print_banner(
     root: &std::path::Path,
     stage: Option<&str>,
     running: &dataplane::Running,
-    admin: std::net::SocketAddr,
+    admin: SocketAddr,
 ) {
     let url = format!("http://{}/", running.ingress);
     println!();

@@ -3,8 +3,8 @@
 //! whom each service calls. This is the one place that joins the two worlds.
 
 use axum::Router;
-use clap::{Args, Command, FromArgMatches};
-use weather_core::{AppVersion, Health};
+use clap::Command;
+use weather_core::{AppVersion, Health, server::Service};
 
 /// A service a Deployment's image names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,23 +91,15 @@ pub fn router(
         env.push(("APP_VERSION".into(), version.to_string()));
     }
     match app {
-        App::Frontend => Ok(frontend::app(
-            &parse::<frontend::Config>(app, &env)?,
-            health,
-        )),
-        App::Forecast => Ok(forecast::app(
-            &parse::<forecast::Config>(app, &env)?,
-            health,
-        )),
-        App::Recommendation => Ok(recommendation::app(
-            &parse::<recommendation::Config>(app, &env)?,
-            health,
-        )),
+        App::Frontend => build::<frontend::Config>(&env, health),
+        App::Forecast => build::<forecast::Config>(&env, health),
+        App::Recommendation => build::<recommendation::Config>(&env, health),
     }
 }
 
-fn parse<C: Args + FromArgMatches>(app: App, env: &[(String, String)]) -> Result<C, Error> {
-    let cmd = C::augment_args(Command::new(app.name()).no_binary_name(true));
+/// The service's router, its settings read from `env` as its binary reads them.
+fn build<S: Service>(env: &[(String, String)], health: Health) -> Result<Router, Error> {
+    let cmd = S::augment_args(Command::new(S::APP).no_binary_name(true));
     let mut args = Vec::new();
     for (k, v) in env {
         if let Some(arg) = cmd
@@ -119,13 +111,14 @@ fn parse<C: Args + FromArgMatches>(app: App, env: &[(String, String)]) -> Result
         }
     }
     let config = |reason: String| Error::Config {
-        app: app.name(),
+        app: S::APP,
         reason,
     };
     let matches = cmd
         .try_get_matches_from(&args)
         .map_err(|e| config(e.to_string().lines().next().unwrap_or("").to_owned()))?;
-    C::from_arg_matches(&matches).map_err(|e| config(e.to_string()))
+    let settings = S::from_arg_matches(&matches).map_err(|e| config(e.to_string()))?;
+    Ok(settings.router(health))
 }
 
 #[cfg(test)]

@@ -1,8 +1,24 @@
-//! The sky conditions every service speaks of: forecast produces them,
-//! recommendation reasons on them, frontend draws them. The slug is the wire form.
+//! The sky every service speaks of: forecast produces conditions and readings,
+//! recommendation reasons on them, frontend draws them.
 
 use serde::{Deserialize, Serialize};
 
+/// The conditions in a city now: the `current` field of forecast's answer,
+/// which frontend shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Current {
+    /// Local time of the reading, `HH:MM`.
+    pub local_time: String,
+    pub temperature_c: i32,
+    pub feels_like_c: i32,
+    pub condition: Condition,
+    pub humidity: u8,
+    pub wind_kph: u16,
+    pub uv: u8,
+    pub aqi: u16,
+}
+
+/// A sky condition; its kebab-case slug (`partly-cloudy`) is the wire form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Condition {

@@ -1,18 +1,8 @@
-//! Server bootstrap. [`service`] wraps a service's routes with what every service
-//! serves (DESIGN.md contract 3) and the layers every request passes (chain header,
-//! metrics, access log, request timeout); [`spawn`] serves a router on a bound
-//! listener (tests and `weather up` use it); [`run`] is a binary's whole `main`:
-//! logging, bind, serve, and a graceful drain on SIGTERM.
+//! What every service serves (`/healthz`, `/readyz`, `/version`, `/metrics`;
+//! docs/architecture.md, "Contracts") and the layers every request passes: the
+//! server span, the chain header, metrics, the access log and a request timeout.
 
-use std::{
-    net::SocketAddr,
-    process::ExitCode,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::time::Instant;
 
 use axum::{
     Json, Router,
@@ -22,47 +12,22 @@ use axum::{
     response::Response,
     routing::get,
 };
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use tower_http::timeout::TimeoutLayer;
-
 use opentelemetry::{
     KeyValue,
     context::FutureExt,
     propagation::TextMapPropagator,
     trace::{SpanKind, TraceContextExt},
 };
+use tower_http::timeout::TimeoutLayer;
 
+use super::{AppInfo, Health};
 use crate::{
     chain,
-    config::{AppArgs, AppVersion, ServeArgs},
+    config::AppArgs,
     error::json_error,
     metrics::Metrics,
     telemetry::{self, Telemetry},
 };
-
-/// Which service this is and which release of it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AppInfo {
-    pub app: &'static str,
-    pub version: AppVersion,
-}
-
-/// Readiness, shared by `/readyz` and the shutdown sequence: a draining service
-/// answers 503 so that Kubernetes takes it out of the endpoints before it stops.
-#[derive(Clone, Debug, Default)]
-pub struct Health {
-    draining: Arc<AtomicBool>,
-}
-
-impl Health {
-    pub fn is_ready(&self) -> bool {
-        !self.draining.load(Ordering::Relaxed)
-    }
-
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::Relaxed);
-    }
-}
 
 #[derive(Clone)]
 struct Observe {
@@ -219,137 +184,4 @@ fn server_span(
 /// The JSON APIs' fallback: an unknown path is a 404 that says so.
 pub async fn not_found() -> Response {
     json_error(StatusCode::NOT_FOUND, "no such route")
-}
-
-/// A router being served in the background on a bound listener.
-#[derive(Debug)]
-pub struct RunningServer {
-    pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<std::io::Result<()>>,
-}
-
-impl RunningServer {
-    /// `http://ADDR`, for clients.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops accepting, lets in-flight requests finish, and waits for them.
-    pub async fn shutdown(self) -> std::io::Result<()> {
-        let _ = self.stop.send(true);
-        self.task
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-    }
-}
-
-/// Serves `router` on `listener` until [`RunningServer::shutdown`].
-pub fn spawn(listener: TcpListener, router: Router) -> std::io::Result<RunningServer> {
-    let addr = listener.local_addr()?;
-    let (stop, mut stopped) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-    });
-    Ok(RunningServer { addr, stop, task })
-}
-
-/// Like [`spawn`], with the peer's address available to handlers as
-/// `ConnectInfo<SocketAddr>` (a proxy needs it for `x-forwarded-for`).
-pub fn spawn_with_connect_info(
-    listener: TcpListener,
-    router: Router,
-) -> std::io::Result<RunningServer> {
-    let addr = listener.local_addr()?;
-    let (stop, mut stopped) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .await
-    });
-    Ok(RunningServer { addr, stop, task })
-}
-
-/// Binds `127.0.0.1:0` and serves `router`: a test's one-liner.
-pub async fn spawn_local(router: Router) -> std::io::Result<RunningServer> {
-    spawn(TcpListener::bind("127.0.0.1:0").await?, router)
-}
-
-/// A service binary's `main`: logs, binds, serves, drains on SIGTERM and exits 0.
-/// `build` gets the readiness handle the drain flips.
-pub async fn run(
-    info: AppInfo,
-    default_port: u16,
-    serve: ServeArgs,
-    build: impl FnOnce(Health) -> Router,
-) -> ExitCode {
-    telemetry::init();
-    let health = Health::default();
-    let router = build(health.clone());
-    let addr = SocketAddr::new(serve.host, serve.port.unwrap_or(default_port));
-    let listener = match TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{}: cannot listen on {addr}: {e}", info.app);
-            return ExitCode::FAILURE;
-        }
-    };
-    let bound = listener.local_addr().unwrap_or(addr);
-    tracing::info!(app = info.app, version = %info.version, %bound, "listening");
-    let drain = serve.shutdown_delay();
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal(health, drain))
-        .await;
-    // Send the spans still buffered before the process ends.
-    let _ = tokio::task::spawn_blocking(telemetry::shutdown_all).await;
-    match result {
-        Ok(()) => {
-            tracing::info!(app = info.app, "stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{}: server error: {e}", info.app);
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Resolves when the server should stop accepting. On SIGTERM readiness turns 503
-/// for `drain` first, so the endpoint is removed before the listener closes;
-/// Ctrl-C stops at once. Either way in-flight requests finish.
-async fn shutdown_signal(health: Health, drain: Duration) {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {
-            health.start_draining();
-            tracing::info!("interrupted: finishing in-flight requests");
-        }
-        () = term => {
-            health.start_draining();
-            tracing::info!(drain_ms = drain.as_millis() as u64, "SIGTERM: readiness is now 503, draining");
-            tokio::time::sleep(drain).await;
-        }
-    }
 }

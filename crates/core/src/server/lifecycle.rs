@@ -1,0 +1,202 @@
+//! Serving a router: in the background on a bound listener ([`spawn`], for
+//! tests and `weather up`), or as a service binary's whole `main` ([`run`]):
+//! logging, bind, serve, and a graceful drain on SIGTERM.
+
+use std::{
+    net::SocketAddr,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::Router;
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+
+use crate::{
+    config::{AppVersion, ServeArgs},
+    telemetry,
+};
+
+/// A service as its binary runs it: settings read from flags and the
+/// environment, and the router built from them. `main` and `weather up` both
+/// build a service through this.
+pub trait Service: clap::Args + clap::FromArgMatches {
+    const APP: &'static str;
+    const DEFAULT_PORT: u16;
+    fn version(&self) -> AppVersion;
+    fn router(&self, health: Health) -> Router;
+}
+
+// A service binary's command line: where to listen, then the service's own.
+#[derive(clap::Parser)]
+struct Cli<S: clap::Args> {
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(flatten)]
+    config: S,
+}
+
+/// A service binary's whole `main`: parses the command line (`--help` shows
+/// `about`; every flag also reads its environment variable), then [`run`]s.
+pub async fn main<S: Service>(about: &'static str) -> ExitCode {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::<S>::command()
+        .name(S::APP)
+        .bin_name(S::APP)
+        .about(about)
+        .version(env!("CARGO_PKG_VERSION"))
+        .get_matches();
+    let cli = Cli::<S>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let info = AppInfo {
+        app: S::APP,
+        version: cli.config.version(),
+    };
+    run(info, S::DEFAULT_PORT, cli.serve, |health| {
+        cli.config.router(health)
+    })
+    .await
+}
+
+/// Which service this is and which release of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppInfo {
+    pub app: &'static str,
+    pub version: AppVersion,
+}
+
+/// Readiness, shared by `/readyz` and the shutdown sequence: a draining service
+/// answers 503 so that Kubernetes takes it out of the endpoints before it stops.
+#[derive(Clone, Debug, Default)]
+pub struct Health {
+    draining: Arc<AtomicBool>,
+}
+
+impl Health {
+    pub fn is_ready(&self) -> bool {
+        !self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A router being served in the background on a bound listener.
+#[derive(Debug)]
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// `http://ADDR`, for clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits for them.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.stop.send(true);
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+}
+
+/// Serves `router` on `listener` until [`RunningServer::shutdown`]. Handlers
+/// can read the peer's address as `ConnectInfo<SocketAddr>` (a proxy needs it
+/// for `x-forwarded-for`).
+pub fn spawn(listener: TcpListener, router: Router) -> std::io::Result<RunningServer> {
+    let addr = listener.local_addr()?;
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await
+    });
+    Ok(RunningServer { addr, stop, task })
+}
+
+/// Binds `127.0.0.1:0` and serves `router`: a test's one-liner.
+pub async fn spawn_local(router: Router) -> std::io::Result<RunningServer> {
+    spawn(TcpListener::bind("127.0.0.1:0").await?, router)
+}
+
+/// A service binary's `main`: logs, binds, serves, drains on SIGTERM and exits 0.
+/// `build` gets the readiness handle the drain flips.
+pub async fn run(
+    info: AppInfo,
+    default_port: u16,
+    serve: ServeArgs,
+    build: impl FnOnce(Health) -> Router,
+) -> ExitCode {
+    telemetry::init();
+    let health = Health::default();
+    let router = build(health.clone());
+    let addr = SocketAddr::new(serve.host, serve.port.unwrap_or(default_port));
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{}: cannot listen on {addr}: {e}", info.app);
+            return ExitCode::FAILURE;
+        }
+    };
+    let bound = listener.local_addr().unwrap_or(addr);
+    tracing::info!(app = info.app, version = %info.version, %bound, "listening");
+    let drain = serve.shutdown_delay();
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal(health, drain))
+        .await;
+    // Send the spans still buffered before the process ends.
+    let _ = tokio::task::spawn_blocking(telemetry::shutdown_all).await;
+    match result {
+        Ok(()) => {
+            tracing::info!(app = info.app, "stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: server error: {e}", info.app);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves when the server should stop accepting. On SIGTERM readiness turns 503
+/// for `drain` first, so the endpoint is removed before the listener closes;
+/// Ctrl-C stops at once. Either way in-flight requests finish.
+async fn shutdown_signal(health: Health, drain: Duration) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {
+            health.start_draining();
+            tracing::info!("interrupted: finishing in-flight requests");
+        }
+        () = term => {
+            health.start_draining();
+            tracing::info!(drain_ms = drain.as_millis() as u64, "SIGTERM: readiness is now 503, draining");
+            tokio::time::sleep(drain).await;
+        }
+    }
+}

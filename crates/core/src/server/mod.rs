@@ -1,0 +1,10 @@
+//! Server bootstrap (docs/architecture.md, "core"): [`layers`] wraps a
+//! service's routes with what every service serves and every request passes;
+//! [`lifecycle`] serves a router, in the background for tests and `weather up`
+//! or as a binary's whole `main`, with a graceful drain on SIGTERM.
+
+pub mod layers;
+pub mod lifecycle;
+
+pub use layers::{not_found, service};
+pub use lifecycle::{AppInfo, Health, RunningServer, Service, main, run, spawn, spawn_local};
