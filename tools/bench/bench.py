@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Measures what DESIGN.md budgets: server CPU per request and resident memory
+"""Measures what the README budgets ("Benchmarks"): server CPU per request and resident memory
 under load, for each service and for the local data plane, against a bare axum
 hello-world and a real Envoy measured in the same run. Prints figures; judges
 nothing by wall-clock time in tests. Run it through scripts/bench, which builds

@@ -1,4 +1,4 @@
-//! The `x-weather-chain` response header (DESIGN.md contract 4): the serving
+//! The `x-weather-chain` response header (docs/architecture.md, Contracts 4): the serving
 //! `app:version`, then whatever chain its downstream reported, comma separated.
 //! A handler that called a downstream attaches [`Downstream`] to its response; the
 //! middleware installed by the server bootstrap writes the header.

@@ -2,7 +2,7 @@
 //! a client span, injects the trace context (W3C and B3, baggage) with the
 //! OpenTelemetry propagators, and copies by hand what no library does: the
 //! request id and the browser's `user-agent`, which the header-based release
-//! stage matches at forecast (DESIGN.md, "Headers each service forwards").
+//! stage matches at forecast (README, "Headers each service forwards").
 
 use std::time::Duration;
 

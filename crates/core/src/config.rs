@@ -1,5 +1,5 @@
 //! Settings shared by every service. Each one is a command-line flag and an
-//! environment variable (DESIGN.md contract 2), so `--help` and a Kubernetes `env:`
+//! environment variable (docs/architecture.md, Contracts 2), so `--help` and a Kubernetes `env:`
 //! block are two views of the same definition.
 
 use std::{fmt, net::IpAddr, time::Duration};

@@ -1,5 +1,5 @@
 //! One routing decision, explained for a person (`weather route`) or as JSON
-//! (`--output json`, DESIGN.md contract 8).
+//! (`--output json`, docs/architecture.md, Contracts 8).
 
 use serde::Serialize;
 

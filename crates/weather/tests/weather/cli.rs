@@ -1,4 +1,4 @@
-//! The command line, through the real binary: contracts 8 and 9 of DESIGN.md.
+//! The command line, through the real binary: contracts 8 and 9 (docs/architecture.md).
 
 use std::process::{Command, Output};
 
