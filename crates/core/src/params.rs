@@ -4,7 +4,7 @@
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 
-use crate::AppError;
+use crate::error::AppError;
 
 #[derive(Debug, Default, Clone)]
 pub struct Params(Vec<(String, String)>);

@@ -18,7 +18,7 @@ use axum::{
     response::Response,
 };
 
-use crate::server::{RunningServer, spawn_local};
+use crate::server::lifecycle::{RunningServer, spawn_local};
 
 /// How a [`Downstream`] answers every request.
 #[derive(Clone, Debug)]

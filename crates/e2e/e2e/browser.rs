@@ -2,6 +2,9 @@
 //! `chromium` and `chromium-driver`) driven over WebDriver against `weather up` on
 //! the multiservice stage. Assertions read computed styles and visible text, not
 //! markup. Screenshots land in target/screenshots/ (docs/ keeps copies).
+//!
+//! One journey, one browser session: its steps build on each other, so they
+//! stay in one file with the helpers they use.
 
 use std::{
     net::TcpListener,

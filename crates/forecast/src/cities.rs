@@ -2,6 +2,8 @@
 //! (°C), wet days per month, mean relative humidity and a typical air-quality index.
 //! Figures are rounded climate normals, good enough to make believable weather;
 //! they are not observations.
+//!
+//! Long because it is data: one entry per city.
 
 use serde::Serialize;
 

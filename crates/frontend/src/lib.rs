@@ -2,6 +2,9 @@
 //! same data as JSON, `POST /login` and `POST /logout` set and clear the `user`
 //! cookie the release routes on. v1 draws grey buttons, v2 blue ones; the footer
 //! shows which versions served the page.
+//!
+//! The handlers stay together in this file, in request order, since each is a
+//! few lines over the shared context; views are in `view`, texts in `i18n`.
 
 pub mod cookies;
 pub mod i18n;

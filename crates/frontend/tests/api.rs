@@ -1,5 +1,6 @@
 //! Black-box tests of the frontend, spawned on a free port in front of a real
 //! forecast (and recommendation), or of a scripted forecast that fails or records.
+//! One file per service keeps one test binary (link time); it is long for that.
 
 use std::time::Duration;
 

@@ -2,6 +2,10 @@
 //! resolved as istiod resolves them, subsets resolved through DestinationRules to
 //! pods, regexes compiled. [`crate::decide`] routes on it; [`crate::analyze`]
 //! reports what it found unresolved.
+//!
+//! Longer than most files here because it is one pass: the compiled types, then
+//! each step (workloads, services, subsets, destinations, VirtualServices, match
+//! entries) as a named function, read top to bottom.
 
 use std::collections::{BTreeMap, HashMap};
 

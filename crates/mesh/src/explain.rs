@@ -3,7 +3,10 @@
 
 use serde::Serialize;
 
-use crate::routing::{Caller, HeaderLookup, Mesh, NoRoute, Problem, Request, Routed, Target};
+use crate::{
+    compile::Mesh,
+    routing::{Caller, HeaderLookup, NoRoute, Problem, Request, Routed, Target},
+};
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Destination {

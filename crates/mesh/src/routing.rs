@@ -8,8 +8,6 @@ use std::borrow::Cow;
 
 use crate::model::Labels;
 
-pub use crate::compile::Mesh;
-
 /// The labels of Istio's ingress gateway, which `--from ingress`
 /// stands for (the demo profile's `istio-ingressgateway`).
 pub fn ingress_labels() -> Labels {
@@ -126,7 +124,7 @@ pub struct Target {
     pub subset: Option<String>,
     /// The weight as configured (100 for a lone destination).
     pub weight: u32,
-    /// Indices into [`Mesh::workloads`].
+    /// Indices into [`crate::Mesh::workloads`].
     pub endpoints: Vec<usize>,
     pub problem: Option<Problem>,
 }

@@ -4,13 +4,13 @@
 //! `istiod:` follow the function named, in `istio.io/istio`
 //! (`pilot/pkg/networking/core/route/route.go` unless said otherwise). Every row
 //! loads a small cluster plus the row's own VirtualService and asks where one
-//! request goes.
+//! request goes. Long because it is the table: one row per rule.
 
 use mesh::{
-    Manifests,
+    Manifests, Mesh,
     explain::{Destination, explain},
     model::Labels,
-    routing::{Caller, Mesh, Request},
+    routing::{Caller, Request},
 };
 
 const CLUSTER: &str = r#"

@@ -1,5 +1,8 @@
 //! The advice rules, one function per category, each a plain table of thresholds
 //! so that a test can hold every row against the text.
+//!
+//! Long because it is tables and their row-by-row tests; splitting a category
+//! from its test would lose that.
 
 use std::borrow::Cow;
 

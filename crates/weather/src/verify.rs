@@ -14,8 +14,10 @@ use weather_core::client::root_cause;
 use crate::predict::{Prediction, predict};
 
 /// Cookie headers as browsers send them for a host: every cookie they hold,
-/// joined by "; ", in an order the user does not choose.
-pub const TESTER_COOKIES: [&str; 8] = [
+/// joined by "; " (some clients write ";"), in an order the user does not
+/// choose. Each holds the pair `user=tester`. The tests hold the shipped
+/// tester regex against both lists.
+pub const TESTER_COOKIES: &[&str] = &[
     "user=tester",
     "user=tester; lang=en",
     "lang=zh; user=tester",
@@ -24,17 +26,36 @@ pub const TESTER_COOKIES: [&str; 8] = [
     "kiali-token-nonce=abc123; user=tester; kiali-token-aes=eyJhbGciOi",
     "user=tester; _ga=GA1.1.1; _gid=GA1.1.2; lang=en",
     "csrftoken=x; sessionid=y; user=tester; theme=dark",
+    "a=1;user=tester",
+    "a=1;user=tester;b=2",
+    "csrftoken=x; sessionid=y; theme=dark; user=tester; lang=en; consent=yes",
+    "JSESSIONID=node0abc; user=tester",
+    "empty=; user=tester",
+    "weird=a=b; user=tester",
 ];
 
-pub const ANONYMOUS_COOKIES: [&str; 8] = [
+/// Cookie headers of everyone else, lookalikes included: none holds the pair
+/// `user=tester`.
+pub const ANONYMOUS_COOKIES: &[&str] = &[
     "",
     "lang=en",
+    "user=",
     "user=alice",
     "_ga=GA1.1.1234567890.1700000000",
     "grafana_session=4f1e6c0d9a; user=guest",
     "xuser=tester; lang=zh",
     "user=tester2",
+    "user=testers",
+    "user=Tester",
     "kiali-token-nonce=abc123; myuser=tester",
+    "user_id=tester",
+    "superuser=tester",
+    "lang=zh; user=tester1",
+    "note=user=tester",
+    "user= tester",
+    "user=tester-x",
+    "username=tester",
+    "a=1; xuser=tester; b=2",
 ];
 
 pub const USER_AGENTS: [&str; 4] = [
@@ -83,9 +104,9 @@ impl Class {
 
 /// The `i`-th request of a class: its cookie and user-agent headers.
 pub fn request_headers(class: Class, i: usize) -> Vec<(String, String)> {
-    let cookies: &[&str] = match class {
-        Class::Anonymous => &ANONYMOUS_COOKIES,
-        Class::Tester => &TESTER_COOKIES,
+    let cookies = match class {
+        Class::Anonymous => ANONYMOUS_COOKIES,
+        Class::Tester => TESTER_COOKIES,
     };
     let mut h = vec![(
         "user-agent".to_owned(),
@@ -369,14 +390,17 @@ mod tests {
 
     #[test]
     fn traffic_mixes_cookies_and_browsers() {
+        // Every cookie header with every browser, within one round of each.
+        let n = TESTER_COOKIES.len() * USER_AGENTS.len();
         let all: Vec<Vec<(String, String)>> =
-            (0..32).map(|i| request_headers(Class::Tester, i)).collect();
+            (0..n).map(|i| request_headers(Class::Tester, i)).collect();
         assert!(all.iter().all(|h| {
             h.iter()
                 .any(|(k, v)| k == "cookie" && v.contains("user=tester"))
         }));
-        let uas: std::collections::HashSet<&str> = all.iter().map(|h| h[0].1.as_str()).collect();
-        assert_eq!(uas.len(), USER_AGENTS.len());
+        let pairs: std::collections::HashSet<&[(String, String)]> =
+            all.iter().map(|h| h.as_slice()).collect();
+        assert_eq!(pairs.len(), n);
         assert!(
             (0..8).any(|i| request_headers(Class::Anonymous, i).len() == 1),
             "one anonymous request has no cookie at all"

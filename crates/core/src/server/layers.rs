@@ -20,7 +20,7 @@ use opentelemetry::{
 };
 use tower_http::timeout::TimeoutLayer;
 
-use super::{AppInfo, Health};
+use super::lifecycle::{AppInfo, Health};
 use crate::{
     chain,
     config::AppArgs,

@@ -6,19 +6,84 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
     sync::Arc,
+    time::Duration,
 };
 
 use mesh::model::Deployment;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use weather_core::{
     Health,
     server::{self, RunningServer},
     telemetry::{Telemetry, TelemetryArgs},
 };
 
-use super::{Error, Hop, Options, Plane, Running, plane::load, proxy};
+use super::{
+    error::Error,
+    plane::{Plane, Settings, load},
+    proxy::{self, Hop},
+    reload,
+};
 use crate::workloads::{self, parse_image};
+
+/// What `weather up` starts from.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub paths: Vec<PathBuf>,
+    pub stage: Option<String>,
+    pub listen: SocketAddr,
+    pub settings: Settings,
+    /// Where the proxy hops and the workloads send their spans.
+    pub telemetry: TelemetryArgs,
+}
+
+impl Options {
+    /// The manifests at `paths`, served on a free loopback port, quietly: what
+    /// tests and embedders start from.
+    pub fn local(paths: Vec<PathBuf>, stage: Option<String>) -> Options {
+        Options {
+            paths,
+            stage,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            settings: Settings {
+                access_log: false,
+                ..Settings::default()
+            },
+            telemetry: TelemetryArgs::default(),
+        }
+    }
+}
+
+/// A running data plane: its listeners, its workloads, and the [`Plane`] that
+/// routes them.
+pub struct Running {
+    pub ingress: SocketAddr,
+    pub plane: Arc<Plane>,
+    /// Deployment name and the address its workload listens on.
+    pub workloads: Vec<(String, SocketAddr)>,
+    servers: Vec<RunningServer>,
+    watcher: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+impl Running {
+    /// Watches the applied manifests' files and applies them again when one
+    /// changes; [`Plane::reloads`] tells what came of it.
+    pub fn watch(&mut self, every: Duration) {
+        self.watcher = Some(reload::watch(self.plane.clone(), every));
+    }
+
+    /// Stops watching, then stops every listener, letting in-flight requests end.
+    pub async fn shutdown(self) {
+        if let Some((stop, task)) = self.watcher {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
+        for s in self.servers.into_iter().rev() {
+            let _ = s.shutdown().await;
+        }
+    }
+}
 
 /// A free loopback port.
 const LOOPBACK: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);

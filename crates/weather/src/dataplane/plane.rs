@@ -21,7 +21,7 @@ use hyper_util::{
 };
 use mesh::{Manifests, Mesh};
 
-use super::Error;
+use super::error::Error;
 
 /// How the hops behave, fixed for the life of the data plane.
 #[derive(Clone, Debug)]

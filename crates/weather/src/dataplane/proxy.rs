@@ -7,20 +7,18 @@
 //! [`router`] makes a hop a `Router`, so `weather up` serves it on a listener and
 //! tests call it in-process.
 
-use std::{borrow::Cow, net::SocketAddr, sync::Arc, time::Instant};
+use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use axum::{
     Router,
     body::Body,
     extract::{ConnectInfo, State},
-    http::{
-        HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
-    },
+    http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header},
 };
 use mesh::{
     Routed,
     model::Labels,
-    routing::{Caller, HeaderLookup, Target, join_values},
+    routing::{Caller, Target},
 };
 use opentelemetry::{
     KeyValue,
@@ -29,7 +27,10 @@ use opentelemetry::{
 };
 use weather_core::telemetry::{HeaderExtractor, HeaderInjector, Telemetry, propagator};
 
-use super::{Applied, Plane};
+use super::{
+    headers::{Headers, at_the_edge, strip_hop_by_hop, to_upstream},
+    plane::{Applied, Plane},
+};
 
 /// Which proxy a listener stands for.
 #[derive(Clone, Debug)]
@@ -74,40 +75,6 @@ pub fn router(plane: Arc<Plane>, hop: Hop, telemetry: Telemetry) -> Router {
         telemetry,
     };
     Router::new().fallback(proxy).with_state(Arc::new(listener))
-}
-
-/// Request headers for the routing model; several values of a header are joined
-/// with "," as Envoy joins them before matching.
-struct Headers<'a>(&'a HeaderMap);
-
-impl HeaderLookup for Headers<'_> {
-    fn header(&self, name: &str) -> Option<Cow<'_, str>> {
-        join_values(self.0.get_all(name).iter().filter_map(|v| v.to_str().ok()))
-    }
-}
-
-/// Headers that concern one connection only and are never forwarded (RFC 9110).
-const HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::try_from(n.trim()).ok())
-        .collect();
-    for n in HOP_BY_HOP.iter().chain(named.iter()) {
-        h.remove(n);
-    }
 }
 
 /// Why the hop answers itself instead of the upstream.
@@ -247,7 +214,10 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    to_upstream(&l.hop, req.headers_mut(), &authority, peer);
+    to_upstream(req.headers_mut(), &authority);
+    if matches!(l.hop, Hop::Ingress) {
+        at_the_edge(req.headers_mut(), peer);
+    }
     if exporting {
         propagator().inject_context(&record.cx, &mut HeaderInjector(req.headers_mut()));
     }
@@ -322,34 +292,6 @@ fn decide<'a>(
         ));
     }
     Ok(target)
-}
-
-/// The request as the upstream sees it: no hop-by-hop headers, the routed
-/// authority as Host, and at the edge what Envoy's gateway adds (a request id
-/// when there is none, who called, over what).
-fn to_upstream(hop: &Hop, headers: &mut HeaderMap, authority: &str, peer: Option<SocketAddr>) {
-    strip_hop_by_hop(headers);
-    if let Ok(v) = HeaderValue::from_str(authority) {
-        headers.insert(header::HOST, v);
-    }
-    if !matches!(hop, Hop::Ingress) {
-        return;
-    }
-    if !headers.contains_key("x-request-id")
-        && let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-    {
-        headers.insert("x-request-id", v);
-    }
-    if let Some(peer) = peer {
-        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {}", peer.ip()),
-            None => peer.ip().to_string(),
-        };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            headers.insert("x-forwarded-for", v);
-        }
-    }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
 }
 
 /// Sends the request to an endpoint, round-robin. A request without a body whose

@@ -13,7 +13,7 @@ use std::{
 
 use tokio::{sync::watch, task::JoinHandle};
 
-use super::Plane;
+use super::plane::Plane;
 
 /// Polls every `every`; stops when the sender is told `true`.
 pub(super) fn watch(plane: Arc<Plane>, every: Duration) -> (watch::Sender<bool>, JoinHandle<()>) {
