@@ -32,14 +32,16 @@ impl IntoResponseParts for Downstream {
     }
 }
 
-/// Sets the chain header: `me`, followed by the downstream's chain when there is one.
-pub fn stamp<B>(me: &HeaderValue, res: &mut Response<B>) {
-    let downstream = res
-        .extensions_mut()
-        .remove::<Downstream>()
-        .and_then(|d| d.0)
-        .filter(|d| valid_chain(d.as_bytes()));
-    let value = match downstream {
+/// A service's own link of the chain, `app:version`.
+pub fn link(app: &str, version: crate::AppVersion) -> HeaderValue {
+    HeaderValue::try_from(format!("{app}:{version}")).expect("app names are ASCII")
+}
+
+/// The chain a response reports: `me`, followed by the downstream's chain when
+/// there is a valid one. The header and a body that lists who served it both
+/// use this, so they cannot differ.
+pub fn served_by(me: &HeaderValue, downstream: Option<&HeaderValue>) -> HeaderValue {
+    match downstream.filter(|d| valid_chain(d.as_bytes())) {
         Some(d) => {
             let mut v = Vec::with_capacity(me.len() + 1 + d.len());
             v.extend_from_slice(me.as_bytes());
@@ -48,7 +50,16 @@ pub fn stamp<B>(me: &HeaderValue, res: &mut Response<B>) {
             HeaderValue::from_bytes(&v).unwrap_or_else(|_| me.clone())
         }
         None => me.clone(),
-    };
+    }
+}
+
+/// Sets the chain header: `me`, followed by the downstream's chain when there is one.
+pub fn stamp<B>(me: &HeaderValue, res: &mut Response<B>) {
+    let downstream = res
+        .extensions_mut()
+        .remove::<Downstream>()
+        .and_then(|d| d.0);
+    let value = served_by(me, downstream.as_ref());
     res.headers_mut().insert(CHAIN_HEADER, value);
 }
 

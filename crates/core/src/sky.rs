@@ -3,6 +3,17 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Whether `id` has the shape of a city id (docs/architecture.md, Contracts 7):
+/// a lowercase ASCII slug such as `new-york`, at most 40 bytes. forecast answers
+/// 404 for any other id, frontend never sends one on nor reflects it.
+pub fn is_city_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 40
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// The conditions in a city now: the `current` field of forecast's answer,
 /// which frontend shows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -42,14 +42,8 @@ pub fn find(id: &str) -> Option<&'static City> {
     CITIES.iter().find(|c| c.id == id)
 }
 
-/// Whether `id` has the shape of a city id: a lowercase ASCII slug.
-pub fn is_slug(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 40
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
+// A city id's shape is shared with frontend (docs/architecture.md, Contracts 7).
+pub use weather_core::sky::is_city_id as is_slug;
 
 #[allow(clippy::too_many_arguments)]
 const fn city(

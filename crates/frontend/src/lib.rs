@@ -28,10 +28,11 @@ use axum::{
 use serde_json::{Value, json};
 use tokio::sync::RwLock;
 use weather_core::{
-    AppArgs, AppVersion, Client, ClientArgs, Downstream, Forwarded, Health, Params,
+    AppArgs, AppVersion, Client, ClientArgs, Downstream, Forwarded, Health, Params, chain,
     client::{ClientError, Upstream},
     error::json_error,
     server,
+    sky::is_city_id,
 };
 
 use crate::{
@@ -81,6 +82,8 @@ type CityList = Arc<Vec<view::CityData>>;
 
 struct Ctx {
     version: AppVersion,
+    /// This service's link of the chain, `frontend:vN`.
+    me: HeaderValue,
     forecast_url: String,
     client: Client,
     cities: RwLock<Option<(Instant, CityList)>>,
@@ -91,6 +94,7 @@ pub fn app(config: &Config, health: Health) -> Router {
     let telemetry = config.app.telemetry(APP);
     let ctx = Arc::new(Ctx {
         version: config.app.app_version,
+        me: chain::link(APP, config.app.app_version),
         forecast_url: config.forecast_url.trim_end_matches('/').to_owned(),
         client: Client::new(
             config.client.connect_timeout(),
@@ -199,17 +203,9 @@ fn language(params: &Params, headers: &HeaderMap) -> (Lang, bool) {
 fn requested_city(params: &Params) -> Option<&str> {
     match params.get("city").map(str::trim) {
         None | Some("") => Some(DEFAULT_CITY),
-        Some(c) if is_slug(c) => Some(c),
+        Some(c) if is_city_id(c) => Some(c),
         Some(_) => None,
     }
-}
-
-fn is_slug(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 40
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 async fn index(
@@ -336,12 +332,8 @@ async fn api_weather(
             .and_then(|_| serde_json::from_slice::<Value>(&up.body))
         {
             Ok(Value::Object(mut data)) => {
-                let me = format!("{APP}:{}", ctx.version);
-                let chain = match up.chain.as_ref().and_then(|c| c.to_str().ok()) {
-                    Some(c) => format!("{me},{c}"),
-                    None => me,
-                };
-                let served_by: Vec<&str> = chain.split(',').collect();
+                let chain = chain::served_by(&ctx.me, up.chain.as_ref());
+                let served_by: Vec<&str> = chain.to_str().unwrap_or("").split(',').collect();
                 data.insert("served_by".into(), json!(served_by));
                 data.insert("user".into(), json!(cookies::user(&headers)));
                 Json(Value::Object(data)).into_response()

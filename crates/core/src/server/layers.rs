@@ -51,8 +51,7 @@ pub fn service(
     };
     let metrics = Metrics::new(info.app, info.version.as_str());
     let observe = Observe {
-        chain: HeaderValue::try_from(format!("{}:{}", info.app, info.version))
-            .expect("app names are ASCII"),
+        chain: chain::link(info.app, info.version),
         metrics: metrics.clone(),
         telemetry,
     };
