@@ -52,6 +52,32 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
+type Answer = Result<reqwest::Response, reqwest::Error>;
+
+/// The v1 chain's page: grey release, no advice.
+async fn assert_v1_page(res: Answer) {
+    let res = res.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-weather-chain"], "frontend:v1,forecast:v1");
+    let body = res.text().await.unwrap();
+    assert!(body.contains(r#"<body class="release-v1">"#));
+    assert!(!body.contains(r#"data-testid="advice""#));
+}
+
+/// The whole v2 chain's page for a signed-in tester: blue release and advice.
+async fn assert_v2_tester_page(res: Answer) {
+    let res = res.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()["x-weather-chain"],
+        "frontend:v2,forecast:v2,recommendation:v1"
+    );
+    let body = res.text().await.unwrap();
+    assert!(body.contains(r#"<body class="release-v2">"#));
+    assert!(body.contains(r#"data-testid="advice""#));
+    assert!(body.contains("Signed in as <strong>tester</strong>"));
+}
+
 #[tokio::test]
 async fn a_tester_logs_in_through_the_ingress_and_then_sees_the_whole_v2_chain() {
     let up = WeatherUp::start("multiservice");
@@ -61,13 +87,8 @@ async fn a_tester_logs_in_through_the_ingress_and_then_sees_the_whole_v2_chain()
         .get(format!("{}/?city=shenzhen", up.url))
         .header("cookie", "_ga=GA1.1.42; lang=en")
         .send()
-        .await
-        .unwrap();
-    assert_eq!(anon.status(), StatusCode::OK);
-    assert_eq!(anon.headers()["x-weather-chain"], "frontend:v1,forecast:v1");
-    let body = anon.text().await.unwrap();
-    assert!(body.contains(r#"<body class="release-v1">"#));
-    assert!(!body.contains(r#"data-testid="advice""#));
+        .await;
+    assert_v1_page(anon).await;
 
     // Logging in is served by v1, where every anonymous visitor lands.
     let login = http
@@ -88,17 +109,8 @@ async fn a_tester_logs_in_through_the_ingress_and_then_sees_the_whole_v2_chain()
         .get(format!("{}/?city=shenzhen", up.url))
         .header("cookie", format!("_ga=GA1.1.42; {pair}; lang=en"))
         .send()
-        .await
-        .unwrap();
-    assert_eq!(tester.status(), StatusCode::OK);
-    assert_eq!(
-        tester.headers()["x-weather-chain"],
-        "frontend:v2,forecast:v2,recommendation:v1"
-    );
-    let body = tester.text().await.unwrap();
-    assert!(body.contains(r#"<body class="release-v2">"#));
-    assert!(body.contains(r#"data-testid="advice""#));
-    assert!(body.contains("Signed in as <strong>tester</strong>"));
+        .await;
+    assert_v2_tester_page(tester).await;
 }
 
 #[tokio::test]
@@ -109,29 +121,15 @@ async fn the_binaries_configured_by_their_environment_serve_each_chain() {
     let anon = http
         .get(format!("{}/?city=shenzhen", r.v1.url()))
         .send()
-        .await
-        .unwrap();
-    assert_eq!(anon.status(), StatusCode::OK);
-    assert_eq!(anon.headers()["x-weather-chain"], "frontend:v1,forecast:v1");
-    let body = anon.text().await.unwrap();
-    assert!(body.contains(r#"<body class="release-v1">"#));
-    assert!(!body.contains(r#"data-testid="advice""#));
+        .await;
+    assert_v1_page(anon).await;
 
     let tester = http
         .get(format!("{}/?city=shenzhen", r.v2.url()))
         .header("cookie", "_ga=GA1.1.42; user=tester; lang=en")
         .send()
-        .await
-        .unwrap();
-    assert_eq!(tester.status(), StatusCode::OK);
-    assert_eq!(
-        tester.headers()["x-weather-chain"],
-        "frontend:v2,forecast:v2,recommendation:v1"
-    );
-    let body = tester.text().await.unwrap();
-    assert!(body.contains(r#"<body class="release-v2">"#));
-    assert!(body.contains(r#"data-testid="advice""#));
-    assert!(body.contains("Signed in as <strong>tester</strong>"));
+        .await;
+    assert_v2_tester_page(tester).await;
 
     let api: serde_json::Value = http
         .get(format!("{}/api/weather?city=shenzhen", r.v2.url()))

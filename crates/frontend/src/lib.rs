@@ -465,15 +465,4 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-impl server::Service for Config {
-    const APP: &'static str = APP;
-    const DEFAULT_PORT: u16 = DEFAULT_PORT;
-
-    fn version(&self) -> AppVersion {
-        self.app.app_version
-    }
-
-    fn router(&self, health: Health) -> Router {
-        app(self, health)
-    }
-}
+weather_core::service!(Config, APP, DEFAULT_PORT, app);

@@ -70,15 +70,4 @@ pub fn parse(p: &Params) -> Result<Conditions, AppError> {
     })
 }
 
-impl server::Service for Config {
-    const APP: &'static str = APP;
-    const DEFAULT_PORT: u16 = DEFAULT_PORT;
-
-    fn version(&self) -> weather_core::AppVersion {
-        self.app.app_version
-    }
-
-    fn router(&self, health: Health) -> Router {
-        app(self, health)
-    }
-}
+weather_core::service!(Config, APP, DEFAULT_PORT, app);

@@ -30,6 +30,25 @@ pub trait Service: clap::Args + clap::FromArgMatches {
     fn router(&self, health: Health) -> Router;
 }
 
+/// Implements [`Service`] for a service crate's settings type, whose `app`
+/// field holds the settings every service has: `service!(Config, APP,
+/// DEFAULT_PORT, app)` where `app(&Config, Health) -> Router` builds the router.
+#[macro_export]
+macro_rules! service {
+    ($config:ty, $app:expr, $port:expr, $router:path) => {
+        impl $crate::server::Service for $config {
+            const APP: &'static str = $app;
+            const DEFAULT_PORT: u16 = $port;
+            fn version(&self) -> $crate::AppVersion {
+                self.app.app_version
+            }
+            fn router(&self, health: $crate::Health) -> ::axum::Router {
+                $router(self, health)
+            }
+        }
+    };
+}
+
 // A service binary's command line: where to listen, then the service's own.
 #[derive(clap::Parser)]
 struct Cli<S: clap::Args> {

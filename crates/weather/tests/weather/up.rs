@@ -164,15 +164,18 @@ async fn switching_stages_while_serving_drops_no_request() {
         .await
         .unwrap();
     assert_eq!(res.headers()["x-weather-chain"], "frontend:v1,forecast:v1");
-    let current: serde_json::Value = http
-        .get(format!("{}/stage", admin.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(current["stage"], "all-v1");
+    let stage = || async {
+        let current: serde_json::Value = http
+            .get(format!("{}/stage", admin.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        current["stage"].clone()
+    };
+    assert_eq!(stage().await, "all-v1");
     for bad in ["nope", "..%2F..%2Fk8s", "%2E%2E"] {
         let res = http
             .post(format!("{}/stage/{bad}", admin.url()))
@@ -181,18 +184,7 @@ async fn switching_stages_while_serving_drops_no_request() {
             .unwrap();
         assert_eq!(res.status(), 404, "{bad}");
     }
-    let current: serde_json::Value = http
-        .get(format!("{}/stage", admin.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        current["stage"], "all-v1",
-        "a refused switch changes nothing"
-    );
+    assert_eq!(stage().await, "all-v1", "a refused switch changes nothing");
     admin.shutdown().await.unwrap();
     running.shutdown().await;
 }
