@@ -246,7 +246,11 @@ async fn a_refused_connection_is_503_uf() {
 #[tokio::test]
 async fn an_upstream_slower_than_the_configured_timeout_is_504_ut() {
     let f = fixture(Duration::from_millis(200)).await;
-    let res = f.ingress(case("ut")).await;
+    // The stand-in answers after 30 s; the hop must give up at its configured
+    // 200 ms, long before that (the default would be 15 s).
+    let res = tokio::time::timeout(Duration::from_secs(10), f.ingress(case("ut")))
+        .await
+        .expect("the hop honours its configured upstream timeout");
     assert_eq!(
         (res.status(), flag(&res)),
         (StatusCode::GATEWAY_TIMEOUT, "UT")
