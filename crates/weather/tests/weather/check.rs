@@ -195,3 +195,24 @@ fn weights_that_do_not_add_up_are_an_error() {
         "weights add up to 90, not 100"
     ));
 }
+
+/// istiod reads `forecast.weather` in an object as fully qualified: it names no
+/// Service, so the model cannot route requests addressed to it, and says so.
+#[test]
+fn a_mesh_host_that_names_no_service_is_a_not_modelled_warning() {
+    let text = shipped_text("multiservice").replacen(
+        "  hosts:\n    - forecast\n",
+        "  hosts:\n    - forecast.weather\n",
+        1,
+    );
+    let mut m = Manifests::default();
+    m.add_yaml("dotted.yaml", &text).unwrap();
+    let messages = check(&m);
+    assert!(
+        messages.iter().any(|msg| msg.level == Level::Warning
+            && msg.code == "WEA0005"
+            && msg.resource == "VirtualService forecast-route.weather"
+            && msg.text.contains("\"forecast.weather\" names no Service")),
+        "{messages:#?}"
+    );
+}
