@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use mesh::model::Deployment;
+use mesh::model::{Container, Deployment};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use weather_core::{
     Health,
@@ -139,10 +139,15 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
             name: d.metadata.name.clone(),
             reason,
         };
-        let mut pod_env = env(d, &opts.telemetry).map_err(&fail)?;
-        let c = d.spec.template.spec.containers.first();
-        let (app, image_version) =
-            parse_image(c.map_or("", |c| c.image.as_str())).map_err(|e| fail(e.to_string()))?;
+        let c = d
+            .spec
+            .template
+            .spec
+            .containers
+            .first()
+            .ok_or_else(|| fail("no containers".into()))?;
+        let mut pod_env = env(c, &opts.telemetry);
+        let (app, image_version) = parse_image(&c.image).map_err(|e| fail(e.to_string()))?;
         let version = match pod_env.iter().find(|(k, _)| k == "APP_VERSION") {
             Some((_, v)) => v.parse().map_err(|e| fail(format!("APP_VERSION: {e}")))?,
             None => image_version,
@@ -193,14 +198,7 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
 
 /// The environment a Deployment's container gets. The cluster's telemetry
 /// settings point at the cluster's collector; a local run uses weather up's own.
-fn env(d: &Deployment, telemetry: &TelemetryArgs) -> Result<Vec<(String, String)>, String> {
-    let c = d
-        .spec
-        .template
-        .spec
-        .containers
-        .first()
-        .ok_or("no containers")?;
+fn env(c: &Container, telemetry: &TelemetryArgs) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = c
         .env
         .iter()
@@ -216,7 +214,7 @@ fn env(d: &Deployment, telemetry: &TelemetryArgs) -> Result<Vec<(String, String)
     if telemetry.otel_sdk_disabled {
         env.push(("OTEL_SDK_DISABLED".into(), "true".into()));
     }
-    Ok(env)
+    env
 }
 
 fn sidecar(d: &Deployment, authority: String) -> Hop {
