@@ -1,0 +1,282 @@
+// Package conformance holds Weather's routing model against Istio itself: it
+// loads the very manifests `weather` reads into istiod's own test discovery
+// server (pilot/test/xds) and exports, for the ingress gateway and for the
+// sidecar of every Deployment, the HTTP route configurations istiod pushes.
+// A real Envoy loaded with them is the oracle of the Rust differential test
+// (crates/weather/tests/conformance); docs/architecture.md says how.
+package conformance
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"sigs.k8s.io/yaml"
+
+	"istio.io/istio/pilot/pkg/config/kube/crd"
+	"istio.io/istio/pilot/pkg/model"
+	"istio.io/istio/pilot/pkg/simulation"
+	"istio.io/istio/pilot/test/xds"
+	"istio.io/istio/pkg/config"
+)
+
+// Job is what the differential test asks for: the manifests (files or
+// folders, as `kubectl apply -f` reads them) and where to write the export.
+type Job struct {
+	Manifests []string `json:"manifests"`
+	Out       string   `json:"out"`
+}
+
+// Export is what istiod pushes: per proxy (`ingress` or a Deployment's name),
+// its HTTP route configurations by name (`http.80`, `3002`, ...).
+type Export struct {
+	Proxies map[string]Proxy `json:"proxies"`
+}
+
+type Proxy struct {
+	Namespace string                     `json:"namespace"`
+	Labels    map[string]string          `json:"labels"`
+	Routes    map[string]json.RawMessage `json:"routes"`
+}
+
+// IngressLabels are those of the demo profile's istio-ingressgateway pods.
+var IngressLabels = map[string]string{"app": "istio-ingressgateway", "istio": "ingressgateway"}
+
+type object struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
+	Spec struct {
+		ClusterIP string `json:"clusterIP"`
+		Template  struct {
+			Metadata struct {
+				Labels map[string]string `json:"labels"`
+			} `json:"metadata"`
+		} `json:"template"`
+	} `json:"spec"`
+}
+
+// files lists what `kubectl apply -f` reads under each path: a folder's .yaml,
+// .yml and .json files in name order, not recursing.
+func files(paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			out = append(out, p)
+			continue
+		}
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			return nil, err
+		}
+		var found []string
+		for _, e := range entries {
+			switch filepath.Ext(e.Name()) {
+			case ".yaml", ".yml", ".json":
+				found = append(found, filepath.Join(p, e.Name()))
+			}
+		}
+		sort.Strings(found)
+		out = append(out, found...)
+	}
+	return out, nil
+}
+
+// split reads the manifests into Istio configuration and Kubernetes objects,
+// and the Deployments whose sidecars to export. A Service without a cluster IP
+// gets one, as the API server would give it.
+func split(paths []string) (istio, kube string, deployments []object, err error) {
+	fs, err := files(paths)
+	if err != nil {
+		return "", "", nil, err
+	}
+	var ic, kc []string
+	ip := 0
+	for _, f := range fs {
+		text, err := os.ReadFile(f)
+		if err != nil {
+			return "", "", nil, err
+		}
+		for _, doc := range strings.Split("\n"+string(text), "\n---") {
+			if strings.TrimSpace(doc) == "" {
+				continue
+			}
+			var o object
+			if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
+				return "", "", nil, fmt.Errorf("%s: %v", f, err)
+			}
+			if o.Kind == "" {
+				continue
+			}
+			switch {
+			case strings.HasPrefix(o.APIVersion, "networking.istio.io/"):
+				ic = append(ic, doc)
+			case o.Kind == "Service" && o.Spec.ClusterIP == "":
+				ip++
+				var m map[string]any
+				if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+					return "", "", nil, err
+				}
+				m["spec"].(map[string]any)["clusterIP"] = fmt.Sprintf("10.96.0.%d", ip)
+				b, err := yaml.Marshal(m)
+				if err != nil {
+					return "", "", nil, err
+				}
+				kc = append(kc, string(b))
+			default:
+				if o.Kind == "Deployment" {
+					deployments = append(deployments, o)
+				}
+				kc = append(kc, doc)
+			}
+		}
+	}
+	return strings.Join(ic, "\n---\n"), strings.Join(kc, "\n---\n"), deployments, nil
+}
+
+// routes is every HTTP route configuration istiod pushes to `p`, by name.
+func routes(t *testing.T, s *xds.FakeDiscoveryServer, p *model.Proxy) map[string]json.RawMessage {
+	sim := simulation.NewSimulation(t, s, s.SetupProxy(p))
+	out := map[string]json.RawMessage{}
+	for _, rc := range sim.Routes {
+		b, err := protojson.Marshal(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[rc.Name] = b
+	}
+	return out
+}
+
+// configs parses Istio objects as istiod's Kubernetes config client stores
+// them: with the cluster's domain suffix (pilot/pkg/config/kube/crdclient sets
+// `Domain`), which short host names are expanded with, and `default` for an
+// object that names no namespace.
+func configs(t *testing.T, istio string) []config.Config {
+	parsed, _, err := crd.ParseInputs(istio)
+	if err != nil {
+		t.Fatalf("istiod refuses the Istio objects: %v", err)
+	}
+	for i := range parsed {
+		parsed[i].Domain = "cluster.local"
+		if parsed[i].Namespace == "" {
+			parsed[i].Namespace = "default"
+		}
+	}
+	return parsed
+}
+
+func export(t *testing.T, job Job) Export {
+	istio, kube, deployments, err := split(job.Manifests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{Configs: configs(t, istio), KubernetesObjectString: kube})
+	ex := Export{Proxies: map[string]Proxy{}}
+	ex.Proxies["ingress"] = Proxy{
+		Namespace: "istio-system",
+		Labels:    IngressLabels,
+		Routes: routes(t, s, &model.Proxy{
+			Type:            model.Router,
+			Labels:          IngressLabels,
+			ConfigNamespace: "istio-system",
+			Metadata:        &model.NodeMetadata{Labels: IngressLabels, Namespace: "istio-system"},
+		}),
+	}
+	for i, d := range deployments {
+		ns := d.Metadata.Namespace
+		if ns == "" {
+			ns = "default"
+		}
+		labels := d.Spec.Template.Metadata.Labels
+		ex.Proxies[d.Metadata.Name] = Proxy{
+			Namespace: ns,
+			Labels:    labels,
+			Routes: routes(t, s, &model.Proxy{
+				Type:            model.SidecarProxy,
+				ID:              fmt.Sprintf("%s-0.%s", d.Metadata.Name, ns),
+				Labels:          labels,
+				ConfigNamespace: ns,
+				IPAddresses:     []string{fmt.Sprintf("10.244.0.%d", i+10)},
+				Metadata:        &model.NodeMetadata{Labels: labels, Namespace: ns},
+			}),
+		}
+	}
+	return ex
+}
+
+// TestExport writes what istiod pushes for the job in WEATHER_ORACLE_JOB (a
+// JSON Job). Without one it exports the shipped multiservice stage and checks
+// the routes the release relies on, so `go test ./...` alone tests something.
+func TestExport(t *testing.T) {
+	var job Job
+	if path := os.Getenv("WEATHER_ORACLE_JOB"); path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &job); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	} else {
+		job = Job{Manifests: []string{"../k8s", "../istio/base", "../istio/stages/multiservice"}}
+	}
+	ex := export(t, job)
+	if job.Out == "" {
+		checkMultiservice(t, ex)
+		return
+	}
+	b, err := json.Marshal(ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(job.Out, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkMultiservice: the gateway's tester rule leads to frontend v2, and
+// frontend v2's sidecar, unlike v1's, routes forecast to v2 first.
+func checkMultiservice(t *testing.T, ex Export) {
+	clusters := func(proxy, rc string) []string {
+		raw, ok := ex.Proxies[proxy].Routes[rc]
+		if !ok {
+			t.Fatalf("%s has no route configuration %s", proxy, rc)
+		}
+		var c route.RouteConfiguration
+		if err := protojson.Unmarshal(raw, &c); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, vh := range c.VirtualHosts {
+			for _, r := range vh.Routes {
+				if cl := r.GetRoute().GetCluster(); cl != "" && strings.Contains(cl, ".weather.") {
+					out = append(out, r.Name+"="+cl)
+				}
+			}
+		}
+		return out
+	}
+	want := func(got []string, first string) {
+		t.Helper()
+		if len(got) == 0 || got[0] != first {
+			t.Errorf("want %s first, got %v", first, got)
+		}
+	}
+	want(clusters("ingress", "http.80"), "tester-to-v2=outbound|3000|v2|frontend.weather.svc.cluster.local")
+	want(clusters("frontend-v2", "3002"), "v2-callers-to-v2=outbound|3002|v2|forecast.weather.svc.cluster.local")
+	want(clusters("frontend-v1", "3002"), "others-to-v1=outbound|3002|v1|forecast.weather.svc.cluster.local")
+}
