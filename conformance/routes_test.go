@@ -43,6 +43,7 @@ type Proxy struct {
 	Namespace string                     `json:"namespace"`
 	Labels    map[string]string          `json:"labels"`
 	Routes    map[string]json.RawMessage `json:"routes"`
+	Clusters  []string                   `json:"clusters"`
 }
 
 // IngressLabels are those of the demo profile's istio-ingressgateway pods.
@@ -147,17 +148,22 @@ func split(paths []string) (istio, kube string, deployments []object, err error)
 	return strings.Join(ic, "\n---\n"), strings.Join(kc, "\n---\n"), deployments, nil
 }
 
-// routes is every HTTP route configuration istiod pushes to `p`, by name.
-func routes(t *testing.T, s *xds.FakeDiscoveryServer, p *model.Proxy) map[string]json.RawMessage {
+// pushed is what istiod pushes to `p`: every HTTP route configuration, by
+// name, and the names of the clusters it defines.
+func pushed(t *testing.T, s *xds.FakeDiscoveryServer, p *model.Proxy, namespace string) Proxy {
 	sim := simulation.NewSimulation(t, s, s.SetupProxy(p))
-	out := map[string]json.RawMessage{}
+	out := Proxy{Namespace: namespace, Labels: p.Labels, Routes: map[string]json.RawMessage{}}
 	for _, rc := range sim.Routes {
 		b, err := protojson.Marshal(rc)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[rc.Name] = b
+		out.Routes[rc.Name] = b
 	}
+	for _, c := range sim.Clusters {
+		out.Clusters = append(out.Clusters, c.Name)
+	}
+	sort.Strings(out.Clusters)
 	return out
 }
 
@@ -186,34 +192,26 @@ func export(t *testing.T, job Job) Export {
 	}
 	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{Configs: configs(t, istio), KubernetesObjectString: kube})
 	ex := Export{Proxies: map[string]Proxy{}}
-	ex.Proxies["ingress"] = Proxy{
-		Namespace: "istio-system",
-		Labels:    IngressLabels,
-		Routes: routes(t, s, &model.Proxy{
-			Type:            model.Router,
-			Labels:          IngressLabels,
-			ConfigNamespace: "istio-system",
-			Metadata:        &model.NodeMetadata{Labels: IngressLabels, Namespace: "istio-system"},
-		}),
-	}
+	ex.Proxies["ingress"] = pushed(t, s, &model.Proxy{
+		Type:            model.Router,
+		Labels:          IngressLabels,
+		ConfigNamespace: "istio-system",
+		Metadata:        &model.NodeMetadata{Labels: IngressLabels, Namespace: "istio-system"},
+	}, "istio-system")
 	for i, d := range deployments {
 		ns := d.Metadata.Namespace
 		if ns == "" {
 			ns = "default"
 		}
 		labels := d.Spec.Template.Metadata.Labels
-		ex.Proxies[d.Metadata.Name] = Proxy{
-			Namespace: ns,
-			Labels:    labels,
-			Routes: routes(t, s, &model.Proxy{
-				Type:            model.SidecarProxy,
-				ID:              fmt.Sprintf("%s-0.%s", d.Metadata.Name, ns),
-				Labels:          labels,
-				ConfigNamespace: ns,
-				IPAddresses:     []string{fmt.Sprintf("10.244.0.%d", i+10)},
-				Metadata:        &model.NodeMetadata{Labels: labels, Namespace: ns},
-			}),
-		}
+		ex.Proxies[d.Metadata.Name] = pushed(t, s, &model.Proxy{
+			Type:            model.SidecarProxy,
+			ID:              fmt.Sprintf("%s-0.%s", d.Metadata.Name, ns),
+			Labels:          labels,
+			ConfigNamespace: ns,
+			IPAddresses:     []string{fmt.Sprintf("10.244.0.%d", i+10)},
+			Metadata:        &model.NodeMetadata{Labels: labels, Namespace: ns},
+		}, ns)
 	}
 	return ex
 }

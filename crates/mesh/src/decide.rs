@@ -10,7 +10,8 @@
 //!    with no rule contributes nothing to that proxy: a sidecar then routes the
 //!    host by default, over every endpoint.
 //! 2. What Envoy does with the request: the first kept rule whose match holds
-//!    wins; no rule: 404 `NR`.
+//!    wins; no rule: 404 `NR`. A sidecar's request for a host and port that no
+//!    Service answers goes to `PassthroughCluster` (`ALLOW_ANY`).
 
 use crate::{
     compile::{CompiledMatch, CompiledRule, CompiledVs, MESH, Mesh, subset_of},
@@ -107,13 +108,15 @@ impl Mesh {
     ) -> Routed<'m> {
         let (host, port) = split_authority(req.authority);
         let name = expand_authority(&host, namespace);
-        let Some(svc) = self.service(&name) else {
-            return Routed::NoRoute(NoRoute::UnknownHost);
-        };
+        // No Service on that host and port: the sidecar's catch-all virtual
+        // host (`allow_any`) passes it through.
         let port = port.unwrap_or(80);
-        if !self.services[svc].ports.contains(&port) {
-            return Routed::NoRoute(NoRoute::UnknownPort(port));
-        }
+        let Some(svc) = self
+            .service(&name)
+            .filter(|&s| self.services[s].ports.contains(&port))
+        else {
+            return Routed::Passthrough;
+        };
         let proxy = Proxy {
             labels,
             namespace,

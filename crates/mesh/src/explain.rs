@@ -60,12 +60,6 @@ pub fn explain<H: HeaderLookup + ?Sized>(
                     "no VirtualService bound to the ingress Gateway serves host {:?}",
                     req.authority
                 ),
-                NoRoute::UnknownHost => {
-                    format!("{:?} is not a Service the mesh knows", req.authority)
-                }
-                NoRoute::UnknownPort(p) => {
-                    format!("the Service {:?} has no port {p}", req.authority)
-                }
                 NoRoute::NoRuleMatched(vs) => {
                     format!("VirtualService {vs} has no rule that matches this request")
                 }
@@ -76,6 +70,20 @@ pub fn explain<H: HeaderLookup + ?Sized>(
                 rule: None,
                 reason: Some(reason),
                 status: 404,
+                lines,
+            }
+        }
+        Routed::Passthrough => {
+            let reason = format!(
+                "no Service answers {:?} on that port: the sidecar passes the request through to the address it was sent to (PassthroughCluster; Istio's default outboundTrafficPolicy ALLOW_ANY)",
+                req.authority
+            );
+            lines.push(format!("passthrough: {reason}"));
+            Explanation {
+                destinations: Vec::new(),
+                rule: None,
+                reason: Some(reason),
+                status: 200,
                 lines,
             }
         }

@@ -155,6 +155,10 @@ pub enum Routed<'m> {
     },
     /// No route: 404 `NR`.
     NoRoute(NoRoute<'m>),
+    /// A sidecar's request for a host and port no Service answers: Envoy sends
+    /// it on to the address it was sent to (`PassthroughCluster`), as Istio's
+    /// default `outboundTrafficPolicy` (`ALLOW_ANY`) has it.
+    Passthrough,
 }
 
 /// Why no route was found.
@@ -164,10 +168,6 @@ pub enum NoRoute<'m> {
     NoGateway,
     /// No VirtualService bound to the gateway serves this host.
     NoVirtualService,
-    /// The caller addressed a host that is not a Service.
-    UnknownHost,
-    /// The Service has no such port.
-    UnknownPort(u16),
     /// The VirtualServices for the host had no rule that matched.
     NoRuleMatched(&'m str),
 }

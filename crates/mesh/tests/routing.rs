@@ -419,10 +419,20 @@ fn rows() -> Vec<Row> {
             want: (503, vec![], Some("forecast-route http[0]")),
         },
         Row {
-            rule: "host/not-a-service-is-no-route",
+            // istiod: a sidecar's route configuration ends with the `allow_any`
+            // virtual host to PassthroughCluster (outboundTrafficPolicy
+            // ALLOW_ANY, the default); checked against Envoy by the
+            // conformance test.
+            rule: "host/not-a-service-passes-through",
             vs: String::new(),
             ask: Ask { authority: "weather-nowhere:3002", ..TO_FORECAST },
-            want: (404, vec![], None),
+            want: (200, vec![], None),
+        },
+        Row {
+            rule: "host/a-port-the-service-lacks-passes-through",
+            vs: String::new(),
+            ask: Ask { authority: "forecast:3000", ..TO_FORECAST },
+            want: (200, vec![], None),
         },
     ]
 }

@@ -253,6 +253,14 @@ fn decide<'a>(
             return Err(Refusal::new(StatusCode::NOT_FOUND, "NR", detail));
         }
         Routed::Route { rule, targets } => (rule, targets),
+        Routed::Passthrough => {
+            // Envoy would connect to the address the app sent it to; weather up
+            // reaches nothing outside its own workloads.
+            let detail = format!(
+                "{authority}: no Service on that host and port; a cluster's sidecar passes it through (PassthroughCluster), weather up does not leave this machine"
+            );
+            return Err(Refusal::new(StatusCode::BAD_GATEWAY, "-", detail));
+        }
     };
     if record.verbose() {
         record.rule = rule.map_or_else(|| "default".into(), |r| r.to_string());

@@ -103,7 +103,7 @@ fn route_text_explains_and_says_why_when_there_is_no_route() {
         json["reason"]
             .as_str()
             .unwrap()
-            .contains("\"weather-nowhere:3002\" is not a Service"),
+            .contains("no Service answers \"weather-nowhere:3002\" on that port: the sidecar passes the request through"),
         "{json}"
     );
 }

