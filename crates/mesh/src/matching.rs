@@ -1,6 +1,12 @@
 //! String matching as Envoy does it for Istio's `StringMatch`: `exact`, `prefix`,
 //! and `regex` with RE2 semantics over the WHOLE value (Envoy's safe_regex is a
 //! full match, never a substring search).
+//!
+//! Rust's regex syntax is close to RE2's but not the same, so a pattern is
+//! translated first ([`re2`]): RE2's `\d`, `\w`, `\s` and `\b` are ASCII only
+//! (Rust's are Unicode), RE2 knows `\Q...\E`, and inside a class RE2 reads `[`,
+//! `&&`, `--` and `~~` as characters where Rust reads nested classes and set
+//! operations. The conformance test holds the result against a real Envoy.
 
 use regex::Regex;
 
@@ -41,9 +47,112 @@ pub struct RegexError {
     pub reason: String,
 }
 
-/// A regex anchored at both ends, so it must match the whole value.
+/// RE2's Perl classes, spelled for Rust: outside a class, and inside one.
+fn perl_class(c: char) -> Option<(&'static str, &'static str)> {
+    Some(match c {
+        'd' => ("[0-9]", "0-9"),
+        'D' => ("[^0-9]", "[^0-9]"),
+        'w' => ("[0-9A-Za-z_]", "0-9A-Za-z_"),
+        'W' => ("[^0-9A-Za-z_]", "[^0-9A-Za-z_]"),
+        's' => (r"[\t\n\x0C\r ]", r"\t\n\x0C\r "),
+        'S' => (r"[^\t\n\x0C\r ]", r"[^\t\n\x0C\r ]"),
+        _ => return None,
+    })
+}
+
+/// An RE2 pattern in Rust's syntax, meaning what RE2 means by it.
+pub fn re2(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut chars = pattern.chars().peekable();
+    let mut in_class = false;
+    // Right after `[` or `[^`, where `]` is a character.
+    let mut class_start = false;
+    while let Some(c) = chars.next() {
+        let at_start = std::mem::take(&mut class_start);
+        match c {
+            '\\' => {
+                let Some(next) = chars.next() else {
+                    out.push('\\');
+                    break;
+                };
+                if let Some((outside, inside)) = perl_class(next) {
+                    out.push_str(if in_class { inside } else { outside });
+                } else if next == 'b' && !in_class {
+                    out.push_str(r"(?-u:\b)");
+                } else if next == 'B' && !in_class {
+                    out.push_str(r"(?-u:\B)");
+                } else if next == 'Q' {
+                    // A literal up to `\E`.
+                    let mut literal = String::new();
+                    while let Some(l) = chars.next() {
+                        if l == '\\' && chars.peek() == Some(&'E') {
+                            chars.next();
+                            break;
+                        }
+                        literal.push(l);
+                    }
+                    let escaped = regex::escape(&literal);
+                    if in_class {
+                        for ch in escaped.chars() {
+                            if matches!(ch, '[' | '&' | '~' | '-') {
+                                out.push('\\');
+                            }
+                            out.push(ch);
+                        }
+                    } else {
+                        out.push_str(&escaped);
+                    }
+                } else {
+                    out.push('\\');
+                    out.push(next);
+                }
+            }
+            '[' if !in_class => {
+                out.push('[');
+                in_class = true;
+                class_start = true;
+                if chars.peek() == Some(&'^') {
+                    chars.next();
+                    out.push('^');
+                }
+            }
+            '[' if chars.peek() == Some(&':') => {
+                // A POSIX class, `[:alpha:]`: ASCII in both.
+                out.push('[');
+                for p in chars.by_ref() {
+                    out.push(p);
+                    if p == ']' {
+                        break;
+                    }
+                }
+            }
+            ']' if in_class && !at_start => {
+                out.push(']');
+                in_class = false;
+            }
+            '[' | '&' | '~' if in_class => {
+                out.push('\\');
+                out.push(c);
+            }
+            '-' if in_class && chars.peek() == Some(&'-') => {
+                chars.next();
+                out.push_str(r"-\-");
+            }
+            _ => {
+                if in_class && at_start && c == ']' {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// A regex anchored at both ends, so it must match the whole value, with RE2's
+/// meaning.
 pub fn full_match_regex(re: &str) -> Result<Regex, RegexError> {
-    Regex::new(&format!("^(?:{re})$")).map_err(|e| RegexError {
+    Regex::new(&format!("^(?:{})$", re2(re))).map_err(|e| RegexError {
         regex: re.to_owned(),
         reason: e.to_string().lines().last().unwrap_or("").to_owned(),
     })
@@ -84,6 +193,41 @@ mod tests {
         assert!(!m(StringMatch::Exact("v2".into())).matches("v22"));
         assert!(m(StringMatch::Prefix("/api".into())).matches("/api/weather"));
         assert!(!m(StringMatch::Prefix("/api".into())).matches("/ap"));
+    }
+
+    /// RE2's classes are ASCII: a digit or a space of another script is not one.
+    #[test]
+    fn perl_classes_are_ascii_as_in_re2() {
+        let chrome = m(StringMatch::Regex(r".*(Chrome/([\d.]+)).*".into()));
+        assert!(chrome.matches("Mozilla/5.0 Chrome/120.0 Safari"));
+        assert!(!chrome.matches("Mozilla/5.0 Chrome/\u{661}\u{662}\u{660} Safari"));
+        let tester = m(StringMatch::Regex(
+            r"^(.*;\s*)?user=tester(\s*;.*)?$".into(),
+        ));
+        assert!(tester.matches("lang=en; user=tester"));
+        assert!(!tester.matches("lang=en;\u{a0}user=tester"));
+        assert!(m(StringMatch::Regex(r"\w+".into())).matches("abc_1"));
+        assert!(!m(StringMatch::Regex(r"\w+".into())).matches("\u{e9}t\u{e9}"));
+        assert!(m(StringMatch::Regex(r"[^\d]+".into())).matches("\u{661}"));
+        assert!(m(StringMatch::Regex(r"[\D]".into())).matches("\u{661}"));
+        assert!(m(StringMatch::Regex(r"\S+\s\S+".into())).matches("a b"));
+        assert!(!m(StringMatch::Regex(r"\S+\s\S+".into())).matches("a\u{2003}b"));
+        // `.` is a whole character in both.
+        assert!(m(StringMatch::Regex(r"^.$".into())).matches("\u{4e2d}"));
+    }
+
+    /// What RE2 reads as characters inside a class, Rust would read as syntax.
+    #[test]
+    fn class_syntax_means_what_re2_means() {
+        assert!(m(StringMatch::Regex("[a&&b]".into())).matches("&"));
+        assert!(m(StringMatch::Regex("[[]".into())).matches("["));
+        assert!(m(StringMatch::Regex("[]a]".into())).matches("]"));
+        assert!(m(StringMatch::Regex("[+--]".into())).matches(","));
+        assert!(m(StringMatch::Regex("[~~]".into())).matches("~"));
+        assert!(m(StringMatch::Regex("[[:digit:]x]+".into())).matches("12x"));
+        assert!(m(StringMatch::Regex(r"\Qa.b*\E".into())).matches("a.b*"));
+        assert!(!m(StringMatch::Regex(r"\Qa.b*\E".into())).matches("axb"));
+        assert!(m(StringMatch::Regex(r"\bab\b".into())).matches("ab"));
     }
 
     #[test]

@@ -40,16 +40,16 @@ pub trait HeaderLookup {
 }
 
 /// Joins several values of one header with ",", as Envoy does before matching;
-/// one value is borrowed as is.
-pub fn join_values<'a>(mut values: impl Iterator<Item = &'a str>) -> Option<Cow<'a, str>> {
+/// one value is kept as is.
+pub fn join_values<'a>(mut values: impl Iterator<Item = Cow<'a, str>>) -> Option<Cow<'a, str>> {
     let first = values.next()?;
     match values.next() {
-        None => Some(Cow::Borrowed(first)),
+        None => Some(first),
         Some(second) => {
             let mut joined = format!("{first},{second}");
             for v in values {
                 joined.push(',');
-                joined.push_str(v);
+                joined.push_str(&v);
             }
             Some(Cow::Owned(joined))
         }
@@ -61,7 +61,7 @@ impl HeaderLookup for [(String, String)] {
         join_values(
             self.iter()
                 .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str()),
+                .map(|(_, v)| Cow::Borrowed(v.as_str())),
         )
     }
 }

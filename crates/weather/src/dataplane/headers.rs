@@ -7,12 +7,19 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use mesh::routing::{HeaderLookup, join_values};
 
 /// Request headers for the routing model; several values of a header are joined
-/// with "," as Envoy joins them before matching.
+/// with "," as Envoy joins them before matching. A value is bytes: one that is
+/// not ASCII still matches or not (read as UTF-8, an invalid byte as U+FFFD),
+/// it never vanishes.
 pub(super) struct Headers<'a>(pub(super) &'a HeaderMap);
 
 impl HeaderLookup for Headers<'_> {
     fn header(&self, name: &str) -> Option<Cow<'_, str>> {
-        join_values(self.0.get_all(name).iter().filter_map(|v| v.to_str().ok()))
+        join_values(
+            self.0
+                .get_all(name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes())),
+        )
     }
 }
 

@@ -263,6 +263,12 @@ const ODD_AGENTS: &[&str] = &[
     "Mozilla/5.0 (Android)",
     "Mozilla/5.0 AppleWebKit Chrome/1.2.3 Safari",
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Version/17.0 Mobile/15E148 Safari/604.1",
+    // Digits and spaces outside ASCII: RE2's \d and \s are ASCII only.
+    "Mozilla/5.0 Chrome/\u{661}\u{662}\u{660}.0 Safari",
+    "Mozilla/5.0 Chrome/\u{ff11}\u{ff12}\u{ff10}",
+    "Mozilla/5.0 (Linux; Android\u{a0}14) Chrome/131.0",
+    "Mozilla/5.0 Chrome/120\u{2003}Safari",
+    "Mozilla/5.0 (Android) \u{6d4f}\u{89c8}\u{5668}",
 ];
 
 const PATHS: &[&str] = &[
@@ -289,9 +295,12 @@ fn random_cookie(rng: &mut fastrand::Rng) -> String {
         "theme=dark",
         "user=\"tester\"",
         "user=",
+        "lang=\u{4e2d}\u{6587}",
+        "\u{a0}user=tester",
+        "user=tester\u{a0}",
     ];
     let n = rng.usize(1..5);
-    let sep = if rng.bool() { "; " } else { ";" };
+    let sep = ["; ", ";", ";\u{a0}", ";\u{2009}"][rng.usize(..4)];
     (0..n)
         .map(|_| POOL[rng.usize(..POOL.len())])
         .collect::<Vec<_>>()

@@ -70,6 +70,8 @@ spec:
     route: [{destination: {host: web, subset: pair}}]
   - match: [{uri: {prefix: /app}}]
     route: [{destination: {host: web, subset: live}}]
+  - match: [{headers: {user-agent: {regex: ".*Android.*"}}}]
+    route: [{destination: {host: web, subset: live}}]
 "#;
 
 /// The Deployments of the mesh: name, app and version labels, and which
@@ -379,4 +381,19 @@ async fn a_sidecar_sends_the_apps_authority_and_adds_no_edge_headers() {
     for edge in ["x-forwarded-for", "x-request-id", "x-forwarded-proto"] {
         assert!(seen["headers"].get(edge).is_none(), "{edge}: {seen}");
     }
+}
+
+/// A header value that is not ASCII (a no-break space, as some browsers send)
+/// is matched as Envoy matches it, not dropped.
+#[tokio::test]
+async fn a_header_value_that_is_not_ascii_is_still_matched() {
+    let f = fixture(Duration::from_secs(5)).await;
+    let mut req = get("/", &[]);
+    req.headers_mut().insert(
+        "user-agent",
+        axum::http::HeaderValue::from_bytes("Mozilla/5.0 (Linux; Android\u{a0}14)".as_bytes())
+            .unwrap(),
+    );
+    let res = f.ingress(req).await;
+    assert_eq!(res.status(), StatusCode::OK, "{}", text(res).await);
 }
