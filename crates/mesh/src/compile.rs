@@ -363,14 +363,16 @@ fn rule(
             m
         })
         .collect();
+    // istiod gives a lone destination the whole route, whatever its weight
+    // (applyHTTPRouteDestination: one destination is a plain cluster route).
     let lone = r.route.len() == 1;
     let targets = r
         .route
         .iter()
         .map(|d| {
             let weight = match d.weight {
+                _ if lone => 100,
                 Some(w) => w.clamp(0, 100) as u32,
-                None if lone => 100,
                 None => 0,
             };
             resolver.target(

@@ -16,6 +16,7 @@
 use crate::{
     compile::{CompiledMatch, CompiledRule, CompiledVs, MESH, Mesh, subset_of},
     hosts::{expand_authority, host_matches, split_authority},
+    matching::Matcher,
     model::Labels,
     routing::{
         Caller, HeaderLookup, INGRESS_NAMESPACE, INGRESS_PORT, NoRoute, Request, Routed,
@@ -193,7 +194,8 @@ impl CompiledMatch {
     fn holds<H: HeaderLookup + ?Sized>(&self, req: &Request<'_, H>) -> bool {
         let (path, query) = req.path.split_once('?').unwrap_or((req.path, ""));
         if let Some(m) = &self.uri {
-            let ok = if self.ignore_uri_case {
+            // Envoy's case_sensitive applies to path and prefix, not to a regex.
+            let ok = if self.ignore_uri_case && !matches!(m, Matcher::Regex(_)) {
                 m.matches(&path.to_ascii_lowercase())
             } else {
                 m.matches(path)
@@ -217,8 +219,14 @@ impl CompiledMatch {
                 _ => return false,
             }
         }
+        // istiod inverts the match and, but for a presence match, treats a
+        // missing header as empty (`treat_missing_header_as_empty`).
         for (name, m) in &self.without_headers {
-            if req.headers.header(name).is_some_and(|v| m.matches(&v)) {
+            let excluded = match req.headers.header(name) {
+                Some(v) => m.matches(&v),
+                None => !matches!(m, Matcher::Present) && m.matches(""),
+            };
+            if excluded {
                 return false;
             }
         }

@@ -18,6 +18,8 @@ pub enum Matcher {
     Exact(String),
     Prefix(String),
     Regex(Regex),
+    /// Any value, as long as there is one.
+    Present,
 }
 
 impl Matcher {
@@ -26,6 +28,7 @@ impl Matcher {
         Ok(match m {
             StringMatch::Exact(s) => Matcher::Exact(s.clone()),
             StringMatch::Prefix(s) => Matcher::Prefix(s.clone()),
+            StringMatch::Present => Matcher::Present,
             StringMatch::Regex(r) => Matcher::Regex(full_match_regex(r)?),
         })
     }
@@ -35,6 +38,7 @@ impl Matcher {
             Matcher::Exact(s) => value == s,
             Matcher::Prefix(p) => value.starts_with(p.as_str()),
             Matcher::Regex(r) => r.is_match(value),
+            Matcher::Present => true,
         }
     }
 }

@@ -333,14 +333,40 @@ pub struct HttpMatch {
     pub stat_prefix: Option<String>,
 }
 
-/// Istio's `StringMatch`: exactly one of exact, prefix or regex (RE2, matched
-/// against the whole value, as Envoy's safe_regex does).
+/// Istio's `StringMatch`: one of exact, prefix or regex (RE2, matched against
+/// the whole value, as Envoy's safe_regex does), or none of them, `{}`, which
+/// istiod translates to a presence match (`canBeConvertedToPresentMatch`, as
+/// would `regex: "*"`, had its validation not refused that already).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "lowercase")]
+#[serde(try_from = "RawStringMatch")]
 pub enum StringMatch {
     Exact(String),
     Prefix(String),
     Regex(String),
+    /// `{}`: the header or parameter is present, whatever its value.
+    Present,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStringMatch {
+    exact: Option<String>,
+    prefix: Option<String>,
+    regex: Option<String>,
+}
+
+impl TryFrom<RawStringMatch> for StringMatch {
+    type Error = &'static str;
+
+    fn try_from(r: RawStringMatch) -> Result<Self, Self::Error> {
+        match (r.exact, r.prefix, r.regex) {
+            (None, None, None) => Ok(StringMatch::Present),
+            (Some(e), None, None) => Ok(StringMatch::Exact(e)),
+            (None, Some(p), None) => Ok(StringMatch::Prefix(p)),
+            (None, None, Some(r)) => Ok(StringMatch::Regex(r)),
+            _ => Err("a StringMatch takes one of exact, prefix or regex"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -262,6 +262,29 @@ fn rows() -> Vec<Row> {
             want: (200, to("v1"), Some("forecast-route http[1]")),
         },
         Row {
+            // istiod: TranslateRouteMatch sets treat_missing_header_as_empty on
+            // an inverted (withoutHeaders) match that is not a presence match.
+            rule: "withoutHeaders/a-missing-header-counts-as-empty",
+            vs: forecast_vs(&format!("  http:\n  - match: [{{withoutHeaders: {{x-debug: {{exact: ''}}}}}}]\n    route: [{{destination: {{host: forecast, subset: v2}}}}]\n{catch_all_v1}")),
+            ask: TO_FORECAST,
+            want: (200, to("v1"), Some("forecast-route http[1]")),
+        },
+        Row {
+            // istiod: an empty StringMatch is a presence match
+            // (canBeConvertedToPresentMatch).
+            rule: "headers/an-empty-match-is-presence",
+            vs: header_rule("{}"),
+            ask: Ask { headers: ua("anything"), ..TO_FORECAST },
+            want: (200, to("v2"), Some("forecast-route http[0]")),
+        },
+        Row {
+            // Envoy ignores case_sensitive for a safe_regex path match.
+            rule: "uri/ignoreUriCase-does-not-apply-to-a-regex",
+            vs: forecast_vs(&format!("  http:\n  - match: [{{uri: {{regex: '/FORECAST'}}, ignoreUriCase: true}}]\n    route: [{{destination: {{host: forecast, subset: v2}}}}]\n{catch_all_v1}")),
+            ask: TO_FORECAST,
+            want: (200, to("v1"), Some("forecast-route http[1]")),
+        },
+        Row {
             rule: "withoutHeaders/excludes-matching-requests",
             vs: forecast_vs(&format!("  http:\n  - match: [{{withoutHeaders: {{x-debug: {{exact: \"1\"}}}}}}]\n    route: [{{destination: {{host: forecast, subset: v2}}}}]\n{catch_all_v1}")),
             ask: Ask { headers: &[("x-debug", "1")], ..TO_FORECAST },
@@ -363,6 +386,14 @@ fn rows() -> Vec<Row> {
         Row {
             rule: "weights/a-lone-destination-takes-100",
             vs: forecast_vs("  http:\n  - route: [{destination: {host: forecast, subset: v2}}]\n"),
+            ask: TO_FORECAST,
+            want: (200, to("v2"), Some("forecast-route http[0]")),
+        },
+        Row {
+            // istiod: applyHTTPRouteDestination makes one destination a plain
+            // cluster route; its weight is not read.
+            rule: "weights/a-lone-destination-with-weight-0-still-takes-all",
+            vs: forecast_vs("  http:\n  - route: [{destination: {host: forecast, subset: v2}, weight: 0}]\n"),
             ask: TO_FORECAST,
             want: (200, to("v2"), Some("forecast-route http[0]")),
         },

@@ -699,9 +699,12 @@ mod random {
     }
 
     fn string_match(rng: &mut fastrand::Rng, values: &[&str]) -> String {
-        match rng.u8(..3) {
-            0 => format!("{{exact: '{}'}}", pick(rng, values)),
-            1 => format!("{{prefix: '{}'}}", pick(rng, values)),
+        match rng.u8(..12) {
+            0..=3 => format!("{{exact: '{}'}}", pick(rng, values)),
+            4..=6 => format!("{{prefix: '{}'}}", pick(rng, values)),
+            // istiod's presence matches.
+            7 | 8 => "{}".to_owned(),
+            9 => "{exact: ''}".to_owned(),
             _ => format!("{{regex: '{}'}}", pick(rng, REGEXES)),
         }
     }
@@ -709,12 +712,18 @@ mod random {
     fn match_entry(rng: &mut fastrand::Rng, mesh: bool) -> String {
         let mut fields = Vec::new();
         for _ in 0..rng.usize(1..4) {
-            match rng.u8(..6) {
+            match rng.u8(..8) {
                 0 | 1 => fields.push(format!(
                     "headers: {{{}: {}}}",
                     pick(rng, HEADERS),
                     string_match(rng, VALUES)
                 )),
+                6 => fields.push(format!(
+                    "withoutHeaders: {{{}: {}}}",
+                    pick(rng, HEADERS),
+                    string_match(rng, VALUES)
+                )),
+                7 => fields.push("ignoreUriCase: true".to_owned()),
                 2 => fields.push(format!("uri: {}", string_match(rng, URIS))),
                 3 => fields.push(format!(
                     "queryParams: {{{}: {}}}",
@@ -759,10 +768,10 @@ mod random {
                 2..=4 => ", subset: a".to_owned(),
                 _ => ", subset: b".to_owned(),
             };
-            let weight = if n > 1 {
-                format!(", weight: {w}")
-            } else {
-                String::new()
+            let weight = match (n, rng.u8(..10)) {
+                (1, 0) => ", weight: 0".to_owned(),
+                (1, _) => String::new(),
+                _ => format!(", weight: {w}"),
             };
             let _ = write!(
                 out,
