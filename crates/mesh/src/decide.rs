@@ -124,13 +124,30 @@ impl Mesh {
             gateways: &[MESH],
             port,
         };
-        // The first VirtualService for the host that keeps a rule for this
-        // proxy wins; `weather check` reports a second one (IST0109).
-        let vs = self.virtual_services.iter().find(|vs| {
-            vs.gateways.iter().any(|g| g == MESH)
-                && vs.hosts.iter().any(|h| host_matches(h, &name))
-                && vs.kept(&proxy)
-        });
+        // The VirtualService that names the host exactly wins, else the one
+        // with the most specific wildcard (istiod's separateVSHostsAndServices
+        // and mostSpecificWildcardVsIndex); among equals the first read.
+        // `weather check` reports two for one host (IST0109).
+        let specificity = |vs: &CompiledVs| {
+            vs.hosts
+                .iter()
+                .filter(|h| host_matches(h, &name))
+                .map(|h| if h.contains('*') { h.len() } else { usize::MAX })
+                .max()
+        };
+        let vs = self
+            .virtual_services
+            .iter()
+            .filter(|vs| vs.gateways.iter().any(|g| g == MESH) && vs.kept(&proxy))
+            .filter_map(|vs| Some((specificity(vs)?, vs)))
+            .fold(
+                None,
+                |best: Option<(usize, &CompiledVs)>, (s, vs)| match best {
+                    Some((b, _)) if b >= s => best,
+                    _ => Some((s, vs)),
+                },
+            )
+            .map(|(_, vs)| vs);
         match vs {
             Some(vs) => match vs.first_match(&proxy, req) {
                 Some(r) => Routed::Route {

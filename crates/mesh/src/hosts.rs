@@ -41,10 +41,12 @@ pub fn host_matches(pattern: &str, host: &str) -> bool {
         return true;
     }
     match pattern.strip_prefix("*.") {
+        // Host names are case-insensitive, wildcards' suffixes too.
         Some(suffix) => {
+            let (host, suffix) = (host.as_bytes(), suffix.as_bytes());
             host.len() > suffix.len() + 1
-                && host.ends_with(suffix)
-                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+                && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                && host[host.len() - suffix.len() - 1] == b'.'
         }
         None => pattern.eq_ignore_ascii_case(host),
     }
@@ -111,6 +113,7 @@ mod tests {
         assert!(!host_matches("*.example.com", "example.com"));
         assert!(!host_matches("*.example.com", "aexample.com"));
         assert!(host_matches("Weather.Example", "weather.example"));
+        assert!(host_matches("*.Example.com", "a.example.com"));
     }
 
     #[test]

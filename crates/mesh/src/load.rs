@@ -183,7 +183,19 @@ impl Manifests {
                 self.gateways.push(parse(&origin, &id, doc)?);
             }
             ("networking.istio.io", "DestinationRule") => {
-                self.destination_rules.push(parse(&origin, &id, doc)?);
+                let dr: DestinationRule = parse(&origin, &id, doc)?;
+                for (field, set) in [
+                    ("exportTo", dr.spec.export_to.is_some()),
+                    ("workloadSelector", dr.spec.workload_selector.is_some()),
+                    ("trafficPolicy", dr.spec.traffic_policy.is_some()),
+                ] {
+                    if set {
+                        self.warnings.push(format!(
+                            "{origin} ({id}): spec.{field} is not modelled: a local run ignores it, the cluster does not"
+                        ));
+                    }
+                }
+                self.destination_rules.push(dr);
             }
             ("networking.istio.io", "VirtualService") => {
                 let vs: VirtualService = parse(&origin, &id, doc)?;
@@ -193,6 +205,11 @@ impl Manifests {
                             "{origin} ({id}): spec.http[{i}].{field} is not modelled: a local run ignores it, the cluster does not"
                         ));
                     }
+                }
+                if vs.spec.export_to.is_some() {
+                    self.warnings.push(format!(
+                        "{origin} ({id}): spec.exportTo is not modelled: every namespace sees the VirtualService locally"
+                    ));
                 }
                 if vs.spec.tcp.is_some() || vs.spec.tls.is_some() {
                     self.warnings.push(format!(

@@ -432,6 +432,15 @@ fn rows() -> Vec<Row> {
             want: (200, to("v1"), Some("forecast-route http[1]")),
         },
         Row {
+            // istiod: separateVSHostsAndServices looks the exact host up first;
+            // mostSpecificWildcardVsIndex leaves a wildcard to the most
+            // specific VirtualService.
+            rule: "host/an-exact-host-wins-over-a-wildcard-read-first",
+            vs: format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: any-route, namespace: weather}}\nspec:\n  hosts: ['*.weather.svc.cluster.local']\n  http:\n  - route: [{{destination: {{host: forecast, subset: v1}}}}]\n---\n{}", forecast_vs("  http:\n  - route: [{destination: {host: forecast, subset: v2}}]\n")),
+            ask: TO_FORECAST,
+            want: (200, to("v2"), Some("forecast-route http[0]")),
+        },
+        Row {
             rule: "no-rule-matches/404-NR",
             vs: forecast_vs("  http:\n  - match: [{uri: {exact: /nope}}]\n    route: [{destination: {host: forecast, subset: v2}}]\n"),
             ask: TO_FORECAST,
