@@ -54,8 +54,12 @@ impl fmt::Display for Message {
 pub const REFERENCED_RESOURCE_NOT_FOUND: &str = "IST0101";
 pub const SCHEMA_VALIDATION_ERROR: &str = "IST0106";
 pub const CONFLICTING_MESH_VIRTUAL_SERVICE_HOSTS: &str = "IST0109";
-pub const PORT_NAME_NOT_UNDER_NAMING_CONVENTION: &str = "IST0118";
-pub const NO_MATCHING_WORKLOADS: &str = "IST0127";
+// Stricter than istioctl, so codes of this sample's own: istioctl's IST0118 is
+// an Info it does not raise for an unnamed port (protocol detection applies),
+// and its IST0127 is about workload selectors, not DestinationRule subsets
+// (checked by conformance/analyze_test.go and check.rs).
+pub const PORT_NOT_NAMED_HTTP: &str = "WEA0006";
+pub const SUBSET_WITHOUT_PODS: &str = "WEA0007";
 pub const NO_CATCH_ALL: &str = "WEA0001";
 pub const SELECTOR_MISMATCH: &str = "WEA0002";
 pub const MISSING_APP_VERSION_LABELS: &str = "WEA0003";
@@ -189,7 +193,7 @@ fn services(out: &mut Out) {
             if !named_http && !app_http {
                 out.push(
                     Level::Error,
-                    PORT_NAME_NOT_UNDER_NAMING_CONVENTION,
+                    PORT_NOT_NAMED_HTTP,
                     &Object::of("Service", &s.metadata),
                     format!("spec.ports[{i}]"),
                     format!(
@@ -346,7 +350,7 @@ fn destination_rules(out: &mut Out) {
         for (i, (name, labels, pods)) in c.subsets.iter().enumerate() {
             if pods.is_empty() {
                 let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                out.push(Level::Error, NO_MATCHING_WORKLOADS, &o, format!("spec.subsets[{i}]"),
+                out.push(Level::Error, SUBSET_WITHOUT_PODS, &o, format!("spec.subsets[{i}]"),
                     format!("subset {name} ({}) selects no pods of Service {}: traffic routed to it gets 503 (UH)", l.join(", "), mesh.services[svc].name));
             }
         }

@@ -79,7 +79,7 @@ const ROWS: &[Row] = &[
         analysis: "subset selecting no pods",
         replace: "    - name: v2\n      labels:\n        version: v2\n---",
         with: "    - name: v2\n      labels:\n        version: v2\n    - name: canary\n      labels:\n        version: v3\n---",
-        code: "IST0127",
+        code: "WEA0007",
         resource: "DestinationRule frontend.weather",
         field: "spec.subsets[2]",
         text: "subset canary (version=v3) selects no pods of Service frontend",
@@ -151,7 +151,7 @@ const ROWS: &[Row] = &[
         analysis: "unnamed ports",
         replace: "    - name: http\n      port: 3002\n      targetPort: http\n      appProtocol: http",
         with: "    - port: 3002\n      targetPort: http",
-        code: "IST0118",
+        code: "WEA0006",
         resource: "Service forecast.weather",
         field: "spec.ports[0]",
         text: "port 3002 is unnamed",
@@ -215,4 +215,59 @@ fn a_mesh_host_that_names_no_service_is_a_not_modelled_warning() {
             && msg.text.contains("\"forecast.weather\" names no Service")),
         "{messages:#?}"
     );
+}
+
+/// `istioctl analyze`, built from istiod's module (conformance/analyze_test.go),
+/// on the same broken copies: where a row's code is one of istioctl's, istioctl
+/// reports that code on that object too.
+#[test]
+fn istioctl_analyze_reports_the_same_codes_on_the_broken_copies() {
+    let dir = crate::root().join("target/conformance");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = shipped_text("multiservice");
+    let mut failures = Vec::new();
+    for (i, row) in ROWS
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.code.starts_with("IST"))
+    {
+        let file = dir.join(format!("check-{i}.yaml"));
+        std::fs::write(&file, text.replacen(row.replace, row.with, 1)).unwrap();
+        let found = crate::conformance::go_job(
+            "TestAnalyzeJob",
+            "WEATHER_ANALYZE_JOB",
+            &[file],
+            &format!("check-{i}"),
+        );
+        // istioctl names objects `(Kind namespace/name …)`; weather `Kind name.namespace`.
+        let istioctl: Vec<(String, String)> = found
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|f| {
+                let text = f["text"].as_str().unwrap_or("");
+                let object = text
+                    .split_once('(')
+                    .and_then(|(_, rest)| {
+                        let mut words = rest.split_whitespace();
+                        let kind = words.next()?;
+                        let (ns, name) = words.next()?.trim_end_matches(')').split_once('/')?;
+                        Some(format!("{kind} {name}.{ns}"))
+                    })
+                    .unwrap_or_default();
+                (f["code"].as_str().unwrap_or("").to_owned(), object)
+            })
+            .collect();
+        if !istioctl
+            .iter()
+            .any(|(c, o)| c == row.code && o == row.resource)
+        {
+            failures.push(format!(
+                "{}: weather check says {} on {}; istioctl analyze says {istioctl:?}",
+                row.analysis, row.code, row.resource
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }

@@ -61,24 +61,24 @@ fn envoy_binary() -> PathBuf {
     })
 }
 
-/// What istiod pushes for these manifests: per proxy, its labels, namespace
-/// and route configurations (conformance/routes_test.go).
-fn istiod_export(manifests: &[PathBuf], name: &str) -> Value {
+/// Runs the Go test `test` of `conformance/` on `manifests`, the job passed in
+/// the environment variable `var`, and returns what it wrote.
+pub fn go_job(test: &str, var: &str, manifests: &[PathBuf], name: &str) -> Value {
     let dir = std::env::temp_dir().join(format!("weather-oracle-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join(format!("{name}.json"));
-    let job = dir.join(format!("{name}-job.json"));
+    let out = dir.join(format!("{name}-{test}.json"));
+    let job = dir.join(format!("{name}-{test}-job.json"));
     let job_text = json!({"manifests": manifests, "out": out});
     std::fs::write(&job, job_text.to_string()).unwrap();
     let run = Command::new("go")
         .current_dir(root().join("conformance"))
-        .args(["test", "-count=1", "-run", "^TestExport$", "."])
-        .env("WEATHER_ORACLE_JOB", &job)
+        .args(["test", "-count=1", "-run", &format!("^{test}$"), "."])
+        .env(var, &job)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run go (Go 1.26 builds istiod's translation): {e}"));
+        .unwrap_or_else(|e| panic!("cannot run go (Go 1.26 builds istiod's code): {e}"));
     assert!(
         run.status.success(),
-        "istiod's translation failed:\n{}",
+        "{test} failed:\n{}",
         String::from_utf8_lossy(&run.stdout)
             .lines()
             .filter(|l| !l.contains("\tinfo\t"))
@@ -86,6 +86,12 @@ fn istiod_export(manifests: &[PathBuf], name: &str) -> Value {
             .join("\n")
     );
     serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+/// What istiod pushes for these manifests: per proxy, its labels, namespace
+/// and route configurations (conformance/routes_test.go).
+fn istiod_export(manifests: &[PathBuf], name: &str) -> Value {
+    go_job("TestExport", "WEATHER_ORACLE_JOB", manifests, name)
 }
 
 /// Every cluster name a route configuration refers to.
