@@ -68,17 +68,8 @@ type Finding struct {
 // subset no DestinationRule defines is found (IST0101), so that the analyzers
 // are known to run.
 func TestAnalyzeJob(t *testing.T) {
-	job := Job{Manifests: []string{"../k8s", "../istio/base", "../istio/stages/multiservice"}}
-	path := os.Getenv("WEATHER_ANALYZE_JOB")
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, &job); err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-	} else {
+	job, given := readJob(t, "WEATHER_ANALYZE_JOB")
+	if !given {
 		dir := t.TempDir()
 		broken := filepath.Join(dir, "forecast.yaml")
 		text, err := os.ReadFile("../istio/stages/multiservice/forecast.yaml")
@@ -98,7 +89,7 @@ func TestAnalyzeJob(t *testing.T) {
 		}
 		out = append(out, Finding{Code: m.Type.Code(), Level: m.Type.Level().String(), Resource: res, Text: m.String()})
 	}
-	if path == "" {
+	if !given {
 		found := false
 		for _, f := range out {
 			found = found || (f.Code == "IST0101" && f.Resource == "weather/forecast-route")

@@ -167,6 +167,23 @@ func pushed(t *testing.T, s *xds.FakeDiscoveryServer, p *model.Proxy, namespace 
 	return out
 }
 
+// readJob reads the Job named by the environment variable `name`, if it is set.
+func readJob(t *testing.T, name string) (Job, bool) {
+	var job Job
+	path := os.Getenv(name)
+	if path == "" {
+		return job, false
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &job); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return job, true
+}
+
 // configs parses Istio objects as istiod's Kubernetes config client stores
 // them: with the cluster's domain suffix (pilot/pkg/config/kube/crdclient sets
 // `Domain`), which short host names are expanded with, and `default` for an
@@ -220,16 +237,8 @@ func export(t *testing.T, job Job) Export {
 // JSON Job). Without one it exports the shipped multiservice stage and checks
 // the routes the release relies on, so `go test ./...` alone tests something.
 func TestExport(t *testing.T) {
-	var job Job
-	if path := os.Getenv("WEATHER_ORACLE_JOB"); path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, &job); err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-	} else {
+	job, given := readJob(t, "WEATHER_ORACLE_JOB")
+	if !given {
 		job = Job{Manifests: []string{"../k8s", "../istio/base", "../istio/stages/multiservice"}}
 	}
 	ex := export(t, job)
