@@ -3,7 +3,7 @@
 // server (pilot/test/xds) and exports, for the ingress gateway and for the
 // sidecar of every Deployment, the HTTP route configurations istiod pushes.
 // A real Envoy loaded with them is the oracle of the Rust differential test
-// (crates/weather/tests/conformance); docs/architecture.md says how.
+// (crates/weather/tests/weather/conformance/); docs/architecture.md says how.
 package conformance
 
 import (

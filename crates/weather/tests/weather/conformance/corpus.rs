@@ -1,0 +1,114 @@
+//! The corpus sent to the shipped stages: browser cookie headers, real and odd
+//! user agents (digits and spaces outside ASCII among them), paths, methods,
+//! header-name case.
+
+use super::*;
+
+const ODD_AGENTS: &[&str] = &[
+    "",
+    "curl/8.5.0",
+    "Chrome/",
+    "chrome/120.0",
+    "Mozilla/5.0 (Linux; Android 14) Chrome/131.0 Mobile",
+    "Mozilla/5.0 (Android)",
+    "Mozilla/5.0 AppleWebKit Chrome/1.2.3 Safari",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Version/17.0 Mobile/15E148 Safari/604.1",
+    // Digits and spaces outside ASCII: RE2's \d and \s are ASCII only.
+    "Mozilla/5.0 Chrome/\u{661}\u{662}\u{660}.0 Safari",
+    "Mozilla/5.0 Chrome/\u{ff11}\u{ff12}\u{ff10}",
+    "Mozilla/5.0 (Linux; Android\u{a0}14) Chrome/131.0",
+    "Mozilla/5.0 Chrome/120\u{2003}Safari",
+    "Mozilla/5.0 (Android) \u{6d4f}\u{89c8}\u{5668}",
+];
+
+const PATHS: &[&str] = &[
+    "/",
+    "/?city=beijing",
+    "/forecast?city=london&days=3",
+    "/api/weather?city=new-york",
+    "/FORECAST",
+    "/login",
+    "/static/style.css",
+];
+
+/// Cookie headers built as browsers build them: pairs from a pool, in any
+/// order, joined by "; " or ";".
+fn random_cookie(rng: &mut fastrand::Rng) -> String {
+    const POOL: &[&str] = &[
+        "user=tester",
+        "user=alice",
+        "xuser=tester",
+        "user=tester2",
+        "lang=zh",
+        "lang=en",
+        "_ga=GA1.1.99",
+        "theme=dark",
+        "user=\"tester\"",
+        "user=",
+        "lang=\u{4e2d}\u{6587}",
+        "\u{a0}user=tester",
+        "user=tester\u{a0}",
+    ];
+    let n = rng.usize(1..5);
+    let sep = ["; ", ";", ";\u{a0}", ";\u{2009}"][rng.usize(..4)];
+    (0..n)
+        .map(|_| POOL[rng.usize(..POOL.len())])
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
+/// At least `n` requests from `from` to each of its listeners.
+pub(super) fn corpus(proxy: &str, listeners: &[String], n: usize, seed: u64) -> Vec<Ask> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut out = Vec::new();
+    for listener in listeners {
+        // A sidecar's listener is named by port; the authorities its Service's
+        // virtual host answers, and one it does not.
+        let authorities: Vec<String> = match listener.as_str() {
+            "http.80" => vec!["weather.example.com".into(), "localhost:8080".into()],
+            port => ["frontend", "forecast", "recommendation", "nowhere"]
+                .iter()
+                .map(|h| format!("{h}:{port}"))
+                .collect(),
+        };
+        for i in 0..n {
+            let mut headers = Vec::new();
+            let cookie = match i % 3 {
+                0 => TESTER_COOKIES[rng.usize(..TESTER_COOKIES.len())].to_owned(),
+                1 => ANONYMOUS_COOKIES[rng.usize(..ANONYMOUS_COOKIES.len())].to_owned(),
+                _ => random_cookie(&mut rng),
+            };
+            if !cookie.is_empty() {
+                let name = if rng.u8(..10) == 0 {
+                    "Cookie"
+                } else {
+                    "cookie"
+                };
+                headers.push((name.to_owned(), cookie));
+            }
+            let ua = if rng.bool() {
+                USER_AGENTS[rng.usize(..USER_AGENTS.len())]
+            } else {
+                ODD_AGENTS[rng.usize(..ODD_AGENTS.len())]
+            };
+            if !ua.is_empty() {
+                let name = if rng.u8(..10) == 0 {
+                    "User-Agent"
+                } else {
+                    "user-agent"
+                };
+                headers.push((name.to_owned(), ua.to_owned()));
+            }
+            out.push(Ask {
+                from: proxy.to_owned(),
+                listener: listener.clone(),
+                authority: authorities[rng.usize(..authorities.len())].clone(),
+                path: PATHS[rng.usize(..PATHS.len())].to_owned(),
+                method: ["GET", "GET", "POST", "HEAD"][rng.usize(..4)],
+                headers,
+                roll: rng.u32(..100),
+            });
+        }
+    }
+    out
+}

