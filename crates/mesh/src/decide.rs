@@ -59,7 +59,7 @@ impl Mesh {
         let bound: Vec<&str> = self
             .gateways
             .iter()
-            .filter(|g| !g.selector.is_empty() && subset_of(&labels, &g.selector))
+            .filter(|g| !g.selector.is_empty() && subset_of(labels, &g.selector))
             .filter(|g| {
                 g.servers.iter().any(|(p, hosts)| {
                     *p == port
@@ -74,7 +74,7 @@ impl Mesh {
             return Routed::NoRoute(NoRoute::NoGateway);
         }
         let proxy = Proxy {
-            labels: &labels,
+            labels,
             namespace: INGRESS_NAMESPACE,
             gateways: &bound,
             port,

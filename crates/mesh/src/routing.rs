@@ -10,11 +10,15 @@ use crate::model::Labels;
 
 /// The labels of Istio's ingress gateway, which `--from ingress`
 /// stands for (the demo profile's `istio-ingressgateway`).
-pub fn ingress_labels() -> Labels {
-    Labels::from([
-        ("app".to_owned(), "istio-ingressgateway".to_owned()),
-        ("istio".to_owned(), "ingressgateway".to_owned()),
-    ])
+/// Built once: every ingress decision reads them.
+pub fn ingress_labels() -> &'static Labels {
+    static LABELS: std::sync::LazyLock<Labels> = std::sync::LazyLock::new(|| {
+        Labels::from([
+            ("app".to_owned(), "istio-ingressgateway".to_owned()),
+            ("istio".to_owned(), "ingressgateway".to_owned()),
+        ])
+    });
+    &LABELS
 }
 /// The port the ingress listens on, as the Gateway's server states it.
 pub const INGRESS_PORT: u16 = 80;

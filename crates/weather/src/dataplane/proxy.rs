@@ -210,12 +210,12 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
         return record.refuse(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "UH", detail));
     }
 
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
     to_upstream(req.headers_mut(), &authority);
     if matches!(l.hop, Hop::Ingress) {
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
         at_the_edge(req.headers_mut(), peer);
     }
     if exporting {
