@@ -18,10 +18,58 @@ struct Series {
     method: String,
     route: String,
     status: u16,
-    count: u64,
+    latency: Histogram,
+}
+
+/// A Prometheus histogram over fixed upper bounds: observations, their sum, and
+/// a count per bucket (kept non-cumulative; written cumulative).
+#[derive(Clone, Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// One slot per bound, then +Inf.
+    counts: Vec<u64>,
     sum: f64,
-    /// Non-cumulative counts per bucket; the last slot is +Inf.
-    buckets: [u64; BUCKETS.len() + 1],
+    count: u64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    pub fn observe(&mut self, value: f64) {
+        let slot = self
+            .bounds
+            .iter()
+            .position(|b| value <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[slot] += 1;
+        self.sum += value;
+        self.count += 1;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Writes `NAME_bucket`, `NAME_sum` and `NAME_count` lines for one series
+    /// whose labels (already escaped, comma separated) are `labels`.
+    pub fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (bound, n) in self.bounds.iter().zip(&self.counts) {
+            cumulative += n;
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count;
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
 }
 
 /// One app's request metrics. Cheap to clone; the series stay few (routes x
@@ -41,11 +89,6 @@ impl Metrics {
     }
 
     pub fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        let slot = BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(BUCKETS.len());
         let mut all = self.series.lock().unwrap_or_else(|e| e.into_inner());
         let i = match all
             .iter()
@@ -57,17 +100,12 @@ impl Metrics {
                     method: method.to_owned(),
                     route: route.to_owned(),
                     status,
-                    count: 0,
-                    sum: 0.0,
-                    buckets: [0; BUCKETS.len() + 1],
+                    latency: Histogram::new(&BUCKETS),
                 });
                 all.len() - 1
             }
         };
-        let s = &mut all[i];
-        s.count += 1;
-        s.sum += secs;
-        s.buckets[slot] += 1;
+        all[i].latency.observe(elapsed.as_secs_f64());
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -82,7 +120,7 @@ impl Metrics {
                 "http_requests_total{{{},{}}} {}",
                 self.labels,
                 series_labels(s),
-                s.count
+                s.latency.count()
             );
         }
         out.push_str(
@@ -91,29 +129,8 @@ impl Metrics {
         out.push_str("# TYPE http_request_duration_seconds histogram\n");
         for s in all.iter() {
             let labels = format!("{},{}", self.labels, series_labels(s));
-            let mut cumulative = 0;
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                cumulative += s.buckets[i];
-                let _ = writeln!(
-                    out,
-                    "http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                s.count
-            );
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_sum{{{labels}}} {}",
-                s.sum
-            );
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_count{{{labels}}} {}",
-                s.count
-            );
+            s.latency
+                .write(&mut out, "http_request_duration_seconds", &labels);
         }
         out
     }
@@ -128,7 +145,9 @@ fn series_labels(s: &Series) -> String {
     )
 }
 
-fn escape(v: &str) -> String {
+/// A label value as the text format writes it: backslash, quote and newline
+/// escaped.
+pub fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

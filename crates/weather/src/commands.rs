@@ -12,7 +12,7 @@ use mesh::{
     routing::{Caller, Request},
 };
 
-use crate::{admin, dataplane, stages, verify};
+use crate::{admin, dataplane, prometheus, stages, verify};
 
 fn load(paths: &[PathBuf]) -> Result<Manifests, ExitCode> {
     if paths.is_empty() {
@@ -253,6 +253,22 @@ pub struct UpArgs {
     /// answers 504 (UT), in milliseconds.
     #[arg(long, default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub upstream_timeout_ms: u64,
+    /// Do not record Istio's standard metrics (for measuring what they cost).
+    #[arg(long)]
+    pub no_metrics: bool,
+    /// Start a Prometheus (Debian's `prometheus`) scraping the admin listener's
+    /// /stats/prometheus, so the queries Kiali and Flagger run answer locally.
+    #[arg(long)]
+    pub prometheus: bool,
+    /// Where that Prometheus listens.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub prometheus_listen: SocketAddr,
+    /// How often it scrapes, in milliseconds.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub scrape_interval_ms: u64,
+    /// The Prometheus program.
+    #[arg(long, env = "WEATHER_PROMETHEUS", default_value = "prometheus")]
+    pub prometheus_bin: PathBuf,
     /// Where the workloads and the proxy hops send their spans.
     #[command(flatten)]
     pub telemetry: weather_core::telemetry::TelemetryArgs,
@@ -277,6 +293,7 @@ pub async fn up(a: UpArgs) -> ExitCode {
         settings: dataplane::Settings {
             access_log: !a.quiet,
             upstream_timeout: Duration::from_millis(a.upstream_timeout_ms),
+            metrics: !a.no_metrics,
         },
         telemetry: a.telemetry.clone(),
     };
@@ -295,12 +312,41 @@ pub async fn up(a: UpArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let prometheus = if a.prometheus {
+        let opts = prometheus::Options {
+            program: a.prometheus_bin.clone(),
+            listen: a.prometheus_listen,
+            target: admin.addr,
+            scrape_interval: Duration::from_millis(a.scrape_interval_ms),
+        };
+        match prometheus::Prometheus::start(&opts).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("error: {e}");
+                let _ = admin.shutdown().await;
+                running.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     if !a.no_watch {
         running.watch(Duration::from_secs(1));
     }
-    print_banner(&a.root, stage.as_deref(), &running, admin.addr);
-    let _ = tokio::signal::ctrl_c().await;
+    let prometheus_url = prometheus.as_ref().map(|p| p.url.as_str());
+    print_banner(
+        &a.root,
+        stage.as_deref(),
+        &running,
+        admin.addr,
+        prometheus_url,
+    );
+    weather_core::server::stop_signal().await;
     println!("stopping");
+    if let Some(p) = prometheus {
+        p.stop().await;
+    }
     let _ = admin.shutdown().await;
     running.shutdown().await;
     // Send the spans still buffered, the workloads' and the proxies'.
@@ -314,6 +360,7 @@ fn print_banner(
     stage: Option<&str>,
     running: &dataplane::Running,
     admin: SocketAddr,
+    prometheus: Option<&str>,
 ) {
     let url = format!("http://{}/", running.ingress);
     println!();
@@ -330,6 +377,8 @@ fn print_banner(
     println!(
         "  Stage     weather stage NAME --admin http://{admin}   (or edit the manifests: they are watched)"
     );
+    println!("  Watch     http://{admin}/   (graph, stage buttons, version matrix)");
+    println!("  Metrics   http://{admin}/stats/prometheus   (Istio's standard metrics)");
     println!();
     if stage.is_some() {
         println!("  Stages:");
@@ -343,7 +392,23 @@ fn print_banner(
         println!("    {name:<20} {addr}");
     }
     println!();
+    if let Some(url) = prometheus {
+        print_prometheus(url);
+    }
     println!("  Press Ctrl-C to stop.");
+    println!();
+}
+
+/// The queries Flagger and Kiali run on a cluster, ready to paste.
+fn print_prometheus(url: &str) {
+    println!("  Prometheus {url}   (scrapes the admin listener; stopped with weather up)");
+    for (what, query) in [
+        ("success rate by version", prometheus::SUCCESS_RATE),
+        ("p99 latency by version", prometheus::P99),
+    ] {
+        println!("    {what}:");
+        println!("      {query}");
+    }
     println!();
 }
 

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod commands;
 pub mod dataplane;
 pub mod predict;
+pub mod prometheus;
 pub mod stages;
 pub mod verify;
 pub mod workloads;

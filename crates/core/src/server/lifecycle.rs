@@ -189,10 +189,17 @@ pub async fn run(
     }
 }
 
-/// Resolves when the server should stop accepting. On SIGTERM readiness turns 503
-/// for `drain` first, so the endpoint is removed before the listener closes;
-/// Ctrl-C stops at once. Either way in-flight requests finish.
-async fn shutdown_signal(health: Health, drain: Duration) {
+/// Which signal asked the process to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Ctrl-C (SIGINT).
+    Interrupt,
+    /// SIGTERM, as Kubernetes sends.
+    Terminate,
+}
+
+/// Resolves at the first Ctrl-C or SIGTERM.
+pub async fn stop_signal() -> Stop {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -208,13 +215,24 @@ async fn shutdown_signal(health: Health, drain: Duration) {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        () = ctrl_c => {
-            health.start_draining();
-            tracing::info!("interrupted: finishing in-flight requests");
-        }
-        () = term => {
-            health.start_draining();
-            tracing::info!(drain_ms = drain.as_millis() as u64, "SIGTERM: readiness is now 503, draining");
+        () = ctrl_c => Stop::Interrupt,
+        () = term => Stop::Terminate,
+    }
+}
+
+/// Resolves when the server should stop accepting. On SIGTERM readiness turns 503
+/// for `drain` first, so the endpoint is removed before the listener closes;
+/// Ctrl-C stops at once. Either way in-flight requests finish.
+async fn shutdown_signal(health: Health, drain: Duration) {
+    let stop = stop_signal().await;
+    health.start_draining();
+    match stop {
+        Stop::Interrupt => tracing::info!("interrupted: finishing in-flight requests"),
+        Stop::Terminate => {
+            tracing::info!(
+                drain_ms = drain.as_millis() as u64,
+                "SIGTERM: readiness is now 503, draining"
+            );
             tokio::time::sleep(drain).await;
         }
     }

@@ -7,4 +7,6 @@ pub mod layers;
 pub mod lifecycle;
 
 pub use layers::{not_found, service};
-pub use lifecycle::{AppInfo, Health, RunningServer, Service, main, run, spawn, spawn_local};
+pub use lifecycle::{
+    AppInfo, Health, RunningServer, Service, Stop, main, run, spawn, spawn_local, stop_signal,
+};

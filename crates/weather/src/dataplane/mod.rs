@@ -8,7 +8,9 @@
 //!   and the only way to change it, [`Plane::switch`];
 //! - [`proxy`]: one hop, as a `Router` of its own, tested in-process;
 //! - [`boot`]: binds and starts every workload and listener;
-//! - [`reload`]: re-applies the manifests when their files change.
+//! - [`reload`]: re-applies the manifests when their files change;
+//! - [`stats`]: Istio's standard metrics of every hop, and the window of recent
+//!   traffic the admin page draws.
 //!
 //! The admin listener is not part of the data plane: `weather up` mounts
 //! [`crate::admin`] on the [`Plane`] it gets back.
@@ -16,11 +18,14 @@
 mod boot;
 mod error;
 mod headers;
+mod metered;
 pub mod plane;
 pub mod proxy;
 mod reload;
+pub mod stats;
 
 pub use boot::{Options, Running, start};
 pub use error::Error;
 pub use plane::{Applied, Plane, Reloads, Settings};
 pub use proxy::Hop;
+pub use stats::Stats;

@@ -21,7 +21,10 @@ use hyper_util::{
 };
 use mesh::{Manifests, Mesh};
 
-use super::error::Error;
+use super::{
+    error::Error,
+    stats::{ServiceRef, Stats},
+};
 
 /// How the hops behave, fixed for the life of the data plane.
 #[derive(Clone, Debug)]
@@ -31,6 +34,8 @@ pub struct Settings {
     /// How long an upstream may take to send its response headers before the hop
     /// answers 504 (`UT`).
     pub upstream_timeout: Duration,
+    /// Istio's standard metrics (`GET /stats/prometheus` on the admin listener).
+    pub metrics: bool,
 }
 
 impl Default for Settings {
@@ -38,6 +43,7 @@ impl Default for Settings {
         Settings {
             access_log: true,
             upstream_timeout: Duration::from_secs(15),
+            metrics: true,
         }
     }
 }
@@ -48,14 +54,27 @@ pub struct Applied {
     /// The stage folder the paths stand for; `None` when started with `-f`.
     pub stage: Option<String>,
     pub mesh: Mesh,
-    /// The address of each of `mesh.workloads`, by index.
-    addrs: Vec<Option<SocketAddr>>,
+    /// The address of each of `mesh.workloads`, by index, and its index in
+    /// [`Stats::peers`].
+    pods: Vec<Option<(SocketAddr, usize)>>,
+    /// Each of `mesh.services` as the metrics name it.
+    services: Vec<Arc<ServiceRef>>,
 }
 
 impl Applied {
     /// The pod address of the workload at `index` of the compiled mesh.
     pub fn addr(&self, index: usize) -> Option<SocketAddr> {
-        self.addrs.get(index).copied().flatten()
+        self.pod(index).map(|(addr, _)| addr)
+    }
+
+    /// The pod address and metrics peer of the workload at `index`.
+    pub(super) fn pod(&self, index: usize) -> Option<(SocketAddr, usize)> {
+        self.pods.get(index).copied().flatten()
+    }
+
+    /// The Service at `index` of the compiled mesh, as the metrics name it.
+    pub(super) fn service(&self, index: usize) -> Option<&Arc<ServiceRef>> {
+        self.services.get(index)
     }
 }
 
@@ -78,6 +97,8 @@ pub struct Plane {
     next: AtomicUsize,
     pub settings: Settings,
     reloads: Mutex<Reloads>,
+    /// Istio's standard metrics of every hop.
+    pub stats: Arc<Stats>,
 }
 
 /// Reads the manifests and compiles them. A rule that cannot be compiled is
@@ -111,7 +132,8 @@ impl Plane {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .build_http();
-        let applied = prepare(&pods, paths, stage, mesh)?;
+        let stats = Arc::new(Stats::new(&mesh.workloads, settings.metrics));
+        let applied = prepare(&pods, &stats, paths, stage, mesh)?;
         Ok(Plane {
             applied: RwLock::new(Arc::new(applied)),
             pods,
@@ -119,6 +141,7 @@ impl Plane {
             next: AtomicUsize::new(0),
             settings,
             reloads: Mutex::new(Reloads::default()),
+            stats,
         })
     }
 
@@ -135,7 +158,7 @@ impl Plane {
     /// error nothing changes. Returns a one-line summary.
     pub fn switch(&self, paths: Vec<PathBuf>, stage: Option<String>) -> Result<String, Error> {
         let mesh = load_whole(&paths)?;
-        let applied = prepare(&self.pods, paths, stage, mesh)?;
+        let applied = prepare(&self.pods, &self.stats, paths, stage, mesh)?;
         let summary = applied.summary();
         *self.applied.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(applied);
         Ok(summary)
@@ -145,8 +168,10 @@ impl Plane {
     /// was applied since `seen` was read: a stage switch wins over a file edit
     /// that raced with it. `None` when it was not applied for that reason.
     pub(super) fn reload(&self, seen: &Arc<Applied>) -> Option<Result<String, Error>> {
-        let outcome = load_whole(&seen.paths)
-            .and_then(|mesh| prepare(&self.pods, seen.paths.clone(), seen.stage.clone(), mesh));
+        let outcome = load_whole(&seen.paths).and_then(|mesh| {
+            let (paths, stage) = (seen.paths.clone(), seen.stage.clone());
+            prepare(&self.pods, &self.stats, paths, stage, mesh)
+        });
         let mut current = self.applied.write().unwrap_or_else(|e| e.into_inner());
         if !Arc::ptr_eq(&current, seen) {
             return None;
@@ -185,6 +210,7 @@ impl Plane {
 /// not started.
 fn prepare(
     pods: &HashMap<String, SocketAddr>,
+    stats: &Stats,
     paths: Vec<PathBuf>,
     stage: Option<String>,
     mesh: Mesh,
@@ -192,22 +218,28 @@ fn prepare(
     let missing: Vec<String> = mesh
         .workloads
         .iter()
-        .filter(|w| !pods.contains_key(&w.name))
+        .filter(|w| !pods.contains_key(&w.name) || stats.peer(&w.name).is_none())
         .map(|w| w.name.clone())
         .collect();
     if !missing.is_empty() {
         return Err(Error::NewWorkloads(missing));
     }
-    let addrs = mesh
+    let pods = mesh
         .workloads
         .iter()
-        .map(|w| pods.get(&w.name).copied())
+        .map(|w| Some((*pods.get(&w.name)?, stats.peer(&w.name)?)))
+        .collect();
+    let services = mesh
+        .services
+        .iter()
+        .map(|s| Arc::new(ServiceRef::of(s)))
         .collect();
     Ok(Applied {
         paths,
         stage,
         mesh,
-        addrs,
+        pods,
+        services,
     })
 }
 

@@ -29,7 +29,9 @@ use weather_core::telemetry::{HeaderExtractor, HeaderInjector, Telemetry, propag
 
 use super::{
     headers::{Headers, at_the_edge, strip_hop_by_hop, to_upstream},
+    metered::Metered,
     plane::{Applied, Plane},
+    stats::{Exchange, INGRESS_PEER, ServiceRef, UNKNOWN_PEER, is_tester},
 };
 
 /// Which proxy a listener stands for.
@@ -62,6 +64,8 @@ impl Hop {
 struct Listener {
     plane: Arc<Plane>,
     hop: Hop,
+    /// The hop's proxy as the metrics name it: an index of `Stats::peers`.
+    peer: usize,
     /// The proxy's own tracer: `istio-ingressgateway.istio-system`, or
     /// `APP.NAMESPACE` for a sidecar, as Istio's proxies report.
     telemetry: Telemetry,
@@ -69,9 +73,14 @@ struct Listener {
 
 /// A hop of `plane` as a router: every path, every method.
 pub fn router(plane: Arc<Plane>, hop: Hop, telemetry: Telemetry) -> Router {
+    let peer = match &hop {
+        Hop::Ingress => INGRESS_PEER,
+        Hop::Sidecar { workload, .. } => plane.stats.peer(workload).unwrap_or(UNKNOWN_PEER),
+    };
     let listener = Listener {
         plane,
         hop,
+        peer,
         telemetry,
     };
     Router::new().fallback(proxy).with_state(Arc::new(listener))
@@ -107,17 +116,23 @@ impl Refusal {
     }
 }
 
-/// The hop's span and access-log line, finished once with the outcome. Names
-/// are built only when one of them is on.
+/// The hop's span, access-log line and metrics, finished once with the
+/// outcome. Names are built only when the log or the span is on.
 struct Record<'a> {
     l: &'a Listener,
     start: Instant,
     method: Method,
     path: String,
+    authority: String,
     cx: opentelemetry::Context,
     exporting: bool,
     rule: String,
     to: String,
+    /// The Service and the workload (an index of `Stats::peers`) the request
+    /// was sent to, once chosen.
+    service: Option<Arc<ServiceRef>>,
+    destination: Option<usize>,
+    request_bytes: u64,
 }
 
 impl Record<'_> {
@@ -148,8 +163,36 @@ impl Record<'_> {
         }
     }
 
+    /// What the metrics get of this exchange; the duration and response size
+    /// are filled in when the response ends.
+    fn exchange(&self, code: u16, flags: &'static str, reached: bool) -> Exchange {
+        let service = self
+            .service
+            .clone()
+            .unwrap_or_else(|| Arc::new(ServiceRef::unresolved(&self.authority)));
+        Exchange {
+            source: self.l.peer,
+            destination: self.destination,
+            service,
+            code,
+            flags,
+            reached,
+            duration: self.start.elapsed(),
+            request_bytes: self.request_bytes,
+            response_bytes: 0,
+        }
+    }
+
+    /// The hop answers itself: the destination never saw the request.
     fn refuse(&self, r: Refusal) -> Response<Body> {
-        self.finish(r.status.as_u16(), r.flag);
+        let code = r.status.as_u16();
+        self.finish(code, r.flag);
+        let stats = &self.l.plane.stats;
+        if stats.enabled() {
+            let mut e = self.exchange(code, r.flag, false);
+            e.response_bytes = r.detail.len() as u64 + 1;
+            stats.record(&e);
+        }
         r.into_response()
     }
 }
@@ -178,6 +221,11 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
             .to_owned(),
     };
     let exporting = l.telemetry.is_exporting();
+    let request_bytes = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0);
     // Without an exporter the trace headers pass through untouched, as they came.
     let cx = if exporting {
         let parent = propagator().extract(&HeaderExtractor(req.headers()));
@@ -190,27 +238,38 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
         start,
         method: req.method().clone(),
         path,
+        authority,
         cx,
         exporting,
         rule: String::new(),
         to: String::new(),
+        service: None,
+        destination: None,
+        request_bytes,
     };
 
-    let target = match decide(&applied, &l.hop, &req, &authority, &mut record) {
+    let target = match decide(&applied, &l.hop, &req, &mut record) {
         Ok(t) => t,
         Err(r) => return record.refuse(r),
     };
-    let endpoints: Vec<SocketAddr> = target
+    let endpoints: Vec<(SocketAddr, usize)> = target
         .endpoints
         .iter()
-        .filter_map(|&i| applied.addr(i))
+        .filter_map(|&i| applied.pod(i))
         .collect();
     if endpoints.is_empty() {
         let detail = format!("{}: no healthy upstream", record.to);
         return record.refuse(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "UH", detail));
     }
 
-    to_upstream(req.headers_mut(), &authority);
+    to_upstream(req.headers_mut(), &record.authority);
+    let tester = matches!(l.hop, Hop::Ingress)
+        && is_tester(
+            req.headers()
+                .get_all(header::COOKIE)
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
     if matches!(l.hop, Hop::Ingress) {
         let peer = req
             .extensions()
@@ -221,7 +280,15 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
     if exporting {
         propagator().inject_context(&record.cx, &mut HeaderInjector(req.headers_mut()));
     }
-    forward(&l.plane, &endpoints, req, &record).await
+    let res = forward(&l.plane, &endpoints, req, &mut record).await;
+    if matches!(l.hop, Hop::Ingress)
+        && let Some(chain) = res.headers().get(weather_core::chain::CHAIN_HEADER)
+    {
+        l.plane
+            .stats
+            .visit(tester, &String::from_utf8_lossy(chain.as_bytes()));
+    }
+    res
 }
 
 /// Routes the request and picks its destination. Fills the record's rule and
@@ -230,9 +297,9 @@ fn decide<'a>(
     applied: &'a Applied,
     hop: &Hop,
     req: &Request<Body>,
-    authority: &str,
     record: &mut Record<'_>,
 ) -> Result<&'a Target, Refusal> {
+    let authority = record.authority.as_str();
     let caller = match hop {
         Hop::Ingress => Caller::Ingress,
         Hop::Sidecar {
@@ -266,10 +333,13 @@ fn decide<'a>(
         record.rule = rule.map_or_else(|| "default".into(), |r| r.to_string());
     }
     let total = Routed::total(targets);
-    let Some(target) = (total > 0)
+    let picked = (total > 0)
         .then(|| Routed::pick(targets, fastrand::u32(..total)))
-        .flatten()
-    else {
+        .flatten();
+    if let Some(t) = picked {
+        record.service = t.service.and_then(|i| applied.service(i)).cloned();
+    }
+    let Some(target) = picked else {
         let detail = "every destination has weight 0";
         return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "NC", detail));
     };
@@ -307,9 +377,9 @@ fn decide<'a>(
 /// upstream); a body can be sent once, so a request with one is never retried.
 async fn forward(
     plane: &Plane,
-    endpoints: &[SocketAddr],
+    endpoints: &[(SocketAddr, usize)],
     req: Request<Body>,
-    record: &Record<'_>,
+    record: &mut Record<'_>,
 ) -> Response<Body> {
     let bodiless = !req.headers().contains_key(header::CONTENT_LENGTH)
         && !req.headers().contains_key(header::TRANSFER_ENCODING);
@@ -318,7 +388,8 @@ async fn forward(
     let (parts, body) = req.into_parts();
     let mut body = Some(body);
     for attempt in 0..attempts {
-        let addr = endpoints[(first + attempt) % endpoints.len()];
+        let (addr, peer) = endpoints[(first + attempt) % endpoints.len()];
+        record.destination = Some(peer);
         let Ok(uri) = Uri::try_from(format!("http://{addr}{}", record.path)) else {
             return record.refuse(Refusal::new(
                 StatusCode::BAD_REQUEST,
@@ -339,8 +410,16 @@ async fn forward(
                         .span()
                         .set_attribute(KeyValue::new("upstream_host", addr.to_string()));
                 }
-                record.finish(parts.status.as_u16(), "-");
-                return Response::from_parts(parts, Body::new(incoming));
+                let code = parts.status.as_u16();
+                record.finish(code, "-");
+                let body = if plane.stats.enabled() {
+                    let e = record.exchange(code, "-", true);
+                    let stats = plane.stats.clone();
+                    Body::new(Metered::new(Body::new(incoming), stats, e, record.start))
+                } else {
+                    Body::new(incoming)
+                };
+                return Response::from_parts(parts, body);
             }
             Ok(Err(e)) if e.is_connect() && attempt + 1 < attempts => {
                 tracing::debug!("connect to {addr} failed, retrying: {e}");

@@ -6,6 +6,7 @@ mod check;
 mod cli;
 mod conformance;
 mod cookies;
+mod metrics;
 mod model;
 mod proxy;
 mod up;

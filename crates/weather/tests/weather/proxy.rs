@@ -153,6 +153,7 @@ async fn fixture(upstream_timeout: Duration) -> Fixture {
     let settings = Settings {
         access_log: false,
         upstream_timeout,
+        metrics: true,
     };
     let plane = Plane::new(Vec::new(), None, mesh, pods, settings).unwrap();
     Fixture {

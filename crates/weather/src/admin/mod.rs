@@ -1,0 +1,161 @@
+//! The admin listener of `weather up` (like Envoy's admin port): which stage is
+//! in force, applying another one without dropping requests, Istio's metrics,
+//! and a live page of the release. `weather up` mounts it on the data plane's
+//! [`Plane`]; the data plane does not know it.
+//!
+//!   GET  /                  -> the live page (graph, stage, version matrix)
+//!   GET  /panel             -> the page's panel alone, which the page refreshes
+//!   GET  /stats/prometheus  -> Istio's standard metrics, Prometheus text format
+//!   GET  /stage             -> {"stage": "multiservice", "stages": [...], ...}
+//!   POST /stage/NAME        -> applies istio/stages/NAME (same origin only)
+
+mod page;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use askama::Template;
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde_json::json;
+use tokio::net::TcpListener;
+use weather_core::server::{self, RunningServer};
+
+use crate::{dataplane::Plane, stages};
+
+pub fn router(plane: Arc<Plane>) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/panel", get(panel))
+        .route("/stats/prometheus", get(prometheus))
+        .route("/stage", get(current))
+        .route("/stage/{name}", post(switch))
+        .with_state(plane)
+}
+
+async fn home(State(plane): State<Arc<Plane>>) -> Response {
+    let panel = page::Panel::new(&plane.applied(), &plane.stats);
+    match panel.render() {
+        Ok(panel) => html(page::Page { panel }.render()),
+        Err(e) => html(Err(e)),
+    }
+}
+
+async fn panel(State(plane): State<Arc<Plane>>) -> Response {
+    html(page::Panel::new(&plane.applied(), &plane.stats).render())
+}
+
+fn html(rendered: askama::Result<String>) -> Response {
+    match rendered {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!("admin page: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be drawn\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn prometheus(State(plane): State<Arc<Plane>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        plane.stats.render(),
+    )
+        .into_response()
+}
+
+/// A write from another origin: a page the user opened must not switch or
+/// break the release. Browsers send `Origin` (and `Sec-Fetch-Site`) on a POST;
+/// `curl` and `weather stage` send neither.
+fn cross_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return !matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let host = headers.get(header::HOST).map(|h| h.as_bytes());
+    let origin = origin.as_bytes();
+    let authority = origin
+        .strip_prefix(b"http://")
+        .or_else(|| origin.strip_prefix(b"https://"));
+    authority.is_none() || authority != host
+}
+
+/// Binds `addr` and serves the admin router on it.
+pub async fn serve(addr: SocketAddr, plane: Arc<Plane>) -> std::io::Result<RunningServer> {
+    server::spawn(TcpListener::bind(addr).await?, router(plane))
+}
+
+async fn current(State(plane): State<Arc<Plane>>) -> Json<serde_json::Value> {
+    let applied = plane.applied();
+    let root = applied
+        .stage
+        .as_deref()
+        .and_then(|s| stages::root_of(&applied.paths, s));
+    let reloads = plane.reloads();
+    Json(json!({
+        "stage": applied.stage,
+        "stages": root.map(|r| stages::names(&r)).unwrap_or_default(),
+        "paths": applied.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "reloads": {
+            "applied": reloads.applied,
+            "refused": reloads.refused,
+            "last_error": reloads.last_error,
+        },
+    }))
+}
+
+async fn switch(
+    State(plane): State<Arc<Plane>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if cross_origin(&headers) {
+        let msg = "a stage switch from another origin is refused: use weather stage, curl, or this listener's own page";
+        return (StatusCode::FORBIDDEN, Json(json!({"error": msg}))).into_response();
+    }
+    let applied = plane.applied();
+    let Some(root) = applied
+        .stage
+        .as_deref()
+        .and_then(|s| stages::root_of(&applied.paths, s))
+    else {
+        let msg = "weather up was started with -f paths, not --stage: switch by editing the files (they are watched)";
+        return (StatusCode::CONFLICT, Json(json!({"error": msg}))).into_response();
+    };
+    let paths = match stages::paths(&root, &name) {
+        Ok(p) => p,
+        Err(e) => {
+            let body = Json(json!({"error": e.to_string()}));
+            return (StatusCode::NOT_FOUND, body).into_response();
+        }
+    };
+    match plane.switch(paths, Some(name.clone())) {
+        Ok(summary) => {
+            tracing::info!("{summary}: {}", stages::summary(&root, &name));
+            Json(json!({"stage": name, "applied": summary})).into_response()
+        }
+        Err(e) => {
+            let body = Json(json!({"error": e.to_string()}));
+            (StatusCode::UNPROCESSABLE_ENTITY, body).into_response()
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The live page of the admin listener (`GET /`): the versioned app graph the
+//! way Kiali draws it, the stage in force and the others to switch to, and the
+//! version matrix of the ingress's latest requests. Server-rendered HTML and
+//! SVG from [`Stats`]; the page's own small script refreshes the panel and sends
+//! the stage buttons' POSTs.
+
+use askama::Template;
+
+use crate::{
+    dataplane::{
+        Applied, Stats,
+        stats::{Edge, INGRESS_PEER, Matrix, Peer, UNKNOWN_PEER, WINDOW},
+    },
+    stages, verify,
+};
+
+/// The whole page: the frame and the first panel.
+#[derive(Template)]
+#[template(path = "admin.html")]
+pub struct Page {
+    /// The panel, rendered (and escaped) by its own template.
+    pub panel: String,
+}
+
+/// What refreshes: stage, graph and matrix.
+#[derive(Template)]
+#[template(path = "admin_panel.html")]
+pub struct Panel {
+    pub stage: Option<String>,
+    pub meaning: String,
+    pub stages: Vec<StageButton>,
+    pub graph: Graph,
+    pub matrix: MatrixView,
+    pub window_s: u64,
+}
+
+pub struct StageButton {
+    pub name: String,
+    pub summary: String,
+    pub current: bool,
+}
+
+pub struct Graph {
+    pub width: u32,
+    pub height: u32,
+    pub nodes: Vec<NodeView>,
+    pub edges: Vec<EdgeView>,
+}
+
+pub struct NodeView {
+    pub label: String,
+    pub x: u32,
+    pub y: u32,
+    /// Traffic went through it in the window.
+    pub active: bool,
+}
+
+pub struct EdgeView {
+    pub from: String,
+    pub to: String,
+    pub d: String,
+    pub label_x: u32,
+    pub label_y: u32,
+    /// Requests per second, then error share and p99.
+    pub rate: String,
+    pub detail: String,
+    /// `ok`, `error` or `crossing`: the edge's class.
+    pub class: &'static str,
+    pub width: String,
+}
+
+pub struct MatrixView {
+    pub chains: Vec<ChainColumn>,
+    pub rows: Vec<MatrixRow>,
+    pub total: u64,
+}
+
+pub struct ChainColumn {
+    pub chain: String,
+    pub crossing: bool,
+}
+
+pub struct MatrixRow {
+    pub who: &'static str,
+    pub counts: Vec<u64>,
+}
+
+pub const NODE_W: u32 = 140;
+pub const NODE_H: u32 = 36;
+const COL_W: u32 = 310;
+const ROW_H: u32 = 80;
+const MARGIN: u32 = 10;
+
+impl Panel {
+    pub fn new(applied: &Applied, stats: &Stats) -> Panel {
+        let root = applied
+            .stage
+            .as_deref()
+            .and_then(|s| stages::root_of(&applied.paths, s));
+        let stage = applied.stage.clone();
+        let meaning = match (&root, &stage) {
+            (Some(r), Some(s)) => stages::summary(r, s),
+            _ => format!(
+                "routed by the manifests given with -f: {}",
+                applied
+                    .paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let stages = root
+            .map(|r| {
+                stages::names(&r)
+                    .into_iter()
+                    .map(|name| StageButton {
+                        summary: stages::summary(&r, &name),
+                        current: Some(&name) == stage.as_ref(),
+                        name,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Panel {
+            stage,
+            meaning,
+            stages,
+            graph: graph(stats.peers(), &stats.edges()),
+            matrix: matrix(stats.matrix()),
+            window_s: WINDOW.as_secs(),
+        }
+    }
+}
+
+/// The column of a node: the ingress, then each app in call order.
+fn column(peer: &Peer, index: usize) -> u32 {
+    if index == INGRESS_PEER {
+        return 0;
+    }
+    match peer.app.as_str() {
+        a if a == frontend::APP => 1,
+        a if a == forecast::APP => 2,
+        a if a == recommendation::APP => 3,
+        _ => 4,
+    }
+}
+
+/// Nodes per app and version in columns by call depth; an edge per source
+/// and destination with traffic in the window.
+fn graph(peers: &[Peer], edges: &[Edge]) -> Graph {
+    let refused = edges.iter().any(|e| e.destination.is_none());
+    let mut placed: Vec<(usize, u32)> = peers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != UNKNOWN_PEER || refused)
+        .map(|(i, p)| {
+            let col = if i == UNKNOWN_PEER { 4 } else { column(p, i) };
+            (i, col)
+        })
+        .collect();
+    placed.sort_by(|a, b| {
+        (a.1, &peers[a.0].app, &peers[a.0].version).cmp(&(
+            b.1,
+            &peers[b.0].app,
+            &peers[b.0].version,
+        ))
+    });
+    let mut next_row = [0u32; 5];
+    let mut at = vec![None; peers.len()];
+    let mut nodes = Vec::new();
+    let used_cols = placed.iter().map(|p| p.1).max().unwrap_or(0) + 1;
+    for (i, col) in placed {
+        let row = next_row[col as usize];
+        next_row[col as usize] += 1;
+        let (x, y) = (MARGIN + col * COL_W, MARGIN + 24 + row * ROW_H);
+        at[i] = Some((x, y));
+        let active = edges
+            .iter()
+            .any(|e| e.source == i || e.destination.unwrap_or(UNKNOWN_PEER) == i);
+        let label = if i == UNKNOWN_PEER {
+            "answered by the proxy".to_owned()
+        } else {
+            peers[i].node()
+        };
+        nodes.push(NodeView {
+            label,
+            x,
+            y,
+            active,
+        });
+    }
+    let rows = next_row.iter().copied().max().unwrap_or(1).max(1);
+    let views = edges
+        .iter()
+        .filter_map(|e| {
+            let to = e.destination.unwrap_or(UNKNOWN_PEER);
+            let (x1, y1) = at.get(e.source).copied().flatten()?;
+            let (x2, y2) = at.get(to).copied().flatten()?;
+            let (sx, sy) = (x1 + NODE_W, y1 + NODE_H / 2);
+            let (tx, ty) = (x2, y2 + NODE_H / 2);
+            let (from, to) = (&peers[e.source], &peers[to]);
+            let chain = format!("{}:{},{}:{}", from.app, from.version, to.app, to.version);
+            let class = if verify::is_crossing(&chain) {
+                "crossing"
+            } else if e.error_share > 0.0 {
+                "error"
+            } else {
+                "ok"
+            };
+            let mid = (sx + tx) / 2;
+            Some(EdgeView {
+                from: from.node(),
+                to: to.node(),
+                d: format!("M{sx},{sy} C{mid},{sy} {mid},{ty} {tx},{ty}"),
+                label_x: mid,
+                label_y: (sy + ty) / 2 - 16,
+                rate: format!("{:.1} rps", e.rps),
+                detail: format!(
+                    "{:.0}% 5xx · p99 {}",
+                    e.error_share * 100.0,
+                    millis(e.p99_ms)
+                ),
+                class,
+                width: format!("{:.1}", 1.5 + (e.rps.max(0.0).ln_1p()).min(5.0)),
+            })
+        })
+        .collect();
+    Graph {
+        width: MARGIN * 2 + (used_cols.max(4) - 1) * COL_W + NODE_W,
+        height: MARGIN * 2 + 24 + rows * ROW_H,
+        nodes,
+        edges: views,
+    }
+}
+
+fn millis(ms: f64) -> String {
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+fn matrix(m: Matrix) -> MatrixView {
+    let mut chains: Vec<String> = m.tester.keys().chain(m.anonymous.keys()).cloned().collect();
+    chains.sort();
+    chains.dedup();
+    let row = |who, counts: &std::collections::BTreeMap<String, u64>| MatrixRow {
+        who,
+        counts: chains
+            .iter()
+            .map(|c| counts.get(c).copied().unwrap_or(0))
+            .collect(),
+    };
+    let rows = vec![
+        row("tester (cookie user=tester)", &m.tester),
+        row("everyone else", &m.anonymous),
+    ];
+    let total = rows.iter().flat_map(|r| &r.counts).sum();
+    MatrixView {
+        chains: chains
+            .into_iter()
+            .map(|chain| ChainColumn {
+                crossing: verify::is_crossing(&chain),
+                chain,
+            })
+            .collect(),
+        rows,
+        total,
+    }
+}

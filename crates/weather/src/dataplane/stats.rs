@@ -1,0 +1,651 @@
+//! Istio's standard metrics, recorded per hop as Istio's proxies record them
+//! (docs/architecture.md, "Telemetry"): `istio_requests_total`,
+//! `istio_request_duration_milliseconds`, `istio_request_bytes` and
+//! `istio_response_bytes`, with Istio's labels, served on the admin listener at
+//! `GET /stats/prometheus` as Envoy serves them.
+//!
+//! On a cluster a call from frontend to forecast is seen twice: by frontend's
+//! sidecar (`reporter="source"`) and by forecast's (`reporter="destination"`).
+//! Locally one hop stands for both, so it records both: the source report for
+//! every request, the destination report only for a request that reached the
+//! destination's workload (a 404 `NR` or 503 `UH` never leaves the caller's
+//! proxy, so the destination never sees it). The ingress reports as `source`
+//! only, as Istio's gateway does.
+//!
+//! Beside the counters, a short window of recent exchanges feeds the admin page's
+//! graph (requests per second, error share, p99 per edge) and version matrix.
+
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    fmt::Write as _,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use mesh::routing::{ServiceInfo, Workload};
+use weather_core::metrics::{Histogram, escape};
+
+/// Envoy's default histogram bounds, which Istio keeps for its standard
+/// histograms unless a pod's `sidecar.istio.io/statsHistogramBuckets` says
+/// otherwise (read from Envoy 1.40's own `/stats/prometheus`).
+pub const BUCKETS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// How far back the page's rates and percentiles look.
+pub const WINDOW: Duration = Duration::from_secs(10);
+/// The most exchanges the window keeps; past it, rates are over the span kept.
+const WINDOW_CAP: usize = 65_536;
+/// How many of the ingress's latest requests the version matrix counts.
+const MATRIX_CAP: usize = 200;
+
+/// A workload as Istio's metrics name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub workload: String,
+    pub namespace: String,
+    pub app: String,
+    pub version: String,
+    pub canonical_service: String,
+    pub canonical_revision: String,
+}
+
+impl Peer {
+    /// Istio's ingress gateway, as its pod's labels name it.
+    pub fn ingress() -> Peer {
+        Peer {
+            workload: INGRESS.into(),
+            namespace: "istio-system".into(),
+            app: INGRESS.into(),
+            version: UNKNOWN.into(),
+            canonical_service: INGRESS.into(),
+            canonical_revision: "latest".into(),
+        }
+    }
+
+    /// What Istio reports for a peer it cannot name.
+    fn unknown() -> Peer {
+        Peer {
+            workload: UNKNOWN.into(),
+            namespace: UNKNOWN.into(),
+            app: UNKNOWN.into(),
+            version: UNKNOWN.into(),
+            canonical_service: UNKNOWN.into(),
+            canonical_revision: UNKNOWN.into(),
+        }
+    }
+
+    /// A Deployment's pod: `app` and `version` from its labels ("unknown" when
+    /// absent); the canonical service and revision as istiod derives them.
+    pub fn of(w: &Workload) -> Peer {
+        let label = |keys: &[&str]| keys.iter().find_map(|k| w.labels.get(*k).cloned());
+        Peer {
+            workload: w.name.clone(),
+            namespace: w.namespace.clone(),
+            app: label(&["app"]).unwrap_or_else(|| UNKNOWN.into()),
+            version: label(&["version"]).unwrap_or_else(|| UNKNOWN.into()),
+            canonical_service: label(&[
+                "service.istio.io/canonical-name",
+                "app.kubernetes.io/name",
+                "app",
+            ])
+            .unwrap_or_else(|| w.name.clone()),
+            canonical_revision: label(&[
+                "service.istio.io/canonical-revision",
+                "app.kubernetes.io/version",
+                "version",
+            ])
+            .unwrap_or_else(|| "latest".into()),
+        }
+    }
+
+    /// The node of the versioned app graph: `frontend v2`.
+    pub fn node(&self) -> String {
+        if self.version == UNKNOWN {
+            self.app.clone()
+        } else {
+            format!("{} {}", self.app, self.version)
+        }
+    }
+}
+
+pub const INGRESS: &str = "istio-ingressgateway";
+const UNKNOWN: &str = "unknown";
+
+/// The Service a request was sent to.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ServiceRef {
+    pub fqdn: String,
+    pub name: String,
+    pub namespace: String,
+}
+
+impl ServiceRef {
+    pub fn of(s: &ServiceInfo) -> ServiceRef {
+        ServiceRef {
+            fqdn: s.fqdn.clone(),
+            name: s.name.clone(),
+            namespace: s.namespace.clone(),
+        }
+    }
+
+    /// No Service was chosen (no route, no such host): the request's host.
+    pub fn unresolved(authority: &str) -> ServiceRef {
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+        ServiceRef {
+            fqdn: host.to_owned(),
+            name: host.to_owned(),
+            namespace: UNKNOWN.into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Reporter {
+    Source,
+    Destination,
+}
+
+/// One series: every label but the counts.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    reporter: Reporter,
+    source: usize,
+    destination: Option<usize>,
+    service: Arc<ServiceRef>,
+    code: u16,
+    flags: &'static str,
+}
+
+#[derive(Clone, Debug)]
+struct Series {
+    duration: Histogram,
+    request_bytes: Histogram,
+    response_bytes: Histogram,
+}
+
+impl Series {
+    fn new() -> Series {
+        Series {
+            duration: Histogram::new(&BUCKETS),
+            request_bytes: Histogram::new(&BUCKETS),
+            response_bytes: Histogram::new(&BUCKETS),
+        }
+    }
+}
+
+/// What one hop saw of one request, reported when its response is over.
+#[derive(Clone, Debug)]
+pub struct Exchange {
+    /// The calling proxy, an index of [`Stats::peers`].
+    pub source: usize,
+    /// The workload the request was sent to, when one was chosen.
+    pub destination: Option<usize>,
+    pub service: Arc<ServiceRef>,
+    pub code: u16,
+    pub flags: &'static str,
+    /// Whether the destination's workload answered (its proxy saw it).
+    pub reached: bool,
+    pub duration: Duration,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+}
+
+/// A recent exchange, for the page.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    at: Instant,
+    source: usize,
+    destination: Option<usize>,
+    code: u16,
+    ms: f64,
+}
+
+/// Who called through the ingress and which chain answered.
+#[derive(Clone, Debug)]
+struct Visit {
+    tester: bool,
+    chain: String,
+}
+
+/// The metrics of a data plane: one for its life, whatever stage is applied.
+#[derive(Debug)]
+pub struct Stats {
+    /// The ingress, a workload not known, then every Deployment, fixed at start.
+    peers: Vec<Peer>,
+    by_name: HashMap<String, usize>,
+    series: Mutex<HashMap<Key, Series>>,
+    window: Mutex<VecDeque<Sample>>,
+    visits: Mutex<VecDeque<Visit>>,
+    /// Off: nothing is recorded (for the benchmark's with/without figure).
+    enabled: bool,
+}
+
+/// The ingress's index in [`Stats::peers`].
+pub const INGRESS_PEER: usize = 0;
+/// A workload the manifests do not name.
+pub const UNKNOWN_PEER: usize = 1;
+const FIRST_WORKLOAD: usize = 2;
+
+impl Stats {
+    pub fn new(workloads: &[Workload], enabled: bool) -> Stats {
+        let mut peers = vec![Peer::ingress(), Peer::unknown()];
+        peers.extend(workloads.iter().map(Peer::of));
+        let by_name = workloads
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.name.clone(), i + FIRST_WORKLOAD))
+            .collect();
+        Stats {
+            peers,
+            by_name,
+            series: Mutex::default(),
+            window: Mutex::default(),
+            visits: Mutex::default(),
+            enabled,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn peers(&self) -> &[Peer] {
+        &self.peers
+    }
+
+    /// The index of the Deployment named `workload`.
+    pub fn peer(&self, workload: &str) -> Option<usize> {
+        self.by_name.get(workload).copied()
+    }
+
+    /// The peer at `index`, or the unknown one.
+    pub fn peer_at(&self, index: usize) -> &Peer {
+        self.peers.get(index).unwrap_or(&self.peers[UNKNOWN_PEER])
+    }
+
+    /// Records one exchange: the source report always, the destination report
+    /// when the destination's workload answered.
+    pub fn record(&self, e: &Exchange) {
+        if !self.enabled {
+            return;
+        }
+        let ms = e.duration.as_secs_f64() * 1e3;
+        let mut key = Key {
+            reporter: Reporter::Source,
+            source: e.source,
+            destination: e.destination,
+            service: e.service.clone(),
+            code: e.code,
+            flags: e.flags,
+        };
+        {
+            let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+            let mut observe = |key: Key| {
+                let s = series.entry(key).or_insert_with(Series::new);
+                s.duration.observe(ms);
+                s.request_bytes.observe(e.request_bytes as f64);
+                s.response_bytes.observe(e.response_bytes as f64);
+            };
+            if e.reached && e.destination.is_some() {
+                let mut dest = key.clone();
+                dest.reporter = Reporter::Destination;
+                dest.flags = "-";
+                observe(dest);
+            }
+            key.reporter = Reporter::Source;
+            observe(key);
+        }
+        let now = Instant::now();
+        let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        prune(&mut window, now);
+        if window.len() == WINDOW_CAP {
+            window.pop_front();
+        }
+        window.push_back(Sample {
+            at: now,
+            source: e.source,
+            destination: e.destination,
+            code: e.code,
+            ms,
+        });
+    }
+
+    /// Records which chain answered a request at the ingress, and whether its
+    /// cookie said `user=tester`.
+    pub fn visit(&self, tester: bool, chain: &str) {
+        if !self.enabled {
+            return;
+        }
+        let mut visits = self.visits.lock().unwrap_or_else(|p| p.into_inner());
+        if visits.len() == MATRIX_CAP {
+            visits.pop_front();
+        }
+        visits.push_back(Visit {
+            tester,
+            chain: chain.to_owned(),
+        });
+    }
+
+    /// The Prometheus text exposition (format 0.0.4), series sorted so that
+    /// two scrapes of the same counts are the same text.
+    pub fn render(&self) -> String {
+        let series = self
+            .series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut rows: Vec<(String, Series)> = series
+            .into_iter()
+            .map(|(k, s)| (self.labels(&k), s))
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = String::with_capacity(512 + rows.len() * 12_000);
+        out.push_str("# TYPE istio_requests_total counter\n");
+        for (labels, s) in &rows {
+            let _ = writeln!(
+                out,
+                "istio_requests_total{{{labels}}} {}",
+                s.duration.count()
+            );
+        }
+        type Of = fn(&Series) -> &Histogram;
+        let histograms: [(&str, Of); 3] = [
+            ("istio_request_bytes", |s| &s.request_bytes),
+            ("istio_request_duration_milliseconds", |s| &s.duration),
+            ("istio_response_bytes", |s| &s.response_bytes),
+        ];
+        for (name, of) in histograms {
+            let _ = writeln!(out, "# TYPE {name} histogram");
+            for (labels, s) in &rows {
+                of(s).write(&mut out, name, labels);
+            }
+        }
+        out
+    }
+
+    /// Istio's labels of a series, in the order its proxies write them.
+    fn labels(&self, k: &Key) -> String {
+        let peer = |i: Option<usize>| {
+            let i = i.filter(|i| *i < self.peers.len()).unwrap_or(UNKNOWN_PEER);
+            &self.peers[i]
+        };
+        let (src, dst) = (peer(Some(k.source)), peer(k.destination));
+        let (reporter, security) = match k.reporter {
+            // Without mTLS the destination sees plaintext; a source never knows.
+            Reporter::Source => ("source", UNKNOWN),
+            Reporter::Destination => ("destination", "none"),
+        };
+        let svc = &k.service;
+        let pairs: [(&str, &str); 25] = [
+            ("reporter", reporter),
+            ("source_workload", &src.workload),
+            ("source_canonical_service", &src.canonical_service),
+            ("source_canonical_revision", &src.canonical_revision),
+            ("source_workload_namespace", &src.namespace),
+            ("source_principal", UNKNOWN),
+            ("source_app", &src.app),
+            ("source_version", &src.version),
+            ("source_cluster", "Kubernetes"),
+            ("destination_workload", &dst.workload),
+            ("destination_workload_namespace", &dst.namespace),
+            ("destination_principal", UNKNOWN),
+            ("destination_app", &dst.app),
+            ("destination_version", &dst.version),
+            ("destination_service", &svc.fqdn),
+            ("destination_canonical_service", &dst.canonical_service),
+            ("destination_canonical_revision", &dst.canonical_revision),
+            ("destination_service_name", &svc.name),
+            ("destination_service_namespace", &svc.namespace),
+            ("destination_cluster", "Kubernetes"),
+            ("request_protocol", "http"),
+            ("response_code", &k.code.to_string()),
+            ("grpc_response_status", ""),
+            ("response_flags", k.flags),
+            ("connection_security_policy", security),
+        ];
+        let mut s = String::with_capacity(1024);
+        for (i, (name, value)) in pairs.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            let _ = write!(s, "{name}=\"{}\"", escape(value));
+        }
+        s
+    }
+
+    /// The graph's edges over the last [`WINDOW`], by source and destination
+    /// node, and the rate they were measured over.
+    pub fn edges(&self) -> Vec<Edge> {
+        let now = Instant::now();
+        let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        prune(&mut window, now);
+        let span = if window.len() == WINDOW_CAP {
+            window
+                .front()
+                .map_or(WINDOW, |s| now.duration_since(s.at))
+                .max(Duration::from_millis(1))
+        } else {
+            WINDOW
+        };
+        /// Requests, 5xx answers and durations of one edge.
+        #[derive(Default)]
+        struct Tally {
+            n: u64,
+            errors: u64,
+            ms: Vec<f64>,
+        }
+        let mut by: BTreeMap<(usize, Option<usize>), Tally> = BTreeMap::new();
+        for s in window.iter() {
+            let t = by.entry((s.source, s.destination)).or_default();
+            t.n += 1;
+            if s.code >= 500 {
+                t.errors += 1;
+            }
+            t.ms.push(s.ms);
+        }
+        drop(window);
+        by.into_iter()
+            .map(|((source, destination), Tally { n, errors, mut ms })| {
+                ms.sort_by(f64::total_cmp);
+                let p99 = ms[((ms.len() as f64 * 0.99).ceil() as usize).clamp(1, ms.len()) - 1];
+                Edge {
+                    source,
+                    destination,
+                    requests: n,
+                    rps: n as f64 / span.as_secs_f64(),
+                    error_share: errors as f64 / n as f64,
+                    p99_ms: p99,
+                }
+            })
+            .collect()
+    }
+
+    /// The version matrix of the ingress's latest requests: for testers and
+    /// for everyone else, how many reached each chain.
+    pub fn matrix(&self) -> Matrix {
+        let visits = self.visits.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = Matrix::default();
+        for v in visits.iter() {
+            let row = if v.tester {
+                &mut m.tester
+            } else {
+                &mut m.anonymous
+            };
+            *row.entry(v.chain.clone()).or_default() += 1;
+        }
+        m
+    }
+}
+
+fn prune(window: &mut VecDeque<Sample>, now: Instant) {
+    while window
+        .front()
+        .is_some_and(|s| now.duration_since(s.at) > WINDOW)
+    {
+        window.pop_front();
+    }
+}
+
+/// Traffic from one node to another over the window.
+#[derive(Clone, Debug)]
+pub struct Edge {
+    pub source: usize,
+    /// `None`: answered by the source's proxy itself (no route, no endpoint).
+    pub destination: Option<usize>,
+    pub requests: u64,
+    pub rps: f64,
+    /// The share of 5xx answers.
+    pub error_share: f64,
+    pub p99_ms: f64,
+}
+
+/// Chains reached by the ingress's latest requests, counted per caller kind.
+#[derive(Clone, Debug, Default)]
+pub struct Matrix {
+    pub tester: BTreeMap<String, u64>,
+    pub anonymous: BTreeMap<String, u64>,
+}
+
+/// Whether a `Cookie` header holds `user=tester` (browsers join cookies with
+/// "; ").
+pub fn is_tester<'a>(cookies: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    cookies.into_iter().any(|h| {
+        h.split(|b| *b == b';')
+            .any(|pair| pair.trim_ascii() == b"user=tester")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(name: &str, app: &str, version: &str) -> Workload {
+        let labels: mesh::model::Labels = [("app", app), ("version", version)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Workload {
+            name: name.into(),
+            namespace: "weather".into(),
+            labels,
+            image: String::new(),
+        }
+    }
+
+    fn forecast() -> Arc<ServiceRef> {
+        Arc::new(ServiceRef {
+            fqdn: "forecast.weather.svc.cluster.local".into(),
+            name: "forecast".into(),
+            namespace: "weather".into(),
+        })
+    }
+
+    fn exchange(code: u16, flags: &'static str, reached: bool) -> Exchange {
+        Exchange {
+            source: FIRST_WORKLOAD,
+            destination: Some(FIRST_WORKLOAD + 1),
+            service: forecast(),
+            code,
+            flags,
+            reached,
+            duration: Duration::from_millis(3),
+            request_bytes: 0,
+            response_bytes: 120,
+        }
+    }
+
+    fn stats() -> Stats {
+        Stats::new(
+            &[
+                workload("frontend-v2", "frontend", "v2"),
+                workload("forecast-v2", "forecast", "v2"),
+            ],
+            true,
+        )
+    }
+
+    #[test]
+    fn an_answered_request_is_reported_by_both_sides_a_refused_one_by_the_source() {
+        let s = stats();
+        s.record(&exchange(200, "-", true));
+        s.record(&exchange(503, "UF", false));
+        let text = s.render();
+        let count = |reporter: &str, code: &str| {
+            text.lines()
+                .filter(|l| l.starts_with("istio_requests_total{"))
+                .filter(|l| l.contains(&format!("reporter=\"{reporter}\"")))
+                .filter(|l| l.contains(&format!("response_code=\"{code}\"")))
+                .count()
+        };
+        assert_eq!(count("source", "200"), 1, "{text}");
+        assert_eq!(count("destination", "200"), 1, "{text}");
+        assert_eq!(count("source", "503"), 1, "{text}");
+        assert_eq!(count("destination", "503"), 0, "{text}");
+        let dest = text
+            .lines()
+            .find(|l| l.contains("reporter=\"destination\"") && l.starts_with("istio_requests"))
+            .unwrap();
+        for label in [
+            "source_workload=\"frontend-v2\"",
+            "source_app=\"frontend\"",
+            "source_version=\"v2\"",
+            "destination_workload=\"forecast-v2\"",
+            "destination_version=\"v2\"",
+            "destination_service=\"forecast.weather.svc.cluster.local\"",
+            "destination_service_name=\"forecast\"",
+            "connection_security_policy=\"none\"",
+        ] {
+            assert!(dest.contains(label), "{label} missing from {dest}");
+        }
+    }
+
+    #[test]
+    fn durations_fall_in_envoys_buckets() {
+        let s = stats();
+        s.record(&exchange(200, "-", true));
+        let text = s.render();
+        let le = |bound: &str| {
+            text.lines()
+                .find(|l| {
+                    l.starts_with("istio_request_duration_milliseconds_bucket{reporter=\"source\"")
+                        && l.contains(&format!("le=\"{bound}\""))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(le("1"), "0");
+        assert_eq!(le("5"), "1");
+        assert_eq!(le("+Inf"), "1");
+    }
+
+    #[test]
+    fn edges_count_the_window() {
+        let s = stats();
+        for _ in 0..99 {
+            s.record(&exchange(200, "-", true));
+        }
+        s.record(&exchange(503, "UF", false));
+        let edges = s.edges();
+        assert_eq!(edges.len(), 1);
+        assert_eq!(edges[0].requests, 100);
+        assert!((edges[0].error_share - 0.01).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_tester_is_told_by_the_cookie_pair_not_a_substring() {
+        assert!(is_tester([b"theme=dark; user=tester".as_slice()]));
+        assert!(is_tester([b"user=tester".as_slice()]));
+        assert!(!is_tester([b"user=testers".as_slice()]));
+        assert!(!is_tester([b"xuser=tester".as_slice()]));
+    }
+
+    #[test]
+    fn nothing_is_recorded_when_off() {
+        let s = Stats::new(&[], false);
+        s.record(&exchange(200, "-", true));
+        assert!(!s.render().contains("istio_requests_total{"));
+    }
+}

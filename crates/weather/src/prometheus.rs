@@ -1,0 +1,183 @@
+//! A real Prometheus beside `weather up` (`--prometheus`): Debian's
+//! `prometheus` program on loopback, scraping the admin listener's
+//! `/stats/prometheus` as a cluster's Prometheus scrapes every Envoy, so the
+//! PromQL that Kiali and Flagger run on a cluster answers locally. Its data
+//! lives in a temporary folder removed when it stops.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use tokio::process::{Child, Command};
+
+/// Why Prometheus could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "cannot run {program}: {source} (install it: apt-get install prometheus, or name it with --prometheus-bin / WEATHER_PROMETHEUS)"
+    )]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write Prometheus's configuration in {dir}: {source}")]
+    Config {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("Prometheus exited at start ({status}); its log: {log}")]
+    Exited {
+        status: std::process::ExitStatus,
+        log: String,
+    },
+    #[error("Prometheus did not answer on {0} within 60 s")]
+    NotReady(SocketAddr),
+}
+
+/// Flagger's `request-success-rate` (its Istio provider's query), per
+/// destination workload over the last minute: a percentage.
+pub const SUCCESS_RATE: &str = r#"sum by (destination_workload) (rate(istio_requests_total{reporter="destination",destination_workload_namespace="weather",response_code!~"5.*"}[1m])) / sum by (destination_workload) (rate(istio_requests_total{reporter="destination",destination_workload_namespace="weather"}[1m])) * 100"#;
+
+/// Flagger's `request-duration`: the p99 in milliseconds per destination
+/// workload over the last minute.
+pub const P99: &str = r#"histogram_quantile(0.99, sum by (le, destination_workload) (rate(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="weather"}[1m])))"#;
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub program: PathBuf,
+    pub listen: SocketAddr,
+    /// The admin listener whose `/stats/prometheus` it scrapes.
+    pub target: SocketAddr,
+    pub scrape_interval: Duration,
+}
+
+/// A running Prometheus; [`Prometheus::stop`] ends it and removes its data.
+pub struct Prometheus {
+    child: Child,
+    dir: PathBuf,
+    pub url: String,
+}
+
+/// The scrape configuration: the admin listener as the one target, labelled
+/// as a cluster's Istio scrape job labels its pods' proxies.
+pub fn config(target: SocketAddr, interval: Duration) -> String {
+    let ms = interval.as_millis();
+    format!(
+        "global:
+  scrape_interval: {ms}ms
+  evaluation_interval: {ms}ms
+scrape_configs:
+  - job_name: envoy-stats
+    metrics_path: /stats/prometheus
+    static_configs:
+      - targets: ['{target}']
+        labels:
+          namespace: weather
+"
+    )
+}
+
+impl Prometheus {
+    /// Starts Prometheus and waits until it is ready. Port 0 in `listen`
+    /// means a free port, chosen here (Prometheus would not say which it got).
+    pub async fn start(opts: &Options) -> Result<Prometheus, Error> {
+        let mut opts = opts.clone();
+        if opts.listen.port() == 0 {
+            let free = std::net::TcpListener::bind(opts.listen)
+                .and_then(|l| l.local_addr())
+                .map_err(|_| Error::NotReady(opts.listen))?;
+            opts.listen = free;
+        }
+        let opts = &opts;
+        let dir = std::env::temp_dir().join(format!(
+            "weather-prometheus-{}-{}",
+            std::process::id(),
+            opts.listen.port()
+        ));
+        let config_path = dir.join("prometheus.yml");
+        let written = std::fs::create_dir_all(dir.join("data"))
+            .and_then(|()| std::fs::write(&config_path, config(opts.target, opts.scrape_interval)));
+        if let Err(source) = written {
+            return Err(Error::Config { dir, source });
+        }
+        let log_path = dir.join("prometheus.log");
+        let log = std::fs::File::create(&log_path).map_err(|source| Error::Config {
+            dir: dir.clone(),
+            source,
+        })?;
+        let stderr = log.try_clone().map_err(|source| Error::Config {
+            dir: dir.clone(),
+            source,
+        })?;
+        let child = Command::new(&opts.program)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={}", opts.listen))
+            .arg("--log.level=warn")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(source) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(Error::Spawn {
+                    program: opts.program.display().to_string(),
+                    source,
+                });
+            }
+        };
+        let mut p = Prometheus {
+            child,
+            dir,
+            url: format!("http://{}", opts.listen),
+        };
+        if let Err(e) = p.ready(&log_path, opts.listen).await {
+            p.stop().await;
+            return Err(e);
+        }
+        Ok(p)
+    }
+
+    /// Waits for `/-/ready`.
+    async fn ready(&mut self, log: &Path, listen: SocketAddr) -> Result<(), Error> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|_| Error::NotReady(listen))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = std::fs::read_to_string(log).unwrap_or_default();
+                return Err(Error::Exited {
+                    status,
+                    log: log.trim().to_owned(),
+                });
+            }
+            let url = format!("{}/-/ready", self.url);
+            if let Ok(r) = http.get(url).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(Error::NotReady(listen))
+    }
+
+    /// Stops Prometheus and removes its data.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
