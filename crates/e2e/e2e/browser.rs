@@ -209,8 +209,9 @@ async fn save(c: &Client, name: &str) {
     std::fs::write(screenshots().join(name), png).unwrap();
 }
 
-/// Every resource the page loaded came from the local ingress.
-async fn assert_nothing_left_loopback(c: &Client, origin: &str) {
+/// Every resource the page loaded came from `origin`, and it runs `scripts`
+/// scripts, all inline (the app needs none; the admin page has its own one).
+async fn assert_nothing_left_loopback(c: &Client, origin: &str, scripts: i64) {
     let v = js(c, "return [location.href].concat(performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource')).map(e => e.name))").await;
     let urls: Vec<String> = serde_json::from_value(v).unwrap();
     for u in &urls {
@@ -221,8 +222,13 @@ async fn assert_nothing_left_loopback(c: &Client, origin: &str) {
     }
     assert_eq!(
         js(c, "return document.scripts.length").await,
+        scripts,
+        "the page's scripts"
+    );
+    assert_eq!(
+        js(c, "return Array.from(document.scripts).filter(s => s.src).length").await,
         0,
-        "the page needs no JavaScript"
+        "no script is loaded from anywhere"
     );
 }
 
@@ -281,7 +287,7 @@ async fn the_tester_journey_in_a_real_browser() {
         "{served}"
     );
     assert!(!has(&c, "[data-testid=advice]").await);
-    assert_nothing_left_loopback(&c, &origin).await;
+    assert_nothing_left_loopback(&c, &origin, 0).await;
     assert_accessible(&c).await;
     save(&c, "v1.png").await;
 
@@ -426,4 +432,110 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The admin page's graph has an edge from `from` to `to` (nodes as drawn:
+/// `frontend v1`).
+async fn has_edge(c: &Client, from: &str, to: &str) -> bool {
+    has(c, &format!(r#"g.edge[data-from="{from}"][data-to="{to}"]"#)).await
+}
+
+/// Polls the page (which refreshes itself every 2 s) until `what` holds.
+async fn until(c: &Client, what: &str, check: impl AsyncFn(&Client) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check(c).await {
+        if Instant::now() > deadline {
+            let page = js(c, "return document.body.innerText").await;
+            panic!("the page never showed {what}:\n{}", page.as_str().unwrap_or_default());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Page requests through the ingress: anonymous ones and testers'.
+async fn traffic(ingress: &str, anonymous: usize, testers: usize) {
+    let http = reqwest::Client::new();
+    let plan = std::iter::repeat_n("lang=en", anonymous)
+        .chain(std::iter::repeat_n("user=tester; lang=en", testers));
+    for cookie in plan {
+        let res = http
+            .get(format!("{ingress}?city=paris"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn the_admin_page_switches_the_stage_and_its_graph_follows_the_traffic() {
+    let paths = weather::stages::paths(&root(), "multiservice").unwrap();
+    let running = dataplane::start(dataplane::Options::local(
+        paths,
+        Some("multiservice".into()),
+    ))
+    .await
+    .unwrap();
+    let admin = weather::admin::serve("127.0.0.1:0".parse().unwrap(), running.plane.clone())
+        .await
+        .unwrap();
+    let ingress = format!("http://{}/", running.ingress);
+    let page = format!("http://{}/", admin.addr);
+    let (_driver, c) = browser().await;
+
+    traffic(&ingress, 12, 12).await;
+    c.goto(&page).await.unwrap();
+    assert_eq!(text(&c, "#stage").await, "multiservice");
+    // The two chains and nothing across them.
+    for (from, to) in [
+        ("istio-ingressgateway", "frontend v1"),
+        ("istio-ingressgateway", "frontend v2"),
+        ("frontend v1", "forecast v1"),
+        ("frontend v2", "forecast v2"),
+        ("forecast v2", "recommendation v1"),
+    ] {
+        assert!(has_edge(&c, from, to).await, "{from} -> {to}");
+    }
+    assert!(!has_edge(&c, "frontend v1", "forecast v2").await);
+    assert!(!has(&c, "g.edge.crossing").await);
+    let matrix = text(&c, "#matrix").await;
+    assert!(
+        matrix.contains("frontend:v2,forecast:v2,recommendation:v1") && !matrix.contains("crossing"),
+        "{matrix}"
+    );
+    assert_nothing_left_loopback(&c, &page, 1).await;
+    save(&c, "admin.png").await;
+
+    // Switch from the page: forecast v2 for everyone, so frontend v1 now calls
+    // forecast v2 (a crossing, drawn as one) once traffic flows.
+    c.find(Locator::Css(r#"button[value="forecast-v2"]"#))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(&c, "the new stage", async |c| text(c, "#stage").await == "forecast-v2").await;
+    assert_eq!(
+        text(&c, "button[aria-current]").await,
+        "forecast-v2",
+        "the current stage's button is marked"
+    );
+    traffic(&ingress, 12, 0).await;
+    until(&c, "frontend v1 calling forecast v2", async |c| {
+        has_edge(c, "frontend v1", "forecast v2").await
+    })
+    .await;
+    assert!(has(&c, r#"g.edge.crossing[data-from="frontend v1"][data-to="forecast v2"]"#).await);
+    assert!(text(&c, "#matrix").await.contains("crossing"));
+
+    // Phone width: nothing but the graph's own box scrolls sideways.
+    c.set_window_size(390, 900).await.unwrap();
+    let overflow = js(&c, "return document.documentElement.scrollWidth - window.innerWidth").await;
+    assert!(overflow.as_i64().unwrap() <= 0, "the page is wider than a phone: {overflow}");
+    save(&c, "admin-phone.png").await;
+
+    c.close().await.unwrap();
+    admin.shutdown().await.unwrap();
+    running.shutdown().await;
 }

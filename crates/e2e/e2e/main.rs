@@ -4,6 +4,7 @@
 //! service binaries, configured only by their environment, serve each chain.
 
 mod browser;
+mod prometheus;
 mod tracing;
 
 use std::time::Duration;

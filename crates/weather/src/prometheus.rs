@@ -33,7 +33,7 @@ pub enum Error {
         status: std::process::ExitStatus,
         log: String,
     },
-    #[error("Prometheus did not answer on {0} within 60 s")]
+    #[error("Prometheus did not answer on {0}, or did not scrape the admin listener, within 60 s")]
     NotReady(SocketAddr),
 }
 
@@ -148,7 +148,9 @@ impl Prometheus {
         Ok(p)
     }
 
-    /// Waits for `/-/ready`.
+    /// Waits for `/-/ready`, then for the first scrape of the admin listener
+    /// (Prometheus starts scraping a few seconds after it is ready), so that
+    /// traffic sent once `weather up` has printed its banner is all counted.
     async fn ready(&mut self, log: &Path, listen: SocketAddr) -> Result<(), Error> {
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -164,9 +166,11 @@ impl Prometheus {
                     log: log.trim().to_owned(),
                 });
             }
-            let url = format!("{}/-/ready", self.url);
+            // `up` is 1 once the target has been scraped.
+            let url = format!("{}/api/v1/query?query=up%7Bjob%3D%22envoy-stats%22%7D", self.url);
             if let Ok(r) = http.get(url).send().await
-                && r.status().is_success()
+                && let Ok(v) = r.json::<serde_json::Value>().await
+                && v["data"]["result"][0]["value"][1] == "1"
             {
                 return Ok(());
             }

@@ -214,7 +214,7 @@ fn graph(peers: &[Peer], edges: &[Edge]) -> Graph {
                 to: to.node(),
                 d: format!("M{sx},{sy} C{mid},{sy} {mid},{ty} {tx},{ty}"),
                 label_x: mid,
-                label_y: (sy + ty) / 2 - 16,
+                label_y: (sy + ty) / 2 - 20,
                 rate: format!("{:.1} rps", e.rps),
                 detail: format!(
                     "{:.0}% 5xx · p99 {}",

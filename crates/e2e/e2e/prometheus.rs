@@ -1,0 +1,172 @@
+//! A real Prometheus (Debian's `prometheus`), started by the real `weather up
+//! --prometheus`, answers the PromQL that Flagger and Kiali run on a cluster:
+//! success rate and p99 per destination workload, and the versioned edges with
+//! the counts sent. Stopped with `weather up`.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Client;
+use serde_json::Value;
+use weather::prometheus::{P99, SUCCESS_RATE};
+use weather_e2e::WeatherUp;
+
+/// The program `weather up --prometheus` runs, or a clear failure.
+fn prometheus_program() -> String {
+    let program = std::env::var("WEATHER_PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
+    let found = std::process::Command::new(&program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{program} cannot be run: this test needs a real Prometheus (`apt-get install prometheus`; ./scripts/test installs it), or WEATHER_PROMETHEUS naming one"
+    );
+    program
+}
+
+/// An instant query's result: each series' labels and value.
+async fn query(http: &Client, prometheus: &str, promql: &str) -> Vec<(Value, f64)> {
+    let res: Value = http
+        .get(format!(
+            "{prometheus}/api/v1/query?query={}",
+            form_urlencoded::byte_serialize(promql.as_bytes()).collect::<String>()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["status"], "success", "{promql}: {res}");
+    res["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let v = s["value"][1].as_str().unwrap().parse().unwrap_or(f64::NAN);
+            (s["metric"].clone(), v)
+        })
+        .collect()
+}
+
+/// Queries until `done` holds for the answer (60 s at most: the scrapes and
+/// the rate window need a few rounds).
+async fn query_until(
+    http: &Client,
+    prometheus: &str,
+    promql: &str,
+    done: impl Fn(&[(Value, f64)]) -> bool,
+) -> Vec<(Value, f64)> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = query(http, prometheus, promql).await;
+        if done(&answer) {
+            return answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never answered as expected to {promql}: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn by<'a>(answer: &'a [(Value, f64)], label: &str, value: &str) -> Option<&'a f64> {
+    answer
+        .iter()
+        .find(|(m, _)| m[label] == value)
+        .map(|(_, v)| v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flagger_and_kiali_queries_answer_from_a_real_prometheus_scraping_weather_up() {
+    let program = prometheus_program();
+    let mut up = WeatherUp::start_with(
+        "multiservice",
+        &[
+            "--prometheus",
+            "--prometheus-bin",
+            &program,
+            "--prometheus-listen",
+            "127.0.0.1:0",
+            "--scrape-interval-ms",
+            "500",
+        ],
+    );
+    let prometheus = up
+        .prometheus
+        .clone()
+        .expect("weather up --prometheus prints Prometheus's URL");
+    let http = Client::builder().no_proxy().build().unwrap();
+
+    // Traffic over several scrapes, so that rate() has an increase to see.
+    let (mut anonymous, mut testers) = (0u64, 0u64);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        for cookie in ["lang=en", "user=tester; lang=en"] {
+            let res = http
+                .get(format!("{}/?city=paris", up.url))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        }
+        anonymous += 1;
+        testers += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The versioned edges, as Kiali's graph asks for them, with the counts sent.
+    let edges = r#"sum by (source_workload, destination_workload) (istio_requests_total{reporter="source",source_workload="istio-ingressgateway"})"#;
+    query_until(&http, &prometheus, edges, |a| {
+        by(a, "destination_workload", "frontend-v1") == Some(&(anonymous as f64))
+            && by(a, "destination_workload", "frontend-v2") == Some(&(testers as f64))
+            && a.len() == 2
+    })
+    .await;
+    // Each frontend calls the forecast of its own version, and no other.
+    let calls = r#"sum by (source_workload, destination_workload) (istio_requests_total{reporter="destination",source_app="frontend"})"#;
+    let calls = query(&http, &prometheus, calls).await;
+    let mut pairs: Vec<(String, String)> = calls
+        .iter()
+        .map(|(m, _)| {
+            let s = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
+            (s("source_workload"), s("destination_workload"))
+        })
+        .collect();
+    pairs.sort();
+    assert_eq!(
+        pairs,
+        [
+            ("frontend-v1".to_owned(), "forecast-v1".to_owned()),
+            ("frontend-v2".to_owned(), "forecast-v2".to_owned()),
+        ]
+    );
+
+    // Flagger's built-in checks, per destination workload of the release.
+    let rates = query_until(&http, &prometheus, SUCCESS_RATE, |a| {
+        ["frontend-v1", "frontend-v2", "forecast-v2", "recommendation-v1"]
+            .iter()
+            .all(|w| by(a, "destination_workload", w).is_some_and(|v| v.is_finite()))
+    })
+    .await;
+    for w in ["frontend-v1", "frontend-v2", "forecast-v1", "forecast-v2"] {
+        assert_eq!(by(&rates, "destination_workload", w), Some(&100.0), "{w}: {rates:?}");
+    }
+    let p99 = query_until(&http, &prometheus, P99, |a| {
+        by(a, "destination_workload", "frontend-v2").is_some_and(|v| v.is_finite())
+    })
+    .await;
+    let v = *by(&p99, "destination_workload", "frontend-v2").unwrap();
+    assert!(v > 0.0 && v < 10_000.0, "p99 of frontend-v2: {v} ms");
+
+    // Stopping weather up stops its Prometheus.
+    assert!(up.stop(Duration::from_secs(20)), "weather up exits on SIGTERM");
+    let gone = http
+        .get(format!("{prometheus}/-/ready"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(gone.is_err(), "Prometheus still answers after weather up stopped");
+}
