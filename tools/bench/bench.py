@@ -132,6 +132,30 @@ def envoy_config(listen, upstream):
     }
 
 
+def data_plane_hop(extra):
+    """Starts weather up (with `extra` flags) and measures its hop: /healthz of a
+    pod through the ingress minus the same directly."""
+    ip, ap = free_port(), free_port()
+    up = Proc([str(RELEASE / "weather"), "up", "--root", str(ROOT), "--listen", f"127.0.0.1:{ip}",
+               "--admin", f"127.0.0.1:{ap}", "--no-watch", "--quiet", *extra], {}, "weather up")
+    pods = {}
+    end = time.time() + 60
+    while time.time() < end and "frontend-v1" not in pods:
+        line = up.p.stdout.readline()
+        m = re.match(r"\s+(\S+-v\d)\s+(127\.0\.0\.1:\d+)", line)
+        if m:
+            pods[m.group(1)] = m.group(2)
+    wait_http(f"http://127.0.0.1:{ip}/healthz")
+    direct = measure(up, f"http://{pods['frontend-v1']}/healthz")
+    through = measure(up, f"http://127.0.0.1:{ip}/healthz")
+    return up, ip, {
+        "cpu_us": through["cpu_us"] - direct["cpu_us"],
+        "rss_mib": through["rss_mib"],
+        "p50_us": through["p50_us"] - direct["p50_us"],
+        "requests": through["requests"],
+    }
+
+
 def main():
     envoy_bin = sys.argv[1] if len(sys.argv) > 1 else None
     results = {}
@@ -158,29 +182,16 @@ def main():
         results["frontend page"] = measure(front, f"http://127.0.0.1:{fe}/?city=beijing")
 
         # The local data plane: the same request to a pod directly and through the
-        # ingress; the difference is the proxy hop.
-        ip, ap = free_port(), free_port()
-        up = Proc([str(RELEASE / "weather"), "up", "--root", str(ROOT), "--listen", f"127.0.0.1:{ip}",
-                   "--admin", f"127.0.0.1:{ap}", "--no-watch", "--quiet"], {}, "weather up")
-        procs.append(up)
-        pods = {}
-        end = time.time() + 60
-        while time.time() < end and "frontend-v1" not in pods:
-            line = up.p.stdout.readline()
-            m = re.match(r"\s+(\S+-v\d)\s+(127\.0\.0\.1:\d+)", line)
-            if m:
-                pods[m.group(1)] = m.group(2)
-        wait_http(f"http://127.0.0.1:{ip}/healthz")
-        direct = measure(up, f"http://{pods['frontend-v1']}/healthz")
-        through = measure(up, f"http://127.0.0.1:{ip}/healthz")
-        results["data plane hop"] = {
-            "cpu_us": through["cpu_us"] - direct["cpu_us"],
-            "rss_mib": through["rss_mib"],
-            "p50_us": through["p50_us"] - direct["p50_us"],
-            "requests": through["requests"],
-        }
-        # The whole release under page load, for its memory.
-        results["weather up (page)"] = measure(up, f"http://127.0.0.1:{ip}/?city=beijing")
+        # ingress; the difference is the proxy hop. Once as shipped, once without
+        # Istio's metrics, for what recording them costs.
+        for label, extra in (("data plane hop", []), ("hop, no metrics", ["--no-metrics"])):
+            up, ip, hop = data_plane_hop(extra)
+            procs.append(up)
+            results[label] = hop
+            if not extra:
+                # The whole release under page load, for its memory.
+                results["weather up (page)"] = measure(up, f"http://127.0.0.1:{ip}/?city=beijing")
+            up.stop()
 
         if envoy_bin:
             ep = free_port()
@@ -221,7 +232,9 @@ def main():
             note = f"<= half of Envoy's CPU ({env['cpu_us'] / 2:.1f} us), latency <= Envoy's: {'within' if ok else 'OVER'}"
             verdicts.append(ok)
         print(f"{name:<20} {r['cpu_us']:>10.1f} {ratio:>8.2f} {r['rss_mib']:>7.1f} MiB {r['p50_us']:>7.0f}us   {note}")
-    print("\n(data plane hop and envoy hop: the cost added by the proxy, direct vs through it.)")
+    print("\n(data plane hop and envoy hop: the cost added by the proxy, direct vs through it;")
+    print(" hop, no metrics: the same with weather up --no-metrics, so the difference is what")
+    print(" recording Istio's metrics costs.)")
     print(f"{sum(verdicts)} of {len(verdicts)} budgets met")
 
 

@@ -226,7 +226,11 @@ async fn assert_nothing_left_loopback(c: &Client, origin: &str, scripts: i64) {
         "the page's scripts"
     );
     assert_eq!(
-        js(c, "return Array.from(document.scripts).filter(s => s.src).length").await,
+        js(
+            c,
+            "return Array.from(document.scripts).filter(s => s.src).length"
+        )
+        .await,
         0,
         "no script is loaded from anywhere"
     );
@@ -446,7 +450,10 @@ async fn until(c: &Client, what: &str, check: impl AsyncFn(&Client) -> bool) {
     while !check(c).await {
         if Instant::now() > deadline {
             let page = js(c, "return document.body.innerText").await;
-            panic!("the page never showed {what}:\n{}", page.as_str().unwrap_or_default());
+            panic!(
+                "the page never showed {what}:\n{}",
+                page.as_str().unwrap_or_default()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -501,7 +508,8 @@ async fn the_admin_page_switches_the_stage_and_its_graph_follows_the_traffic() {
     assert!(!has(&c, "g.edge.crossing").await);
     let matrix = text(&c, "#matrix").await;
     assert!(
-        matrix.contains("frontend:v2,forecast:v2,recommendation:v1") && !matrix.contains("crossing"),
+        matrix.contains("frontend:v2,forecast:v2,recommendation:v1")
+            && !matrix.contains("crossing"),
         "{matrix}"
     );
     assert_nothing_left_loopback(&c, &page, 1).await;
@@ -515,7 +523,10 @@ async fn the_admin_page_switches_the_stage_and_its_graph_follows_the_traffic() {
         .click()
         .await
         .unwrap();
-    until(&c, "the new stage", async |c| text(c, "#stage").await == "forecast-v2").await;
+    until(&c, "the new stage", async |c| {
+        text(c, "#stage").await == "forecast-v2"
+    })
+    .await;
     assert_eq!(
         text(&c, "button[aria-current]").await,
         "forecast-v2",
@@ -526,13 +537,26 @@ async fn the_admin_page_switches_the_stage_and_its_graph_follows_the_traffic() {
         has_edge(c, "frontend v1", "forecast v2").await
     })
     .await;
-    assert!(has(&c, r#"g.edge.crossing[data-from="frontend v1"][data-to="forecast v2"]"#).await);
+    assert!(
+        has(
+            &c,
+            r#"g.edge.crossing[data-from="frontend v1"][data-to="forecast v2"]"#
+        )
+        .await
+    );
     assert!(text(&c, "#matrix").await.contains("crossing"));
 
     // Phone width: nothing but the graph's own box scrolls sideways.
     c.set_window_size(390, 900).await.unwrap();
-    let overflow = js(&c, "return document.documentElement.scrollWidth - window.innerWidth").await;
-    assert!(overflow.as_i64().unwrap() <= 0, "the page is wider than a phone: {overflow}");
+    let overflow = js(
+        &c,
+        "return document.documentElement.scrollWidth - window.innerWidth",
+    )
+    .await;
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "the page is wider than a phone: {overflow}"
+    );
     save(&c, "admin-phone.png").await;
 
     c.close().await.unwrap();

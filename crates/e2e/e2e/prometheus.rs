@@ -146,13 +146,22 @@ async fn flagger_and_kiali_queries_answer_from_a_real_prometheus_scraping_weathe
 
     // Flagger's built-in checks, per destination workload of the release.
     let rates = query_until(&http, &prometheus, SUCCESS_RATE, |a| {
-        ["frontend-v1", "frontend-v2", "forecast-v2", "recommendation-v1"]
-            .iter()
-            .all(|w| by(a, "destination_workload", w).is_some_and(|v| v.is_finite()))
+        [
+            "frontend-v1",
+            "frontend-v2",
+            "forecast-v2",
+            "recommendation-v1",
+        ]
+        .iter()
+        .all(|w| by(a, "destination_workload", w).is_some_and(|v| v.is_finite()))
     })
     .await;
     for w in ["frontend-v1", "frontend-v2", "forecast-v1", "forecast-v2"] {
-        assert_eq!(by(&rates, "destination_workload", w), Some(&100.0), "{w}: {rates:?}");
+        assert_eq!(
+            by(&rates, "destination_workload", w),
+            Some(&100.0),
+            "{w}: {rates:?}"
+        );
     }
     let p99 = query_until(&http, &prometheus, P99, |a| {
         by(a, "destination_workload", "frontend-v2").is_some_and(|v| v.is_finite())
@@ -162,11 +171,17 @@ async fn flagger_and_kiali_queries_answer_from_a_real_prometheus_scraping_weathe
     assert!(v > 0.0 && v < 10_000.0, "p99 of frontend-v2: {v} ms");
 
     // Stopping weather up stops its Prometheus.
-    assert!(up.stop(Duration::from_secs(20)), "weather up exits on SIGTERM");
+    assert!(
+        up.stop(Duration::from_secs(20)),
+        "weather up exits on SIGTERM"
+    );
     let gone = http
         .get(format!("{prometheus}/-/ready"))
         .timeout(Duration::from_secs(2))
         .send()
         .await;
-    assert!(gone.is_err(), "Prometheus still answers after weather up stopped");
+    assert!(
+        gone.is_err(),
+        "Prometheus still answers after weather up stopped"
+    );
 }

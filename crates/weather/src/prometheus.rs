@@ -167,7 +167,10 @@ impl Prometheus {
                 });
             }
             // `up` is 1 once the target has been scraped.
-            let url = format!("{}/api/v1/query?query=up%7Bjob%3D%22envoy-stats%22%7D", self.url);
+            let url = format!(
+                "{}/api/v1/query?query=up%7Bjob%3D%22envoy-stats%22%7D",
+                self.url
+            );
             if let Ok(r) = http.get(url).send().await
                 && let Ok(v) = r.json::<serde_json::Value>().await
                 && v["data"]["result"][0]["value"][1] == "1"

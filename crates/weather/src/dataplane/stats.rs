@@ -36,7 +36,7 @@ pub const BUCKETS: [f64; 19] = [
 /// How far back the page's rates and percentiles look.
 pub const WINDOW: Duration = Duration::from_secs(10);
 /// The most exchanges the window keeps; past it, rates are over the span kept.
-const WINDOW_CAP: usize = 65_536;
+const WINDOW_CAP: usize = 32_768;
 /// How many of the ingress's latest requests the version matrix counts.
 const MATRIX_CAP: usize = 200;
 
@@ -192,15 +192,18 @@ pub struct Exchange {
     pub response_bytes: u64,
 }
 
-/// A recent exchange, for the page.
+/// A recent exchange, for the page: 32 bytes, so the window stays at 1 MiB.
 #[derive(Clone, Copy, Debug)]
 struct Sample {
     at: Instant,
-    source: usize,
-    destination: Option<usize>,
+    source: u32,
+    /// `NONE` when the source's proxy answered itself.
+    destination: u32,
+    ms: f32,
     code: u16,
-    ms: f64,
 }
+
+const NONE: u32 = u32::MAX;
 
 /// Who called through the ingress and which chain answered.
 #[derive(Clone, Debug)]
@@ -303,12 +306,13 @@ impl Stats {
         if window.len() == WINDOW_CAP {
             window.pop_front();
         }
+        let index = |i: usize| u32::try_from(i).unwrap_or(NONE);
         window.push_back(Sample {
             at: now,
-            source: e.source,
-            destination: e.destination,
+            source: index(e.source),
+            destination: e.destination.map_or(NONE, index),
             code: e.code,
-            ms,
+            ms: ms as f32,
         });
     }
 
@@ -438,12 +442,13 @@ impl Stats {
         }
         let mut by: BTreeMap<(usize, Option<usize>), Tally> = BTreeMap::new();
         for s in window.iter() {
-            let t = by.entry((s.source, s.destination)).or_default();
+            let destination = (s.destination != NONE).then_some(s.destination as usize);
+            let t = by.entry((s.source as usize, destination)).or_default();
             t.n += 1;
             if s.code >= 500 {
                 t.errors += 1;
             }
-            t.ms.push(s.ms);
+            t.ms.push(f64::from(s.ms));
         }
         drop(window);
         by.into_iter()
