@@ -438,6 +438,26 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
+/// The text of the first element matching `css`, read in one script: the
+/// admin page replaces its panel every 2 s, so a found element can go stale
+/// before its text is read.
+async fn live_text(c: &Client, css: &str) -> String {
+    let script = format!(
+        "const e = document.querySelector({}); return e ? e.innerText : null",
+        serde_json::to_string(css).unwrap()
+    );
+    match js(c, &script).await {
+        Value::String(t) => t,
+        _ => {
+            let page = js(c, "return document.body.innerText").await;
+            panic!(
+                "{css} is not on the page:\n{}",
+                page.as_str().unwrap_or_default()
+            )
+        }
+    }
+}
+
 /// The admin page's graph has an edge from `from` to `to` (nodes as drawn:
 /// `frontend v1`).
 async fn has_edge(c: &Client, from: &str, to: &str) -> bool {
@@ -493,7 +513,7 @@ async fn the_admin_page_switches_the_stage_and_its_graph_follows_the_traffic() {
 
     traffic(&ingress, 12, 12).await;
     c.goto(&page).await.unwrap();
-    assert_eq!(text(&c, "#stage").await, "multiservice");
+    assert_eq!(live_text(&c, "#stage").await, "multiservice");
     // The two chains and nothing across them.
     for (from, to) in [
         ("istio-ingressgateway", "frontend v1"),
@@ -506,7 +526,7 @@ async fn the_admin_page_switches_the_stage_and_its_graph_follows_the_traffic() {
     }
     assert!(!has_edge(&c, "frontend v1", "forecast v2").await);
     assert!(!has(&c, "g.edge.crossing").await);
-    let matrix = text(&c, "#matrix").await;
+    let matrix = live_text(&c, "#matrix").await;
     assert!(
         matrix.contains("frontend:v2,forecast:v2,recommendation:v1")
             && !matrix.contains("crossing"),
@@ -517,18 +537,24 @@ async fn the_admin_page_switches_the_stage_and_its_graph_follows_the_traffic() {
 
     // Switch from the page: forecast v2 for everyone, so frontend v1 now calls
     // forecast v2 (a crossing, drawn as one) once traffic flows.
-    c.find(Locator::Css(r#"button[value="forecast-v2"]"#))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    // A refresh may replace the button between finding and clicking it: try again.
+    let mut clicked = Err(String::new());
+    for _ in 0..5 {
+        clicked = match c.find(Locator::Css(r#"button[value="forecast-v2"]"#)).await {
+            Ok(b) => b.click().await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if clicked.is_ok() {
+            break;
+        }
+    }
+    clicked.expect("the forecast-v2 button can be clicked");
     until(&c, "the new stage", async |c| {
-        text(c, "#stage").await == "forecast-v2"
+        live_text(c, "#stage").await == "forecast-v2"
     })
     .await;
     assert_eq!(
-        text(&c, "button[aria-current]").await,
+        live_text(&c, "button[aria-current]").await,
         "forecast-v2",
         "the current stage's button is marked"
     );
@@ -544,7 +570,7 @@ async fn the_admin_page_switches_the_stage_and_its_graph_follows_the_traffic() {
         )
         .await
     );
-    assert!(text(&c, "#matrix").await.contains("crossing"));
+    assert!(live_text(&c, "#matrix").await.contains("crossing"));
 
     // Phone width: nothing but the graph's own box scrolls sideways.
     c.set_window_size(390, 900).await.unwrap();
