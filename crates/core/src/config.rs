@@ -59,6 +59,50 @@ pub struct AppArgs {
 
     #[command(flatten)]
     pub telemetry: crate::telemetry::TelemetryArgs,
+
+    #[command(flatten)]
+    pub fault: FaultArgs,
+}
+
+/// Failure switches, off by default, as podinfo's `--random-error` and
+/// `--random-delay`: a release's gates and rollback can be shown with a version
+/// that misbehaves (docs/architecture.md, Contracts 13). Health, readiness,
+/// version and metrics are never touched.
+#[derive(Args, Clone, Debug, Default, PartialEq)]
+pub struct FaultArgs {
+    /// Share of requests answered 500, from 0 to 1.
+    #[arg(long, env = "FAULT_ERROR_RATE", default_value_t = 0.0, value_parser = share)]
+    pub fault_error_rate: f64,
+
+    /// Latency added to every request (milliseconds).
+    #[arg(long, env = "FAULT_DELAY_MS", default_value_t = 0)]
+    pub fault_delay_ms: u64,
+}
+
+impl FaultArgs {
+    /// Whether any fault is switched on.
+    pub fn any(&self) -> bool {
+        self.fault_error_rate > 0.0 || self.fault_delay_ms > 0
+    }
+
+    pub fn delay(&self) -> Duration {
+        Duration::from_millis(self.fault_delay_ms)
+    }
+}
+
+/// A share between 0 and 1.
+fn share(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number: expected a share from 0 to 1, e.g. 0.3"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{v} is out of range: expected a share from 0 to 1, e.g. 0.3"
+        ))
+    }
 }
 
 impl AppArgs {
@@ -67,6 +111,7 @@ impl AppArgs {
             app_version: version,
             request_timeout_ms: 10_000,
             telemetry: Default::default(),
+            fault: FaultArgs::default(),
         }
     }
 

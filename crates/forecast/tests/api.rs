@@ -339,3 +339,74 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         .expect("the process exits after draining");
     assert!(status.success(), "exit status {status}");
 }
+
+/// The failure switches, read from the environment as on a cluster: every
+/// forecast answered 500, health, readiness and version untouched.
+#[tokio::test]
+async fn fault_error_rate_one_fails_every_forecast_and_nothing_else() {
+    let p = Process::start(
+        env!("CARGO_BIN_EXE_forecast"),
+        &[("APP_VERSION", "v2"), ("FAULT_ERROR_RATE", "1")],
+    );
+    let http = reqwest::Client::new();
+    let url = p.url();
+    for _ in 0..5 {
+        let res = http
+            .get(format!("{url}/forecast?city=beijing"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(res.headers()["x-weather-chain"], "forecast:v2");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "injected fault (FAULT_ERROR_RATE)");
+    }
+    for path in ["/healthz", "/readyz", "/version", "/metrics"] {
+        let res = http.get(format!("{url}{path}")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+    }
+}
+
+#[test]
+fn a_fault_rate_outside_zero_to_one_is_refused_at_start() {
+    for bad in ["1.5", "-0.1", "often"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_forecast"))
+            .env("FAULT_ERROR_RATE", bad)
+            .env("PORT", "0")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--fault-error-rate") && err.contains("from 0 to 1"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+/// FAULT_DELAY_MS holds every forecast that long (tokio's clock is paused, so
+/// the test measures the delay asked for, not the machine).
+#[tokio::test(start_paused = true)]
+async fn fault_delay_holds_each_forecast_and_not_the_probes() {
+    use tower::ServiceExt;
+    let mut config = forecast::Config::new(AppVersion::V1, "http://127.0.0.1:1");
+    config.app.fault.fault_delay_ms = 5_000;
+    let app = forecast::app(&config, Health::default());
+    let get = |path: &str| {
+        axum::http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let start = tokio::time::Instant::now();
+    let res = app
+        .clone()
+        .oneshot(get("/forecast?city=beijing"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(start.elapsed() >= Duration::from_millis(5_000));
+    let start = tokio::time::Instant::now();
+    let res = app.oneshot(get("/healthz")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(start.elapsed() < Duration::from_millis(5_000));
+}

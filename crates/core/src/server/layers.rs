@@ -23,7 +23,7 @@ use tower_http::timeout::TimeoutLayer;
 use super::lifecycle::{AppInfo, Health};
 use crate::{
     chain,
-    config::AppArgs,
+    config::{AppArgs, FaultArgs},
     error::json_error,
     metrics::Metrics,
     telemetry::{self, Telemetry},
@@ -56,6 +56,20 @@ pub fn service(
         telemetry,
     };
     let version = serde_json::json!({ "app": info.app, "version": info.version });
+    // Faults apply to the app's own routes only, added before the standard ones.
+    let routes = if args.fault.any() {
+        tracing::warn!(
+            error_rate = args.fault.fault_error_rate,
+            delay_ms = args.fault.fault_delay_ms,
+            "fault injection is on (FAULT_ERROR_RATE, FAULT_DELAY_MS)"
+        );
+        routes.layer(middleware::from_fn_with_state(
+            args.fault.clone(),
+            inject_fault,
+        ))
+    } else {
+        routes
+    };
     routes
         .route(
             "/healthz",
@@ -93,6 +107,20 @@ pub fn service(
             args.request_timeout(),
         ))
         .layer(middleware::from_fn_with_state(observe, observe_request))
+}
+
+/// The failure switches: the delay first, then a 500 for that share of requests.
+async fn inject_fault(State(f): State<FaultArgs>, req: Request, next: Next) -> Response {
+    if f.fault_delay_ms > 0 {
+        tokio::time::sleep(f.delay()).await;
+    }
+    if f.fault_error_rate > 0.0 && fastrand::f64() < f.fault_error_rate {
+        return json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "injected fault (FAULT_ERROR_RATE)",
+        );
+    }
+    next.run(req).await
 }
 
 /// Opens the server span (a child of the caller's trace context), stamps the
