@@ -225,6 +225,53 @@ impl Manifests {
         Ok(())
     }
 
+    /// Applies `overlay` over this set as `kubectl apply` would: an object of
+    /// the same kind, namespace and name is replaced, a new one added. Only
+    /// routing objects (VirtualService, DestinationRule, Gateway) may be in the
+    /// overlay: a running data plane cannot start new workloads.
+    pub fn apply(&mut self, overlay: Manifests) -> Result<(), Vec<LoadError>> {
+        let not_routing: Vec<LoadError> = overlay
+            .origins
+            .iter()
+            .filter(|(id, _)| {
+                !["VirtualService ", "DestinationRule ", "Gateway "]
+                    .iter()
+                    .any(|k| id.starts_with(k))
+            })
+            .map(|(id, origin)| {
+                err(format!(
+                    "{origin} ({id}): only VirtualServices, DestinationRules and Gateways can be applied over the running manifests"
+                ))
+            })
+            .collect();
+        if !not_routing.is_empty() {
+            return Err(not_routing);
+        }
+        fn replace<T>(base: &mut Vec<T>, new: Vec<T>, meta: impl Fn(&T) -> &Meta) {
+            for n in new {
+                let (ns, name) = (meta(&n).ns().to_owned(), meta(&n).name.clone());
+                base.retain(|b| !(meta(b).ns() == ns && meta(b).name == name));
+                base.push(n);
+            }
+        }
+        replace(&mut self.virtual_services, overlay.virtual_services, |v| {
+            &v.metadata
+        });
+        replace(
+            &mut self.destination_rules,
+            overlay.destination_rules,
+            |d| &d.metadata,
+        );
+        replace(&mut self.gateways, overlay.gateways, |g| &g.metadata);
+        for (id, origin) in overlay.origins {
+            self.origins.retain(|(i, _)| *i != id);
+            self.origins.push((id, origin));
+        }
+        self.warnings.extend(overlay.warnings);
+        self.notes.extend(overlay.notes);
+        Ok(())
+    }
+
     /// Where an object was read, for messages.
     pub fn origin_of(&self, kind: &str, namespace: &str, name: &str) -> Option<&Origin> {
         let id = format!("{kind} {namespace}/{name}");

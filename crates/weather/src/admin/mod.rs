@@ -8,6 +8,9 @@
 //!   GET  /stats/prometheus  -> Istio's standard metrics, Prometheus text format
 //!   GET  /stage             -> {"stage": "multiservice", "stages": [...], ...}
 //!   POST /stage/NAME        -> applies istio/stages/NAME (same origin only)
+//!   POST /apply?label=L     -> applies the routing objects of the YAML body over
+//!                              the manifests in force, whole or not at all
+//!                              (same origin only; `weather release` uses it)
 
 mod page;
 
@@ -16,7 +19,7 @@ use std::{net::SocketAddr, sync::Arc};
 use askama::Template;
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -34,6 +37,7 @@ pub fn router(plane: Arc<Plane>) -> Router {
         .route("/stats/prometheus", get(prometheus))
         .route("/stage", get(current))
         .route("/stage/{name}", post(switch))
+        .route("/apply", post(apply))
         .with_state(plane)
 }
 
@@ -115,12 +119,49 @@ async fn current(State(plane): State<Arc<Plane>>) -> Json<serde_json::Value> {
         "stage": applied.stage,
         "stages": root.map(|r| stages::names(&r)).unwrap_or_default(),
         "paths": applied.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "overlay": applied.overlay.as_ref().map(|o| json!({
+            "label": o.label,
+            "objects": o.objects,
+        })),
         "reloads": {
             "applied": reloads.applied,
             "refused": reloads.refused,
             "last_error": reloads.last_error,
         },
     }))
+}
+
+#[derive(serde::Deserialize)]
+struct ApplyQuery {
+    #[serde(default)]
+    label: String,
+}
+
+async fn apply(
+    State(plane): State<Arc<Plane>>,
+    Query(q): Query<ApplyQuery>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if cross_origin(&headers) {
+        let msg = "an apply from another origin is refused";
+        return (StatusCode::FORBIDDEN, Json(json!({"error": msg}))).into_response();
+    }
+    let label = if q.label.is_empty() {
+        "applied through the admin listener".to_owned()
+    } else {
+        q.label
+    };
+    match plane.apply(body, label.clone()) {
+        Ok(summary) => {
+            tracing::info!("{summary} ({label})");
+            Json(json!({"applied": summary})).into_response()
+        }
+        Err(e) => {
+            let body = Json(json!({"error": e.to_string()}));
+            (StatusCode::UNPROCESSABLE_ENTITY, body).into_response()
+        }
+    }
 }
 
 async fn switch(

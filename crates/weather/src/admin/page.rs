@@ -28,6 +28,8 @@ pub struct Page {
 pub struct Panel {
     pub stage: Option<String>,
     pub meaning: String,
+    /// Routing applied over the stage (`weather release`): who applied what.
+    pub overlay: Option<String>,
     pub stages: Vec<StageButton>,
     pub graph: Graph,
     pub matrix: MatrixView,
@@ -122,9 +124,14 @@ impl Panel {
                     .collect()
             })
             .unwrap_or_default();
+        let overlay = applied
+            .overlay
+            .as_ref()
+            .map(|o| format!("{}: {} applied over it", o.label, o.objects.join(", ")));
         Panel {
             stage,
             meaning,
+            overlay,
             stages,
             graph: graph(stats.peers(), &stats.edges()),
             matrix: matrix(stats.matrix()),

@@ -10,6 +10,8 @@ pub enum Error {
     Load(Vec<mesh::LoadError>),
     #[error("the manifests cannot be routed:\n{}", join(.0))]
     Compile(Vec<mesh::CompileError>),
+    #[error("nothing to apply: the YAML holds no object")]
+    EmptyOverlay,
     #[error("the manifests have no Deployments: nothing to run (pass k8s/ with -f)")]
     NoDeployments,
     #[error("new workloads ({}) need a restart of weather up", .0.join(", "))]

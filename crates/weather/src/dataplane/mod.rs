@@ -26,6 +26,6 @@ pub mod stats;
 
 pub use boot::{Options, Running, start};
 pub use error::Error;
-pub use plane::{Applied, Plane, Reloads, Settings};
+pub use plane::{Applied, Overlay, Plane, Reloads, Settings};
 pub use proxy::Hop;
 pub use stats::Stats;

@@ -48,11 +48,25 @@ impl Default for Settings {
     }
 }
 
+/// Routing objects applied over the manifests of the paths (`POST /apply` on
+/// the admin listener, as `weather release` does): kept across file reloads,
+/// dropped by a stage switch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Overlay {
+    /// The YAML as it was applied.
+    pub text: String,
+    /// What it holds: `VirtualService weather/forecast-route`, ...
+    pub objects: Vec<String>,
+    /// Who applied it and why, for the page: `release frontend-forecast-v2: step 2`.
+    pub label: String,
+}
+
 /// The routing in force: where it was read from and what it compiled to.
 pub struct Applied {
     pub paths: Vec<PathBuf>,
     /// The stage folder the paths stand for; `None` when started with `-f`.
     pub stage: Option<String>,
+    pub overlay: Option<Arc<Overlay>>,
     pub mesh: Mesh,
     /// The address of each of `mesh.workloads`, by index, and its index in
     /// [`Stats::peers`].
@@ -109,14 +123,31 @@ pub fn load(paths: &[PathBuf]) -> Result<(Manifests, Mesh), Error> {
     Ok((manifests, mesh))
 }
 
-/// Like [`load`], refusing manifests with a rule that cannot be compiled: what
-/// replaces routes in force must be whole.
-fn load_whole(paths: &[PathBuf]) -> Result<Mesh, Error> {
-    let (_, mesh) = load(paths)?;
+/// Like [`load`] with `overlay` applied over the paths' objects, refusing
+/// manifests with a rule that cannot be compiled: what replaces routes in
+/// force must be whole.
+fn load_whole(paths: &[PathBuf], overlay: Option<&Overlay>) -> Result<Mesh, Error> {
+    let mut manifests = mesh::load_paths(paths).map_err(Error::Load)?;
+    if let Some(o) = overlay {
+        manifests
+            .apply(parse_overlay(&o.text)?)
+            .map_err(Error::Load)?;
+    }
+    let mesh = Mesh::compile(&manifests);
     if !mesh.errors.is_empty() {
         return Err(Error::Compile(mesh.errors));
     }
     Ok(mesh)
+}
+
+/// The objects of an overlay's YAML, strictly, as files are read.
+fn parse_overlay(text: &str) -> Result<Manifests, Error> {
+    let mut m = Manifests::default();
+    m.add_yaml("applied", text).map_err(Error::Load)?;
+    if m.origins.is_empty() {
+        return Err(Error::EmptyOverlay);
+    }
+    Ok(m)
 }
 
 impl Plane {
@@ -133,7 +164,7 @@ impl Plane {
             .pool_max_idle_per_host(64)
             .build_http();
         let stats = Arc::new(Stats::new(&mesh.workloads, settings.metrics));
-        let applied = prepare(&pods, &stats, paths, stage, mesh)?;
+        let applied = prepare(&pods, &stats, paths, stage, None, mesh)?;
         Ok(Plane {
             applied: RwLock::new(Arc::new(applied)),
             pods,
@@ -157,8 +188,33 @@ impl Plane {
     /// request: in-flight hops finish on the snapshot they started with. On any
     /// error nothing changes. Returns a one-line summary.
     pub fn switch(&self, paths: Vec<PathBuf>, stage: Option<String>) -> Result<String, Error> {
-        let mesh = load_whole(&paths)?;
-        let applied = prepare(&self.pods, &self.stats, paths, stage, mesh)?;
+        let mesh = load_whole(&paths, None)?;
+        let applied = prepare(&self.pods, &self.stats, paths, stage, None, mesh)?;
+        let summary = applied.summary();
+        *self.applied.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(applied);
+        Ok(summary)
+    }
+
+    /// Applies routing objects (YAML) over the manifests of the paths in force,
+    /// replacing any overlay applied before, as `kubectl apply` replaces objects
+    /// of the same name. Refused whole, changing nothing, when any object is not
+    /// valid or a rule cannot be compiled.
+    pub fn apply(&self, text: String, label: String) -> Result<String, Error> {
+        let objects = parse_overlay(&text)?
+            .origins
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let overlay = Overlay {
+            text,
+            objects,
+            label,
+        };
+        let seen = self.applied();
+        let mesh = load_whole(&seen.paths, Some(&overlay))?;
+        let (paths, stage) = (seen.paths.clone(), seen.stage.clone());
+        let overlay = Some(Arc::new(overlay));
+        let applied = prepare(&self.pods, &self.stats, paths, stage, overlay, mesh)?;
         let summary = applied.summary();
         *self.applied.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(applied);
         Ok(summary)
@@ -168,9 +224,16 @@ impl Plane {
     /// was applied since `seen` was read: a stage switch wins over a file edit
     /// that raced with it. `None` when it was not applied for that reason.
     pub(super) fn reload(&self, seen: &Arc<Applied>) -> Option<Result<String, Error>> {
-        let outcome = load_whole(&seen.paths).and_then(|mesh| {
+        let outcome = load_whole(&seen.paths, seen.overlay.as_deref()).and_then(|mesh| {
             let (paths, stage) = (seen.paths.clone(), seen.stage.clone());
-            prepare(&self.pods, &self.stats, paths, stage, mesh)
+            prepare(
+                &self.pods,
+                &self.stats,
+                paths,
+                stage,
+                seen.overlay.clone(),
+                mesh,
+            )
         });
         let mut current = self.applied.write().unwrap_or_else(|e| e.into_inner());
         if !Arc::ptr_eq(&current, seen) {
@@ -213,6 +276,7 @@ fn prepare(
     stats: &Stats,
     paths: Vec<PathBuf>,
     stage: Option<String>,
+    overlay: Option<Arc<Overlay>>,
     mesh: Mesh,
 ) -> Result<Applied, Error> {
     let missing: Vec<String> = mesh
@@ -237,6 +301,7 @@ fn prepare(
     Ok(Applied {
         paths,
         stage,
+        overlay,
         mesh,
         pods,
         services,
@@ -246,9 +311,13 @@ fn prepare(
 impl Applied {
     fn summary(&self) -> String {
         let n = self.mesh.virtual_service_count();
-        match &self.stage {
-            Some(s) => format!("applied stage {s}: {n} VirtualServices"),
-            None => format!("applied {n} VirtualServices"),
+        match (&self.overlay, &self.stage) {
+            (Some(o), _) => format!(
+                "applied {} over the manifests: {n} VirtualServices",
+                o.objects.join(", ")
+            ),
+            (None, Some(s)) => format!("applied stage {s}: {n} VirtualServices"),
+            (None, None) => format!("applied {n} VirtualServices"),
         }
     }
 }

@@ -371,3 +371,100 @@ async fn with_an_otlp_endpoint_every_hop_is_a_span_of_one_trace() {
     assert_eq!(by_id(&rec_sidecar.parent_span_id).service, "forecast");
     running.shutdown().await;
 }
+
+/// forecast v2 for every caller, as a release step would apply it.
+const FORECAST_ALL_V2: &str = "
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: forecast-route, namespace: weather}
+spec:
+  hosts: [forecast]
+  http:
+    - route:
+        - destination: {host: forecast, subset: v2}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_applied_through_the_admin_listener_replaces_the_stages_whole_or_not_at_all() {
+    let running = up("multiservice").await;
+    let admin = admin(&running).await;
+    let http = reqwest::Client::new();
+    let chain = || async {
+        let res = http
+            .get(format!("http://{}/", running.ingress))
+            .send()
+            .await
+            .unwrap();
+        res.headers()["x-weather-chain"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let apply = |yaml: &'static str| {
+        http.post(format!("{}/apply?label=test", admin.url()))
+            .header("content-type", "application/yaml")
+            .body(yaml)
+            .send()
+    };
+    assert_eq!(chain().await, "frontend:v1,forecast:v1");
+
+    let res = apply(FORECAST_ALL_V2).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(chain().await, "frontend:v1,forecast:v2,recommendation:v1");
+    let stage: serde_json::Value = http
+        .get(format!("{}/stage", admin.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stage["stage"], "multiservice");
+    assert_eq!(
+        stage["overlay"]["objects"],
+        serde_json::json!(["VirtualService weather/forecast-route"])
+    );
+
+    // Refused whole: a typo, an object that is not routing, nothing at all.
+    let typo = "
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: forecast-route, namespace: weather}
+spec:
+  hosts: [forecast]
+  http:
+    - matchs: [{uri: {prefix: /}}]
+      route: [{destination: {host: forecast, subset: v1}}]
+";
+    let namespace = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: elsewhere}
+";
+    for (bad, says) in [
+        (typo, "matchs"),
+        (
+            namespace,
+            "only VirtualServices, DestinationRules and Gateways",
+        ),
+        ("", "nothing to apply"),
+    ] {
+        let res = apply(bad).await.unwrap();
+        assert_eq!(res.status(), 422);
+        let body: serde_json::Value = res.json().await.unwrap();
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains(says), "{error}");
+        assert_eq!(chain().await, "frontend:v1,forecast:v2,recommendation:v1");
+    }
+
+    // A stage switch drops what was applied over the stage before.
+    let res = http
+        .post(format!("{}/stage/multiservice", admin.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(chain().await, "frontend:v1,forecast:v1");
+    admin.shutdown().await.unwrap();
+    running.shutdown().await;
+}
