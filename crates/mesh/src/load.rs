@@ -172,15 +172,34 @@ impl Manifests {
                 )
         );
         if known {
+            // A later object of the same kind and name replaces the earlier, as
+            // `kubectl apply -f a -f b` leaves the last one applied.
+            self.origins.retain(|(i, _)| *i != id);
             self.origins.push((id.clone(), origin.clone()));
         }
         match (group, kind.as_str()) {
-            ("", "Namespace") => self.namespaces.push(parse(&origin, &id, doc)?),
-            ("", "ServiceAccount") => self.service_accounts.push(parse(&origin, &id, doc)?),
-            ("", "Service") => self.services.push(parse(&origin, &id, doc)?),
-            ("apps", "Deployment") => self.deployments.push(parse(&origin, &id, doc)?),
+            ("", "Namespace") => {
+                upsert(&mut self.namespaces, parse(&origin, &id, doc)?, |o| {
+                    &o.metadata
+                });
+            }
+            ("", "ServiceAccount") => {
+                let sa = parse(&origin, &id, doc)?;
+                upsert(&mut self.service_accounts, sa, |o| &o.metadata);
+            }
+            ("", "Service") => {
+                upsert(&mut self.services, parse(&origin, &id, doc)?, |o| {
+                    &o.metadata
+                });
+            }
+            ("apps", "Deployment") => {
+                let d = parse(&origin, &id, doc)?;
+                upsert(&mut self.deployments, d, |o| &o.metadata);
+            }
             ("networking.istio.io", "Gateway") => {
-                self.gateways.push(parse(&origin, &id, doc)?);
+                upsert(&mut self.gateways, parse(&origin, &id, doc)?, |o| {
+                    &o.metadata
+                });
             }
             ("networking.istio.io", "DestinationRule") => {
                 let dr: DestinationRule = parse(&origin, &id, doc)?;
@@ -195,7 +214,7 @@ impl Manifests {
                         ));
                     }
                 }
-                self.destination_rules.push(dr);
+                upsert(&mut self.destination_rules, dr, |o| &o.metadata);
             }
             ("networking.istio.io", "VirtualService") => {
                 let vs: VirtualService = parse(&origin, &id, doc)?;
@@ -216,7 +235,7 @@ impl Manifests {
                         "{origin} ({id}): tcp and tls routes are not modelled; only http routes are"
                     ));
                 }
-                self.virtual_services.push(vs);
+                upsert(&mut self.virtual_services, vs, |o| &o.metadata);
             }
             _ => self.notes.push(format!(
                 "{origin}: skipped {kind} ({api_version}): not a kind the model reads"
@@ -247,22 +266,15 @@ impl Manifests {
         if !not_routing.is_empty() {
             return Err(not_routing);
         }
-        fn replace<T>(base: &mut Vec<T>, new: Vec<T>, meta: impl Fn(&T) -> &Meta) {
-            for n in new {
-                let (ns, name) = (meta(&n).ns().to_owned(), meta(&n).name.clone());
-                base.retain(|b| !(meta(b).ns() == ns && meta(b).name == name));
-                base.push(n);
-            }
+        for v in overlay.virtual_services {
+            upsert(&mut self.virtual_services, v, |o| &o.metadata);
         }
-        replace(&mut self.virtual_services, overlay.virtual_services, |v| {
-            &v.metadata
-        });
-        replace(
-            &mut self.destination_rules,
-            overlay.destination_rules,
-            |d| &d.metadata,
-        );
-        replace(&mut self.gateways, overlay.gateways, |g| &g.metadata);
+        for d in overlay.destination_rules {
+            upsert(&mut self.destination_rules, d, |o| &o.metadata);
+        }
+        for g in overlay.gateways {
+            upsert(&mut self.gateways, g, |o| &o.metadata);
+        }
         for (id, origin) in overlay.origins {
             self.origins.retain(|(i, _)| *i != id);
             self.origins.push((id, origin));
@@ -277,6 +289,13 @@ impl Manifests {
         let id = format!("{kind} {namespace}/{name}");
         self.origins.iter().find(|(i, _)| *i == id).map(|(_, s)| s)
     }
+}
+
+/// Adds `new`, replacing an object of the same namespace and name.
+fn upsert<T>(all: &mut Vec<T>, new: T, meta: impl Fn(&T) -> &Meta) {
+    let (ns, name) = (meta(&new).ns().to_owned(), meta(&new).name.clone());
+    all.retain(|o| !(meta(o).ns() == ns && meta(o).name == name));
+    all.push(new);
 }
 
 fn parse<T: DeserializeOwned>(origin: &Origin, id: &str, doc: Value) -> Result<T, LoadError> {

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod dataplane;
 pub mod predict;
 pub mod prometheus;
+pub mod release;
 pub mod stages;
 pub mod verify;
 pub mod workloads;

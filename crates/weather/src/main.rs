@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use weather::commands::{self, RouteArgs, UpArgs, VerifyArgs};
+use weather::commands::{self, ReleaseArgs, RouteArgs, UpArgs, VerifyArgs};
 
 /// Weather's release tool: the Istio routing of the shipped manifests, modelled
 /// and run on one machine.
@@ -28,6 +28,9 @@ enum Command {
     /// Send anonymous and tester traffic to an ingress and judge the version
     /// matrix; exit 1 on any crossing or misrouted request.
     Verify(VerifyArgs),
+    /// Release services together as one train: one lane, one set of gates,
+    /// one rollback. Exit 0 promoted, 3 rolled back, 1 on error.
+    Release(ReleaseArgs),
     /// Switch the stage of a running `weather up`.
     Stage {
         name: String,
@@ -44,6 +47,7 @@ async fn main() -> ExitCode {
         Command::Route(a) => commands::route(a),
         Command::Check { paths } => commands::check(&paths),
         Command::Verify(a) => commands::verify(a).await,
+        Command::Release(a) => commands::release(a).await,
         Command::Stage { name, admin } => commands::stage(&name, &admin).await,
     }
 }

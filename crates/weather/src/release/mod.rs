@@ -1,0 +1,13 @@
+//! `weather release SPEC`: a release train that canaries dependent services
+//! together, with one lane, one set of gates and one rollback
+//! (docs/architecture.md, "The release train").
+//!
+//! - [`spec`]: the `ReleaseTrain` object, loaded strictly;
+//! - [`plan`]: the steps and the VirtualServices each applies;
+//! - [`metrics`]: the gates' arithmetic on Istio's standard metrics;
+//! - [`run`]: applying, waiting, judging, promoting or rolling back.
+
+pub mod metrics;
+pub mod plan;
+pub mod run;
+pub mod spec;
