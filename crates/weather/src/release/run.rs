@@ -282,11 +282,31 @@ impl Driver<'_> {
         Ok(Scrape::parse(&text))
     }
 
-    /// Waits one interval, or less when interrupted.
+    /// Waits one interval, or less when interrupted; on a terminal, with a
+    /// progress bar.
     async fn wait(&self, d: Duration) {
-        let end = Instant::now() + d;
+        use std::io::{IsTerminal, Write};
+        let bar = self.opts.progress && std::io::stdout().is_terminal();
+        let start = Instant::now();
+        let end = start + d;
         while Instant::now() < end && !self.stop.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(100).min(end - Instant::now())).await;
+            if bar {
+                let done = start.elapsed().as_secs_f64() / d.as_secs_f64();
+                let filled = (done * 30.0).round() as usize;
+                print!(
+                    "\r  [{}{}] {:.0}s of {:.0}s",
+                    "#".repeat(filled.min(30)),
+                    ".".repeat(30 - filled.min(30)),
+                    start.elapsed().as_secs_f64(),
+                    d.as_secs_f64()
+                );
+                let _ = std::io::stdout().flush();
+            }
+            tokio::time::sleep(Duration::from_millis(200).min(end - Instant::now())).await;
+        }
+        if bar {
+            print!("\r{}\r", " ".repeat(50));
+            let _ = std::io::stdout().flush();
         }
     }
 

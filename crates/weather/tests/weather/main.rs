@@ -9,6 +9,7 @@ mod cookies;
 mod metrics;
 mod model;
 mod proxy;
+mod release;
 mod up;
 
 use std::path::PathBuf;

@@ -338,3 +338,59 @@ fn random_virtual_services_route_as_istiod_and_envoy_do() {
     }
     assert_agree(&report, &kinds);
 }
+
+/// Every step of the shipped release train (A/B, weights, promotion,
+/// rollback), as `weather release` applies it over the all-v1 stage.
+#[test]
+fn every_release_train_step_routes_as_istiod_and_envoy_do() {
+    use weather::release::plan;
+    let bench = Bench::new();
+    let root = root();
+    let text = std::fs::read_to_string(root.join("release/frontend-forecast-v2.yaml")).unwrap();
+    let train = weather::release::spec::parse("frontend-forecast-v2.yaml", &text).unwrap();
+    let all_v1 = stage_paths("all-v1");
+    let m = mesh::load_paths(&all_v1).unwrap();
+    let mut phases = plan::phases(&train);
+    phases.push(plan::Phase::Rollback);
+    let mut report = Vec::new();
+    let mut kinds = Kinds::new();
+    for (s, phase) in phases.into_iter().enumerate() {
+        let dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"))
+            .join(format!("conformance/release-{s}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        // The train replaces frontend-route and forecast-route; recommendation's
+        // stays the stage's.
+        std::fs::copy(
+            root.join("istio/stages/all-v1/recommendation.yaml"),
+            dir.join("recommendation.yaml"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("train.yaml"), plan::yaml(&train, &m, phase)).unwrap();
+        let paths = vec![root.join("k8s"), root.join("istio/base"), dir.clone()];
+        let files = format!("-f k8s -f istio/base -f {}", dir.display());
+        let asks = |export: &Value| {
+            let mut asks = Vec::new();
+            for (proxy, p) in export["proxies"].as_object().unwrap() {
+                let listeners: Vec<String> = p["routes"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| *k == "http.80" || ["3000", "3002", "3005"].contains(&k.as_str()))
+                    .cloned()
+                    .collect();
+                let per = if proxy == "ingress" { 800 } else { 300 };
+                asks.extend(corpus(proxy, &listeners, per, 70 + s as u64));
+            }
+            asks
+        };
+        // (The name names files: no spaces or slashes.)
+        let name = format!(
+            "release-{s}-{}",
+            phase.to_string().replace([' ', '/', '%'], "")
+        );
+        report.push(bench.compare(&name, &paths, &files, asks, &mut kinds));
+    }
+    assert_agree(&report, &kinds);
+}

@@ -1,0 +1,248 @@
+//! `weather release` on the shipped train: bad specs refused before anything
+//! is applied, every step's VirtualServices clean for `weather check`, and the
+//! train run for real against the local data plane (short intervals, its own
+//! load): the healthy one promoted with no crossing at any step, the one with
+//! a failing forecast v2 rolled back whole within `threshold` intervals.
+
+use std::path::PathBuf;
+
+use mesh::{Manifests, Mesh, analyze::analyze};
+use weather::{
+    dataplane,
+    release::{
+        plan::{self, Phase},
+        run::{self, Outcome, Target},
+        spec,
+    },
+};
+
+use crate::{root, stage_paths};
+
+fn shipped_spec() -> PathBuf {
+    root().join("release/frontend-forecast-v2.yaml")
+}
+
+fn shipped_text() -> String {
+    std::fs::read_to_string(shipped_spec()).unwrap()
+}
+
+fn options(spec: PathBuf, manifests: Vec<PathBuf>) -> run::Options {
+    run::Options {
+        spec,
+        target: Target::Admin("http://127.0.0.1:1".into()),
+        manifests,
+        prometheus: None,
+        url: None,
+        load: false,
+        lane_headers: vec![("cookie".into(), "_ga=GA1.1.42; user=tester".into())],
+        progress: false,
+        interval: Some("1s".into()),
+    }
+}
+
+/// The shipped spec with `from` replaced by `to` (once).
+fn edited(from: &str, to: &str) -> PathBuf {
+    let text = shipped_text();
+    assert!(text.contains(from), "the shipped spec has {from:?}");
+    let dir = std::env::temp_dir().join(format!("weather-release-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{:x}.yaml", fxhash(from) ^ fxhash(to)));
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    path
+}
+
+fn fxhash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+#[test]
+fn bad_specs_are_refused_naming_the_field_before_anything_is_applied() {
+    let all_v1 = stage_paths("all-v1");
+    for (from, to, says) in [
+        (
+            "  threshold: 2",
+            "  threshold: 2\n    thresold: 3",
+            "thresold",
+        ),
+        (
+            "stepWeights: [10, 50]",
+            "stepWeights: [10, 150]",
+            "spec.analysis.stepWeights[1]: 150",
+        ),
+        (
+            "stepWeights: [10, 50]",
+            "stepWeights: [50, 10]",
+            "stepWeights[1]: 10 is not above",
+        ),
+        (
+            "    - name: forecast\n",
+            "    - name: forecasts\n",
+            "no Service weather/forecasts",
+        ),
+        (
+            "      to: v2\n    - name: forecast",
+            "      to: v3\n    - name: forecast",
+            "spec.services[0].to: no Deployment in weather runs frontend v3",
+        ),
+        ("interval: 30s", "interval: soon", "spec.analysis.interval"),
+        ("kind: ReleaseTrain", "kind: Canary", "kind: \"Canary\""),
+        (
+            "            regex:",
+            "            regexp:",
+            "spec.analysis.match[0].headers",
+        ),
+        (
+            "gateway: istio-system/weather-gateway",
+            "gateway: istio-system/nope",
+            "no Gateway istio-system/nope",
+        ),
+        (
+            "      from: v1\n      to: v2\n    - name: forecast",
+            "      from: v2\n      to: v2\n    - name: forecast",
+            "spec.services[0].to",
+        ),
+    ] {
+        let opts = options(edited(from, to), all_v1.clone());
+        let e = run::prepare(&opts).expect_err(to).to_string();
+        assert!(e.contains(says), "{to}: {e}");
+    }
+    // The shipped one is fine.
+    run::prepare(&options(shipped_spec(), all_v1)).unwrap();
+}
+
+/// Every step's VirtualServices over the manifests they replace are clean for
+/// `weather check`, and route as the step says.
+#[test]
+fn every_steps_routing_is_clean_for_weather_check() {
+    let (train, m) = run::prepare(&options(shipped_spec(), stage_paths("all-v1"))).unwrap();
+    let mut phases = plan::phases(&train);
+    phases.push(Phase::Rollback);
+    assert_eq!(phases.len(), 6, "{phases:?}");
+    for phase in phases {
+        let yaml = plan::yaml(&train, &m, phase);
+        let mut overlay = Manifests::default();
+        overlay.add_yaml("step", &yaml).unwrap();
+        assert_eq!(overlay.virtual_services.len(), 2, "{yaml}");
+        let mut all = m.clone();
+        all.apply(overlay).unwrap();
+        let mesh = Mesh::compile(&all);
+        let findings = analyze(&all, &mesh);
+        assert!(findings.is_empty(), "{phase}: {findings:?}\n{yaml}");
+    }
+}
+
+#[test]
+fn step_weight_and_max_weight_count_the_steps_as_flagger_does() {
+    let text = shipped_text().replace("stepWeights: [10, 50]", "stepWeight: 20\n    maxWeight: 60");
+    let train = spec::parse("spec.yaml", &text).unwrap();
+    assert_eq!(train.weights, [20, 40, 60]);
+    let text = shipped_text().replace(
+        "stepWeights: [10, 50]",
+        "stepWeights: [10, 50]\n    stepWeight: 5",
+    );
+    let e = spec::parse("spec.yaml", &text).unwrap_err().to_string();
+    assert!(e.contains("either stepWeights or stepWeight"), "{e}");
+}
+
+/// Runs the shipped train against a local data plane started from `paths`,
+/// with its own load, every interval 1 s.
+async fn run_train(paths: Vec<PathBuf>) -> (run::Report, Vec<String>) {
+    let running = dataplane::start(dataplane::Options::local(paths.clone(), None))
+        .await
+        .unwrap();
+    let admin = weather::admin::serve("127.0.0.1:0".parse().unwrap(), running.plane.clone())
+        .await
+        .unwrap();
+    let mut opts = options(shipped_spec(), paths);
+    opts.target = Target::Admin(admin.url());
+    opts.url = Some(format!("http://{}", running.ingress));
+    opts.load = true;
+    let (train, m) = run::prepare(&opts).unwrap();
+    let report = run::run(&opts, &train, &m, std::future::pending())
+        .await
+        .unwrap();
+    // After the train: where do anonymous and tester requests go now?
+    let http = reqwest::Client::new();
+    let mut chains = Vec::new();
+    for cookie in ["lang=en", "user=tester"] {
+        for _ in 0..20 {
+            let res = http
+                .get(format!("http://{}/?city=paris", running.ingress))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            let chain = res.headers()["x-weather-chain"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            if !chains.contains(&chain) {
+                chains.push(chain);
+            }
+        }
+    }
+    admin.shutdown().await.unwrap();
+    running.shutdown().await;
+    (report, chains)
+}
+
+fn crossings(step: &run::StepReport) -> Option<f64> {
+    step.checks
+        .iter()
+        .find(|c| c.name == "crossings")
+        .and_then(|c| c.value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_train_is_promoted_with_no_crossing_at_any_step() {
+    let (report, chains) = run_train(stage_paths("all-v1")).await;
+    assert_eq!(report.outcome, Outcome::Promoted, "{}", report.render());
+    assert_eq!(report.failed_checks, 0, "{}", report.render());
+    let analysed: Vec<_> = report.steps.iter().filter(|s| s.phase.analysed()).collect();
+    assert_eq!(analysed.len(), 4, "{}", report.render());
+    for s in &analysed {
+        assert!(s.passed, "{}", report.render());
+        assert_eq!(crossings(s), Some(0.0), "{}", report.render());
+        // Every gate had traffic to judge on the new lane.
+        assert!(
+            s.checks.iter().all(|c| c.value.is_some()),
+            "{}",
+            report.render()
+        );
+    }
+    let promotion = report.steps.last().unwrap();
+    assert_eq!(promotion.phase, Phase::Promote);
+    assert!(promotion.passed, "{}", report.render());
+    assert_eq!(chains, ["frontend:v2,forecast:v2,recommendation:v1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_train_whose_forecast_v2_fails_is_rolled_back_whole_within_threshold_intervals() {
+    let root = root();
+    let paths = vec![
+        root.join("k8s"),
+        root.join("release/bad-forecast"),
+        root.join("istio/base"),
+        root.join("istio/stages/all-v1"),
+    ];
+    let (report, chains) = run_train(paths).await;
+    assert_eq!(report.outcome, Outcome::RolledBack, "{}", report.render());
+    assert_eq!(report.failed_checks, 2);
+    // threshold (2) analysed intervals, then the rollback.
+    let analysed: Vec<_> = report.steps.iter().filter(|s| s.phase.analysed()).collect();
+    assert_eq!(analysed.len(), 2, "{}", report.render());
+    for s in &analysed {
+        let forecast = s
+            .checks
+            .iter()
+            .find(|c| c.name == "request-success-rate" && c.target == "forecast-v2")
+            .unwrap();
+        assert!(!forecast.ok, "{}", report.render());
+    }
+    let rollback = report.steps.last().unwrap();
+    assert_eq!(rollback.phase, Phase::Rollback);
+    assert!(rollback.passed, "{}", report.render());
+    assert_eq!(chains, ["frontend:v1,forecast:v1"]);
+}
