@@ -180,6 +180,7 @@ fn every_subcommand_has_help() {
         vec!["check", "--help"],
         vec!["verify", "--help"],
         vec!["stage", "--help"],
+        vec!["release", "--help"],
     ] {
         let o = weather(&sub);
         assert!(o.status.success(), "{sub:?}");
@@ -194,4 +195,47 @@ fn every_subcommand_has_help() {
         String::from_utf8_lossy(&o.stderr)
             .contains("no stage \"nope\"; the stages are: all-v1, forecast-50-50")
     );
+}
+
+#[test]
+fn release_dry_run_prints_the_plan_and_errors_exit_one_before_anything_is_applied() {
+    let all_v1 = [
+        "-f",
+        "k8s",
+        "-f",
+        "istio/base",
+        "-f",
+        "istio/stages/all-v1",
+    ];
+    let mut args = vec!["release", "release/frontend-forecast-v2.yaml", "--dry-run"];
+    args.extend(all_v1);
+    let o = weather(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let plan = stdout(&o);
+    for step in [
+        "== step 1/5: A/B iteration 1 (gateway: old 100%, new 0%)",
+        "== step 3/5: weight 10% (gateway: old 90%, new 10%)",
+        "== step 5/5: promotion (gateway: old 0%, new 100%)",
+        "== on failure: rollback (gateway: old 100%, new 0%)",
+    ] {
+        assert!(plan.contains(step), "{step}\n{plan}");
+    }
+    assert!(plan.contains("kind: \"VirtualService\""));
+
+    // Nothing listens on the admin port: an error, exit 1, said plainly.
+    let o = weather(&[
+        "release",
+        "release/frontend-forecast-v2.yaml",
+        "--admin",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cannot reach weather up's admin listener at http://127.0.0.1:9"), "{err}");
+
+    let mut args = vec!["release", "nowhere.yaml", "--dry-run"];
+    args.extend(all_v1);
+    let o = weather(&args);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read nowhere.yaml"));
 }
