@@ -199,14 +199,7 @@ fn every_subcommand_has_help() {
 
 #[test]
 fn release_dry_run_prints_the_plan_and_errors_exit_one_before_anything_is_applied() {
-    let all_v1 = [
-        "-f",
-        "k8s",
-        "-f",
-        "istio/base",
-        "-f",
-        "istio/stages/all-v1",
-    ];
+    let all_v1 = ["-f", "k8s", "-f", "istio/base", "-f", "istio/stages/all-v1"];
     let mut args = vec!["release", "release/frontend-forecast-v2.yaml", "--dry-run"];
     args.extend(all_v1);
     let o = weather(&args);
@@ -231,7 +224,10 @@ fn release_dry_run_prints_the_plan_and_errors_exit_one_before_anything_is_applie
     ]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("cannot reach weather up's admin listener at http://127.0.0.1:9"), "{err}");
+    assert!(
+        err.contains("cannot reach weather up's admin listener at http://127.0.0.1:9"),
+        "{err}"
+    );
 
     let mut args = vec!["release", "nowhere.yaml", "--dry-run"];
     args.extend(all_v1);

@@ -133,6 +133,43 @@ fn every_steps_routing_is_clean_for_weather_check() {
     }
 }
 
+/// Every step's YAML passes Istio's published schemas and the check for fields
+/// Istio does not define (tools/validate, installed by scripts/validate-manifests).
+#[test]
+fn every_steps_yaml_passes_istios_schemas() {
+    let (train, m) = run::prepare(&options(shipped_spec(), stage_paths("all-v1"))).unwrap();
+    let checker = root().join("tools/validate/validate-istio.mjs");
+    assert!(
+        root()
+            .join("tools/validate/node_modules/@kubernetes-models/istio")
+            .exists(),
+        "the Istio schema checker is not installed: run ./scripts/validate-manifests (./scripts/test does) first"
+    );
+    let dir = std::env::temp_dir().join(format!("weather-release-schema-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut phases = plan::phases(&train);
+    phases.push(Phase::Rollback);
+    let mut files = Vec::new();
+    for (i, phase) in phases.into_iter().enumerate() {
+        let f = dir.join(format!("step-{i}.yaml"));
+        std::fs::write(&f, plan::yaml(&train, &m, phase)).unwrap();
+        files.push(f);
+    }
+    let out = std::process::Command::new("node")
+        .arg(&checker)
+        .args(&files)
+        .output()
+        .expect("node runs (Node 20 or later)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("12 Istio objects checked in 6 files: 0 errors"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn step_weight_and_max_weight_count_the_steps_as_flagger_does() {
     let text = shipped_text().replace("stepWeights: [10, 50]", "stepWeight: 20\n    maxWeight: 60");
