@@ -674,12 +674,12 @@ async fn drive(d: &Driver<'_>, interrupted: &AtomicBool) -> Result<Driven, Error
             && d.webhooks(WebhookType::Rollback, "Progressing").await;
         for c in &checks {
             d.say(&format!(
-                "  {} {:<24} {:>10}  ({}) {}",
-                if c.ok { "ok  " } else { "FAIL" },
-                format!("{} {}", c.name, c.target),
+                "  {:<4}  {:<22} {:<16} {:>8}  ({})",
+                if c.ok { "ok" } else { "FAIL" },
+                c.name,
+                c.target,
                 fmt_value(c.value),
-                c.range,
-                ""
+                c.range
             ));
         }
         let passed = checks.iter().all(|c| c.ok);
@@ -744,24 +744,31 @@ impl Report {
     /// The final table, one line per step.
     pub fn render(&self) -> String {
         let mut out = format!("\nRelease train {}: {}\n\n", self.train, self.summary);
-        out.push_str(&format!("{:<20} {:>9}  {}\n", "step", "old/new", "checks"));
+        out.push_str(&format!(
+            "{:<18} {:>7}  {}\n",
+            "step", "old/new", "checks (FAIL marks a failed one)"
+        ));
         for s in &self.steps {
             let checks = s
                 .checks
                 .iter()
                 .map(|c| {
-                    format!(
-                        "{}{} {}={}",
-                        if c.ok { "" } else { "FAIL " },
-                        c.name,
-                        c.target,
-                        fmt_value(c.value)
-                    )
+                    let v = fmt_value(c.value);
+                    let shown = match c.name.as_str() {
+                        "request-success-rate" => format!("{} {v}%", c.target),
+                        "request-duration" => format!("p99 {v} ms"),
+                        "crossings" => format!("crossings {v}"),
+                        "requests on the versions left behind" => {
+                            format!("{v} on the versions left behind ({})", c.target)
+                        }
+                        other => format!("{other} {} {v}", c.target),
+                    };
+                    if c.ok { shown } else { format!("FAIL {shown}") }
                 })
                 .collect::<Vec<_>>()
-                .join("; ");
+                .join(", ");
             out.push_str(&format!(
-                "{:<20} {:>4}/{:<4}  {checks}\n",
+                "{:<18} {:>3}/{:<3}  {checks}\n",
                 s.phase.to_string(),
                 s.old_weight,
                 s.new_weight
