@@ -59,24 +59,33 @@ impl Script {
     }
 }
 
-/// A fake downstream service on loopback that records each request's headers
-/// and URI.
+/// A fake downstream service on loopback that records each request's headers,
+/// URI and body.
 pub struct FakeService {
     pub server: RunningServer,
     seen: Arc<Mutex<Vec<(String, HeaderMap)>>>,
+    bodies: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeService {
     pub async fn start(script: Script) -> FakeService {
         let seen: Arc<Mutex<Vec<(String, HeaderMap)>>> = Arc::default();
-        let log = seen.clone();
+        let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (log, body_log) = (seen.clone(), bodies.clone());
         let router = Router::new().fallback(move |req: Request| {
             let script = script.clone();
-            let log = log.clone();
+            let (log, body_log) = (log.clone(), body_log.clone());
             async move {
                 log.lock()
                     .unwrap()
                     .push((req.uri().to_string(), req.headers().clone()));
+                let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+                    .await
+                    .unwrap_or_default();
+                body_log
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into_owned());
                 tokio::time::sleep(script.delay).await;
                 let mut res = Response::new(Body::from(script.body));
                 *res.status_mut() = script.status;
@@ -90,7 +99,11 @@ impl FakeService {
             }
         });
         let server = spawn_local(router).await.expect("bind loopback");
-        FakeService { server, seen }
+        FakeService {
+            server,
+            seen,
+            bodies,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -100,6 +113,11 @@ impl FakeService {
     /// The requests received so far: (path and query, headers).
     pub fn requests(&self) -> Vec<(String, HeaderMap)> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// The bodies of the requests received so far, in order.
+    pub fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().unwrap().clone()
     }
 }
 

@@ -185,3 +185,55 @@ async fn flagger_and_kiali_queries_answer_from_a_real_prometheus_scraping_weathe
         "Prometheus still answers after weather up stopped"
     );
 }
+
+/// The release train judged by Flagger's own queries on a real Prometheus, as
+/// on a cluster: the real `weather release` binary against the real `weather up
+/// --prometheus`.
+#[test]
+fn a_release_train_judged_by_a_real_prometheus_is_promoted() {
+    let program = prometheus_program();
+    let up = WeatherUp::start_with(
+        "all-v1",
+        &[
+            "--prometheus",
+            "--prometheus-bin",
+            &program,
+            "--prometheus-listen",
+            "127.0.0.1:0",
+            "--scrape-interval-ms",
+            "500",
+        ],
+    );
+    let prometheus = up.prometheus.clone().expect("Prometheus's URL");
+    let out = std::process::Command::new(weather_e2e::binary("weather"))
+        .current_dir(weather_e2e::root())
+        .args(["release", "release/frontend-forecast-v2.yaml"])
+        .args([
+            "--admin",
+            &up.admin,
+            "--url",
+            &up.url,
+            "--prometheus",
+            &prometheus,
+        ])
+        .args(["--load", "--interval", "3s", "--output", "json"])
+        .output()
+        .expect("weather release runs");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["outcome"], "promoted");
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 5, "{report:#}");
+    for step in &steps[..4] {
+        for check in step["checks"].as_array().unwrap() {
+            assert!(check["value"].is_number(), "{check}: Prometheus answered");
+            assert_eq!(check["ok"], true, "{check}");
+        }
+    }
+}

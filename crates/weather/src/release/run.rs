@@ -21,6 +21,10 @@ use super::{
     spec::{self, Train, WebhookType},
 };
 
+/// How long requests routed before an apply are given to end before a
+/// verification counts what the new routing does.
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// How a run ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -473,16 +477,42 @@ impl Driver<'_> {
         &self,
         left: impl Fn(&spec::TrainService) -> &str,
     ) -> Result<Check, Error> {
+        // Requests routed before the apply are still finishing (each is
+        // counted when its response ends): let them end first.
+        self.wait(SETTLE).await;
         let before = self.scrape().await?;
         self.wait(self.train.interval).await;
         let after = self.scrape().await?;
         let mut stray = 0.0;
         let mut total = 0.0;
+        let window = format!("{}s", self.train.interval.as_secs().max(1));
         for s in self.train.services() {
-            let dest = [("reporter", "source"), ("destination_app", s.name.as_str())];
-            let (all, on_old) = metrics::requests(&before, &after, &dest, |x| {
-                x.labels.get("destination_version").map(String::as_str) == Some(left(s))
-            });
+            let (all, on_old) = match &self.opts.target {
+                Target::Admin(_) => {
+                    let dest = [("reporter", "source"), ("destination_app", s.name.as_str())];
+                    metrics::requests(&before, &after, &dest, |x| {
+                        x.labels.get("destination_version").map(String::as_str) == Some(left(s))
+                    })
+                }
+                // A cluster: the same from its Prometheus.
+                Target::Kubectl { .. } => {
+                    let sel = format!(
+                        r#"reporter="source",destination_workload_namespace="{}",destination_app="{}""#,
+                        self.train.namespace(),
+                        s.name
+                    );
+                    let all = format!("sum(increase(istio_requests_total{{{sel}}}[{window}]))");
+                    let old = format!(
+                        r#"sum(increase(istio_requests_total{{{sel},destination_version="{}"}}[{window}]))"#,
+                        left(s)
+                    );
+                    let first = |v: Vec<f64>| v.first().copied().unwrap_or(0.0);
+                    (
+                        first(self.promql(&all).await?),
+                        first(self.promql(&old).await?),
+                    )
+                }
+            };
             stray += on_old;
             total += all;
         }

@@ -186,20 +186,28 @@ fn step_weight_and_max_weight_count_the_steps_as_flagger_does() {
 /// Runs the shipped train against a local data plane started from `paths`,
 /// with its own load, every interval 1 s.
 async fn run_train(paths: Vec<PathBuf>) -> (run::Report, Vec<String>) {
+    run_spec(shipped_spec(), paths, std::future::pending()).await
+}
+
+/// Runs the train of `spec` (see [`run_train`]), interrupted when `interrupt`
+/// resolves.
+async fn run_spec(
+    spec: PathBuf,
+    paths: Vec<PathBuf>,
+    interrupt: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (run::Report, Vec<String>) {
     let running = dataplane::start(dataplane::Options::local(paths.clone(), None))
         .await
         .unwrap();
     let admin = weather::admin::serve("127.0.0.1:0".parse().unwrap(), running.plane.clone())
         .await
         .unwrap();
-    let mut opts = options(shipped_spec(), paths);
+    let mut opts = options(spec, paths);
     opts.target = Target::Admin(admin.url());
     opts.url = Some(format!("http://{}", running.ingress));
     opts.load = true;
     let (train, m) = run::prepare(&opts).unwrap();
-    let report = run::run(&opts, &train, &m, std::future::pending())
-        .await
-        .unwrap();
+    let report = run::run(&opts, &train, &m, interrupt).await.unwrap();
     // After the train: where do anonymous and tester requests go now?
     let http = reqwest::Client::new();
     let mut chains = Vec::new();
@@ -253,6 +261,10 @@ async fn a_healthy_train_is_promoted_with_no_crossing_at_any_step() {
     assert_eq!(promotion.phase, Phase::Promote);
     assert!(promotion.passed, "{}", report.render());
     assert_eq!(chains, ["frontend:v2,forecast:v2,recommendation:v1"]);
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["outcome"], "promoted");
+    assert_eq!(json["steps"][2]["phase"], "weighted");
+    assert_eq!(json["steps"][2]["new_weight"], 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,4 +294,96 @@ async fn a_train_whose_forecast_v2_fails_is_rolled_back_whole_within_threshold_i
     assert_eq!(rollback.phase, Phase::Rollback);
     assert!(rollback.passed, "{}", report.render());
     assert_eq!(chains, ["frontend:v1,forecast:v1"]);
+}
+
+/// Flagger's webhooks: `pre-rollout` and `post-rollout` told what happens, a
+/// failing `rollout` webhook a failed check, so the train rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_rollout_webhook_fails_the_checks_and_every_webhook_is_told() {
+    use weather_core::testing::{FakeService, Script};
+    let ok = FakeService::start(Script::ok_json("{}")).await;
+    let failing =
+        FakeService::start(Script::status(reqwest::StatusCode::INTERNAL_SERVER_ERROR)).await;
+    let hooks = format!(
+        "    webhooks:
+      - name: announce
+        type: pre-rollout
+        url: {ok}/pre
+      - name: acceptance
+        type: rollout
+        url: {failing}/rollout
+        timeout: 5s
+        metadata:
+          cmd: curl -s http://frontend.weather:3000/healthz
+      - name: notify
+        type: post-rollout
+        url: {ok}/post
+",
+        ok = ok.url(),
+        failing = failing.url()
+    );
+    let spec = edited("    metrics:\n", &format!("{hooks}    metrics:\n"));
+    let (report, chains) = run_spec(spec, stage_paths("all-v1"), std::future::pending()).await;
+    assert_eq!(report.outcome, Outcome::RolledBack, "{}", report.render());
+    assert_eq!(chains, ["frontend:v1,forecast:v1"]);
+    let analysed: Vec<_> = report.steps.iter().filter(|s| s.phase.analysed()).collect();
+    assert_eq!(analysed.len(), 2);
+    for s in &analysed {
+        let hook = s
+            .checks
+            .iter()
+            .find(|c| c.name == "rollout webhooks")
+            .unwrap();
+        assert!(!hook.ok);
+        // The metrics themselves were fine.
+        assert!(
+            s.checks
+                .iter()
+                .filter(|c| c.name != "rollout webhooks")
+                .all(|c| c.ok),
+            "{}",
+            report.render()
+        );
+    }
+    let told: Vec<serde_json::Value> = ok
+        .bodies()
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    assert_eq!(told.len(), 2, "{told:?}");
+    assert_eq!(told[0]["name"], "frontend-forecast-v2");
+    assert_eq!(told[0]["namespace"], "weather");
+    assert_eq!(told[0]["type"], "pre-rollout");
+    assert_eq!(told[1]["type"], "post-rollout");
+    assert_eq!(told[1]["phase"], "Failed");
+    let rollout: serde_json::Value = serde_json::from_str(&failing.bodies()[0]).unwrap();
+    assert_eq!(
+        rollout["metadata"]["cmd"],
+        "curl -s http://frontend.weather:3000/healthz"
+    );
+}
+
+/// Ctrl-C between steps: the train stops and says what routing it leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_train_stops_and_says_what_routing_it_leaves() {
+    let interrupt = async {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    };
+    let (report, chains) = run_spec(shipped_spec(), stage_paths("all-v1"), interrupt).await;
+    assert_eq!(report.outcome, Outcome::Interrupted, "{}", report.render());
+    assert!(
+        report
+            .summary
+            .contains("the routing is left as A/B iteration 1 applied it"),
+        "{}",
+        report.summary
+    );
+    // A/B: testers on the new lane, everyone else on the old.
+    assert_eq!(
+        chains,
+        [
+            "frontend:v1,forecast:v1",
+            "frontend:v2,forecast:v2,recommendation:v1"
+        ]
+    );
 }
