@@ -461,6 +461,10 @@ pub struct ReleaseArgs {
     /// Apply to a cluster with kubectl instead, in this context.
     #[arg(long)]
     pub kube_context: Option<String>,
+    /// The namespace of the train's services (default: the spec's
+    /// metadata.namespace).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
     /// A Prometheus with Istio's metrics (required on a cluster and for custom
     /// queries; without it, weather up's own /stats/prometheus is read).
     #[arg(long)]
@@ -539,6 +543,7 @@ pub async fn release(a: ReleaseArgs) -> ExitCode {
         lane_headers: lane,
         progress: matches!(a.output, Output::Text),
         interval: a.interval.clone(),
+        namespace: a.namespace.clone(),
     };
     let (train, m) = match run::prepare(&opts) {
         Ok(t) => t,

@@ -97,6 +97,8 @@ pub struct Options {
     pub progress: bool,
     /// Replaces the spec's analysis interval (a Go duration).
     pub interval: Option<String>,
+    /// Replaces the spec's namespace.
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +128,9 @@ pub fn prepare(opts: &Options) -> Result<(Train, Manifests), Error> {
         source,
     })?;
     let mut train = spec::parse(&file, &text)?;
+    if let Some(ns) = &opts.namespace {
+        train.spec.metadata.namespace = ns.clone();
+    }
     if let Some(iv) = &opts.interval {
         train.interval = spec::duration(iv).ok_or_else(|| {
             Error::Usage(format!(
@@ -243,6 +248,7 @@ impl Driver<'_> {
                 if let Some(c) = context {
                     cmd.args(["--context", c]);
                 }
+                cmd.args(["--namespace", self.train.namespace()]);
                 let mut child = cmd
                     .args(["apply", "-f", "-"])
                     .stdin(std::process::Stdio::piped())

@@ -229,6 +229,23 @@ fn release_dry_run_prints_the_plan_and_errors_exit_one_before_anything_is_applie
         "{err}"
     );
 
+    // Another namespace, where the train's services are not.
+    let mut args = vec![
+        "release",
+        "release/frontend-forecast-v2.yaml",
+        "--dry-run",
+        "--namespace",
+        "elsewhere",
+    ];
+    args.extend(all_v1);
+    let o = weather(&args);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no Service elsewhere/frontend"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
     let mut args = vec!["release", "nowhere.yaml", "--dry-run"];
     args.extend(all_v1);
     let o = weather(&args);

@@ -37,6 +37,7 @@ fn options(spec: PathBuf, manifests: Vec<PathBuf>) -> run::Options {
         lane_headers: vec![("cookie".into(), "_ga=GA1.1.42; user=tester".into())],
         progress: false,
         interval: Some("1s".into()),
+        namespace: None,
     }
 }
 
