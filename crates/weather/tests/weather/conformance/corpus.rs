@@ -84,7 +84,15 @@ pub(super) fn corpus(proxy: &str, listeners: &[String], n: usize, seed: u64) -> 
                 } else {
                     "cookie"
                 };
-                headers.push((name.to_owned(), cookie));
+                // Now and then the pairs in two Cookie headers, as some
+                // clients send them.
+                match cookie.split_once("; ") {
+                    Some((a, b)) if rng.u8(..5) == 0 => {
+                        headers.push((name.to_owned(), a.to_owned()));
+                        headers.push(("cookie".to_owned(), b.to_owned()));
+                    }
+                    _ => headers.push((name.to_owned(), cookie)),
+                }
             }
             let ua = if rng.bool() {
                 USER_AGENTS[rng.usize(..USER_AGENTS.len())]
@@ -98,6 +106,11 @@ pub(super) fn corpus(proxy: &str, listeners: &[String], n: usize, seed: u64) -> 
                     "user-agent"
                 };
                 headers.push((name.to_owned(), ua.to_owned()));
+                // Now and then a second user-agent.
+                if rng.u8(..10) == 0 {
+                    let other = USER_AGENTS[rng.usize(..USER_AGENTS.len())];
+                    headers.push(("user-agent".to_owned(), other.to_owned()));
+                }
             }
             out.push(Ask {
                 from: proxy.to_owned(),

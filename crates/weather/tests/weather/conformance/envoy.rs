@@ -26,6 +26,23 @@ fn envoy_binary() -> PathBuf {
     })
 }
 
+/// Envoy 1.40 behaves as the Envoy of the Istio release the demo installs
+/// (1.28, on Envoy's 1.36 line) where their defaults differ for what routing
+/// reads (docs/architecture.md, "The Envoy the oracle runs"):
+/// - `match_headers_individually`, new after 1.36 and on by default in 1.40:
+///   a header sent several times matches when any one value matches. Envoy
+///   1.36.4 matches the values joined with "," (measured with both binaries:
+///   `x-v: a` and `x-v: b` against `exact: b` and `exact: "a,b"`), as the
+///   model does. Pinned off.
+/// - `rbac_match_headers_individually`: the same for RBAC's header matches.
+///   Pinned off for the AuthorizationPolicies to come.
+pub(super) fn pinned_runtime() -> Value {
+    json!({
+        "envoy.reloadable_features.match_headers_individually": false,
+        "envoy.reloadable_features.rbac_match_headers_individually": false,
+    })
+}
+
 /// Every cluster name a route configuration refers to.
 fn clusters_of(v: &Value, out: &mut BTreeSet<String>) {
     match v {
@@ -147,6 +164,7 @@ pub(super) fn start_envoy(export: &Value, stand_in: SocketAddr, stage: &str) -> 
         .collect();
     let bootstrap = json!({
         "staticResources": {"listeners": listeners_json, "clusters": clusters_json},
+        "layeredRuntime": {"layers": [{"name": "pinned", "staticLayer": pinned_runtime()}]},
     });
     let dir = std::env::temp_dir().join(format!("weather-oracle-{}", std::process::id()));
     let file = dir.join(format!("{stage}-envoy.json"));
