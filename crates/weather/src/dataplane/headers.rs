@@ -4,12 +4,12 @@
 use std::{borrow::Cow, net::SocketAddr};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
-use mesh::routing::{HeaderLookup, join_values};
+use mesh::routing::{HeaderLookup, header_text, join_values};
 
 /// Request headers for the routing model; several values of a header are joined
 /// with "," as Envoy joins them before matching. A value is bytes: one that is
-/// not ASCII still matches or not (read as UTF-8, an invalid byte as U+FFFD),
-/// it never vanishes.
+/// not ASCII still matches or not (read as UTF-8, each invalid byte as one
+/// U+FFFD, as RE2 counts it), it never vanishes.
 pub(super) struct Headers<'a>(pub(super) &'a HeaderMap);
 
 impl HeaderLookup for Headers<'_> {
@@ -18,7 +18,7 @@ impl HeaderLookup for Headers<'_> {
             self.0
                 .get_all(name)
                 .iter()
-                .map(|v| String::from_utf8_lossy(v.as_bytes())),
+                .map(|v| header_text(v.as_bytes())),
         )
     }
 }

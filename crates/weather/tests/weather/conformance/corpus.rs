@@ -57,6 +57,19 @@ fn random_cookie(rng: &mut fastrand::Rng) -> String {
         .join(sep)
 }
 
+/// Header bytes that are not UTF-8 (HTTP allows any byte from 0x80 in a
+/// value): a lone Latin-1 byte, a truncated sequence, an overlong encoding, a
+/// surrogate, bytes never valid.
+pub(super) const NOT_UTF8: &[&[u8]] = &[
+    b"\xe9t\xe9",
+    b"Chrome/\xe2\x82",
+    b"\xe2\x82",
+    b"\xc0\xaf",
+    b"\xed\xa0\x80",
+    b"\xff\xfe",
+    b"tester\x80",
+];
+
 /// At least `n` requests from `from` to each of its listeners.
 pub(super) fn corpus(proxy: &str, listeners: &[String], n: usize, seed: u64) -> Vec<Ask> {
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -88,10 +101,18 @@ pub(super) fn corpus(proxy: &str, listeners: &[String], n: usize, seed: u64) -> 
                 // clients send them.
                 match cookie.split_once("; ") {
                     Some((a, b)) if rng.u8(..5) == 0 => {
-                        headers.push((name.to_owned(), a.to_owned()));
-                        headers.push(("cookie".to_owned(), b.to_owned()));
+                        headers.push((name.to_owned(), a.as_bytes().to_vec()));
+                        headers.push(("cookie".to_owned(), b.as_bytes().to_vec()));
                     }
-                    _ => headers.push((name.to_owned(), cookie)),
+                    _ => {
+                        let mut value = cookie.into_bytes();
+                        // Now and then a cookie whose bytes are not UTF-8.
+                        if rng.u8(..15) == 0 {
+                            value.extend_from_slice(b"; pref=");
+                            value.extend_from_slice(NOT_UTF8[rng.usize(..NOT_UTF8.len())]);
+                        }
+                        headers.push((name.to_owned(), value));
+                    }
                 }
             }
             let ua = if rng.bool() {
@@ -105,11 +126,16 @@ pub(super) fn corpus(proxy: &str, listeners: &[String], n: usize, seed: u64) -> 
                 } else {
                     "user-agent"
                 };
-                headers.push((name.to_owned(), ua.to_owned()));
+                let mut value = ua.as_bytes().to_vec();
+                // Now and then bytes that are not UTF-8 in it.
+                if rng.u8(..15) == 0 {
+                    value.extend_from_slice(NOT_UTF8[rng.usize(..NOT_UTF8.len())]);
+                }
+                headers.push((name.to_owned(), value));
                 // Now and then a second user-agent.
                 if rng.u8(..10) == 0 {
                     let other = USER_AGENTS[rng.usize(..USER_AGENTS.len())];
-                    headers.push(("user-agent".to_owned(), other.to_owned()));
+                    headers.push(("user-agent".to_owned(), other.as_bytes().to_vec()));
                 }
             }
             out.push(Ask {

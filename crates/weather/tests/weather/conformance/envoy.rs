@@ -208,7 +208,8 @@ pub(super) async fn envoy_says(http: &reqwest::Client, addr: SocketAddr, ask: &A
         .header("host", &ask.authority)
         .header(ROLL, ask.roll.to_string());
     for (k, v) in &ask.headers {
-        req = req.header(k, v);
+        let value = reqwest::header::HeaderValue::from_bytes(v).expect("a header value");
+        req = req.header(k, value);
     }
     let res = req.send().await.expect("Envoy answers");
     let header = |n: &str| {

@@ -80,8 +80,24 @@ struct Ask {
     authority: String,
     path: String,
     method: &'static str,
-    headers: Vec<(String, String)>,
+    /// Values are bytes: some are not UTF-8, as a client may send them.
+    headers: Vec<(String, Vec<u8>)>,
     roll: u32,
+}
+
+/// An ask's headers as the model reads them: the data plane's reading (several
+/// values joined with ",", each byte that is not UTF-8 as one U+FFFD).
+struct AskHeaders<'a>(&'a [(String, Vec<u8>)]);
+
+impl mesh::routing::HeaderLookup for AskHeaders<'_> {
+    fn header(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        mesh::routing::join_values(
+            self.0
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| mesh::routing::header_text(v)),
+        )
+    }
 }
 
 /// What a request met: the cluster, or why there was none.
@@ -132,7 +148,7 @@ fn model_says(mesh: &Mesh, ask: &Ask) -> Met {
         path: &ask.path,
         method: ask.method,
         scheme: "http",
-        headers: ask.headers.as_slice(),
+        headers: &AskHeaders(&ask.headers),
     };
     let port = ask
         .listener
@@ -162,8 +178,13 @@ fn reproduce(files: &str, ask: &Ask) -> String {
         "weather route {files} --from {} --host '{}' --path '{}' --method {}",
         ask.from, ask.authority, ask.path, ask.method
     );
+    let mut lossy = false;
     for (k, v) in &ask.headers {
-        cmd.push_str(&format!(" -H '{k}: {v}'"));
+        lossy |= std::str::from_utf8(v).is_err();
+        cmd.push_str(&format!(" -H '{k}: {}'", String::from_utf8_lossy(v)));
+    }
+    if lossy {
+        cmd.push_str("   (bytes that are not UTF-8 shown as U+FFFD, as the model reads them)");
     }
     cmd
 }

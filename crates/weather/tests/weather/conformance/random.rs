@@ -29,6 +29,10 @@ const REGEXES: &[&str] = &[
     r"\\w+",
     "v.",
     "tes.*r",
+    // Characters counted: bytes that are not UTF-8 count one each.
+    "a.{2}",
+    ".{3}",
+    "[^a-z0-9]+",
 ];
 const URIS: &[&str] = &["/", "/api", "/api/v1", "/static", "/Api"];
 pub const PATHS: &[&str] = &[
@@ -211,7 +215,7 @@ pub fn corpus(from: &str, n: usize, seed: u64) -> Vec<super::Ask> {
                     format!("svc-{}:8080", rng.usize(..SERVICES)),
                 )
             };
-            let mut headers: Vec<(String, String)> = Vec::new();
+            let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
             for _ in 0..rng.usize(..4) {
                 let name = pick(&mut rng, HEADERS);
                 // A name may come again: a header sent several times.
@@ -221,6 +225,13 @@ pub fn corpus(from: &str, n: usize, seed: u64) -> Vec<super::Ask> {
                 } else {
                     value.to_owned()
                 };
+                let mut value = value.into_bytes();
+                // Now and then bytes that are not UTF-8.
+                if rng.u8(..12) == 0 {
+                    value.extend_from_slice(
+                        super::corpus::NOT_UTF8[rng.usize(..super::corpus::NOT_UTF8.len())],
+                    );
+                }
                 headers.push((name.to_owned(), value));
             }
             super::Ask {
