@@ -29,6 +29,7 @@ use weather::verify::{ANONYMOUS_COOKIES, TESTER_COOKIES, USER_AGENTS};
 use crate::{root, stage_paths, stages};
 
 mod corpus;
+mod end_to_end;
 mod envoy;
 mod random;
 
