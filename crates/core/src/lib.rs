@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod origin;
 pub mod params;
 pub mod server;
 pub mod sky;

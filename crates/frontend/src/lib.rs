@@ -31,6 +31,7 @@ use weather_core::{
     AppArgs, AppVersion, Client, ClientArgs, Downstream, Forwarded, Health, Params, chain,
     client::{ClientError, Upstream},
     error::json_error,
+    origin::cross_origin,
     server,
     sky::is_city_id,
 };
@@ -356,6 +357,9 @@ async fn api_weather(
 }
 
 async fn login(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Bytes) -> Response {
+    if cross_origin(&headers) {
+        return cross_site(&ctx, &headers).await;
+    }
     let form = Params::parse(&body);
     let name = form.get("username").map(str::trim).unwrap_or("");
     if cookies::valid_username(name)
@@ -381,13 +385,31 @@ async fn login(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Bytes) -> 
     message_page(StatusCode::BAD_REQUEST, frame, t.bad_request_title, message)
 }
 
-async fn logout() -> Response {
+async fn logout(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
+    if cross_origin(&headers) {
+        return cross_site(&ctx, &headers).await;
+    }
     let mut res = Redirect::to("/").into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_static(cookies::LOGOUT_COOKIE),
     );
     res
+}
+
+/// A log-in or log-out posted by another site's page: refused, nothing set.
+async fn cross_site(ctx: &Ctx, headers: &HeaderMap) -> Response {
+    let lang = Lang::negotiate(headers);
+    let cities = ctx.cached_cities().await;
+    let frame = ctx.frame(lang, headers, DEFAULT_CITY, cities.as_ref(), None);
+    let (title, message) = match lang {
+        Lang::En => (
+            "Refused",
+            "Logging in or out is only done from this site's own page.",
+        ),
+        Lang::Zh => ("已拒绝", "只能在本站页面上登录或退出。"),
+    };
+    message_page(StatusCode::FORBIDDEN, frame, title, message.to_owned())
 }
 
 async fn page_not_found(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {

@@ -208,6 +208,71 @@ async fn login_sets_the_routing_cookie_and_logout_clears_it() {
     );
 }
 
+/// Another site's page cannot log the user in or out (a form it posts here
+/// carries its Origin, or Sec-Fetch-Site: cross-site); this site's page can.
+#[tokio::test]
+async fn login_and_logout_from_another_sites_page_are_refused() {
+    let app = spawn_chain(AppVersion::V1, AppVersion::V1).await;
+    let own = app.url.clone();
+    let post = |path: &'static str, name: &'static str, value: String| {
+        app.http
+            .post(format!("{}{path}", app.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(name, value)
+            .body("username=tester")
+            .send()
+    };
+    for path in ["/login", "/logout"] {
+        for (name, value) in [
+            ("origin", "http://evil.example".to_owned()),
+            ("origin", "null".to_owned()),
+            ("sec-fetch-site", "cross-site".to_owned()),
+        ] {
+            let res = post(path, name, value.clone()).await.unwrap();
+            assert_eq!(
+                res.status(),
+                StatusCode::FORBIDDEN,
+                "{path} {name}: {value}"
+            );
+            assert!(
+                res.headers().get("set-cookie").is_none(),
+                "{path} {name}: {value}"
+            );
+            assert!(
+                res.text()
+                    .await
+                    .unwrap()
+                    .contains("only done from this site&#39;s own page"),
+                "{path}"
+            );
+        }
+        // The page's own form: same origin.
+        let res = post(path, "origin", own.clone()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{path}");
+        assert!(res.headers().get("set-cookie").is_some());
+    }
+}
+
+#[tokio::test]
+async fn every_answer_says_nosniff() {
+    let app = spawn_chain(AppVersion::V1, AppVersion::V1).await;
+    for path in [
+        "/",
+        "/api/weather?city=beijing",
+        "/api/weather?city=nowhere",
+        "/healthz",
+        "/static/style.css",
+    ] {
+        let res = app
+            .http
+            .get(format!("{}{path}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff", "{path}");
+    }
+}
+
 #[tokio::test]
 async fn bad_usernames_are_a_400_page_that_sets_no_cookie() {
     let app = spawn_chain(AppVersion::V1, AppVersion::V1).await;

@@ -141,6 +141,12 @@ async fn observe_request(State(o): State<Observe>, req: Request, next: Next) -> 
     };
     let mut res = next.run(req).with_context(cx.clone()).await;
     chain::stamp(&o.chain, &mut res);
+    // No answer is to be read as another type than it says (a JSON error as
+    // HTML, say).
+    res.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     let elapsed = start.elapsed();
     let status = res.status().as_u16();
     let span = cx.span();

@@ -26,7 +26,10 @@ use axum::{
 };
 use serde_json::json;
 use tokio::net::TcpListener;
-use weather_core::server::{self, RunningServer};
+use weather_core::{
+    origin::cross_origin,
+    server::{self, RunningServer},
+};
 
 use crate::{dataplane::Plane, stages};
 
@@ -83,24 +86,6 @@ async fn prometheus(State(plane): State<Arc<Plane>>) -> Response {
         plane.stats.render(),
     )
         .into_response()
-}
-
-/// A write from another origin: a page the user opened must not switch or
-/// break the release. Browsers send `Origin` (and `Sec-Fetch-Site`) on a POST;
-/// `curl` and `weather stage` send neither.
-fn cross_origin(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        return !matches!(site.as_bytes(), b"same-origin" | b"none");
-    }
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return false;
-    };
-    let host = headers.get(header::HOST).map(|h| h.as_bytes());
-    let origin = origin.as_bytes();
-    let authority = origin
-        .strip_prefix(b"http://")
-        .or_else(|| origin.strip_prefix(b"https://"));
-    authority.is_none() || authority != host
 }
 
 /// Binds `addr` and serves the admin router on it.
