@@ -662,30 +662,10 @@ async fn drive(d: &Driver<'_>, interrupted: &AtomicBool) -> Result<Driven, Error
             phases.len()
         ));
         if !phase.analysed() {
-            let check = d.verify_left_behind(|s| s.from.as_str()).await?;
-            d.say(&format!(
-                "  {}: {} ({})",
-                check.name,
-                fmt_value(check.value),
-                check.target
-            ));
-            let ok = check.ok;
-            steps.push(StepReport {
-                phase,
-                old_weight: old,
-                new_weight: new,
-                checks: vec![check],
-                passed: ok,
-            });
-            d.webhooks(WebhookType::PostRollout, "Succeeded").await;
+            steps.push(conclude(d, phase).await?);
             let summary = format!(
                 "promoted: every service of the train on its new version ({})",
-                train
-                    .services()
-                    .iter()
-                    .map(|s| format!("{} {}", s.name, s.to))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                versions(train, |s| &s.to)
             );
             return Ok((Outcome::Promoted, failed, steps, summary));
         }
@@ -740,32 +720,51 @@ async fn drive(d: &Driver<'_>, interrupted: &AtomicBool) -> Result<Driven, Error
     // Rollback: every service of the train back on its old version, in one apply.
     d.apply(Phase::Rollback).await?;
     d.say("rolling back: every service of the train on its old version (one apply)");
-    let check = d.verify_left_behind(|s| s.to.as_str()).await?;
+    steps.push(conclude(d, Phase::Rollback).await?);
+    let summary = format!(
+        "rolled back after {failed} failed checks: every service of the train on its old version ({})",
+        versions(train, |s| &s.from)
+    );
+    Ok((Outcome::RolledBack, failed, steps, summary))
+}
+
+/// After promotion or rollback: one interval verifies that no request reaches
+/// the versions left behind, then the post-rollout webhooks are told.
+async fn conclude(d: &Driver<'_>, phase: Phase) -> Result<StepReport, Error> {
+    let promoted = phase == Phase::Promote;
+    let check = if promoted {
+        d.verify_left_behind(|s| s.from.as_str()).await?
+    } else {
+        d.verify_left_behind(|s| s.to.as_str()).await?
+    };
     d.say(&format!(
         "  {}: {} ({})",
         check.name,
         fmt_value(check.value),
         check.target
     ));
-    let ok = check.ok;
-    steps.push(StepReport {
-        phase: Phase::Rollback,
-        old_weight: 100,
-        new_weight: 0,
+    let (old_weight, new_weight) = phase.weights();
+    let passed = check.ok;
+    let outcome = if promoted { "Succeeded" } else { "Failed" };
+    d.webhooks(WebhookType::PostRollout, outcome).await;
+    Ok(StepReport {
+        phase,
+        old_weight,
+        new_weight,
         checks: vec![check],
-        passed: ok,
-    });
-    d.webhooks(WebhookType::PostRollout, "Failed").await;
-    let summary = format!(
-        "rolled back after {failed} failed checks: every service of the train on its old version ({})",
-        train
-            .services()
-            .iter()
-            .map(|s| format!("{} {}", s.name, s.from))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    Ok((Outcome::RolledBack, failed, steps, summary))
+        passed,
+    })
+}
+
+/// `frontend v2, forecast v2`: each service of the train at the version `pick`
+/// names.
+fn versions(train: &Train, pick: fn(&spec::TrainService) -> &String) -> String {
+    train
+        .services()
+        .iter()
+        .map(|s| format!("{} {}", s.name, pick(s)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn fmt_value(v: Option<f64>) -> String {

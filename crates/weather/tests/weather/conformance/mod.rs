@@ -300,6 +300,25 @@ fn assert_agree(report: &[String], kinds: &Kinds) {
     );
 }
 
+/// The corpus for the Weather manifests: for every proxy istiod configured,
+/// `ingress` requests to each of the gateway's listeners or `sidecar` to each
+/// of a sidecar's Weather ports.
+fn weather_asks(export: &Value, ingress: usize, sidecar: usize, seed: u64) -> Vec<Ask> {
+    let mut asks = Vec::new();
+    for (proxy, p) in export["proxies"].as_object().unwrap() {
+        let listeners: Vec<String> = p["routes"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k == "http.80" || ["3000", "3002", "3005"].contains(&k.as_str()))
+            .cloned()
+            .collect();
+        let per = if proxy == "ingress" { ingress } else { sidecar };
+        asks.extend(corpus(proxy, &listeners, per, seed));
+    }
+    asks
+}
+
 #[test]
 fn every_shipped_stage_routes_as_istiod_and_envoy_do() {
     let bench = Bench::new();
@@ -307,21 +326,7 @@ fn every_shipped_stage_routes_as_istiod_and_envoy_do() {
     let mut kinds = Kinds::new();
     for (s, stage) in stages().iter().enumerate() {
         let files = format!("-f k8s -f istio/base -f istio/stages/{stage}");
-        let asks = |export: &Value| {
-            let mut asks = Vec::new();
-            for (proxy, p) in export["proxies"].as_object().unwrap() {
-                let listeners: Vec<String> = p["routes"]
-                    .as_object()
-                    .unwrap()
-                    .keys()
-                    .filter(|k| *k == "http.80" || ["3000", "3002", "3005"].contains(&k.as_str()))
-                    .cloned()
-                    .collect();
-                let per = if proxy == "ingress" { 2000 } else { 700 };
-                asks.extend(corpus(proxy, &listeners, per, 7 + s as u64));
-            }
-            asks
-        };
+        let asks = |export: &Value| weather_asks(export, 2000, 700, 7 + s as u64);
         report.push(bench.compare(stage, &stage_paths(stage), &files, asks, &mut kinds));
     }
     assert_agree(&report, &kinds);
@@ -384,21 +389,7 @@ fn every_release_train_step_routes_as_istiod_and_envoy_do() {
         std::fs::write(dir.join("train.yaml"), plan::yaml(&train, &m, phase)).unwrap();
         let paths = vec![root.join("k8s"), root.join("istio/base"), dir.clone()];
         let files = format!("-f k8s -f istio/base -f {}", dir.display());
-        let asks = |export: &Value| {
-            let mut asks = Vec::new();
-            for (proxy, p) in export["proxies"].as_object().unwrap() {
-                let listeners: Vec<String> = p["routes"]
-                    .as_object()
-                    .unwrap()
-                    .keys()
-                    .filter(|k| *k == "http.80" || ["3000", "3002", "3005"].contains(&k.as_str()))
-                    .cloned()
-                    .collect();
-                let per = if proxy == "ingress" { 800 } else { 300 };
-                asks.extend(corpus(proxy, &listeners, per, 70 + s as u64));
-            }
-            asks
-        };
+        let asks = |export: &Value| weather_asks(export, 800, 300, 70 + s as u64);
         // (The name names files: no spaces or slashes.)
         let name = format!(
             "release-{s}-{}",
