@@ -94,6 +94,7 @@ pub struct Client {
 impl Client {
     pub fn new(connect_timeout: Duration, timeout: Duration, telemetry: Telemetry) -> Self {
         let http = reqwest::Client::builder()
+            .pool_idle_timeout(crate::server::listen::POOL_IDLE)
             .connect_timeout(connect_timeout)
             .timeout(timeout)
             // Services talk to each other directly (through the sidecar in a mesh):

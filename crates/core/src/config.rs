@@ -141,11 +141,21 @@ pub struct ServeArgs {
     /// Ctrl-C skips this delay.
     #[arg(long, env = "SHUTDOWN_DELAY_MS", default_value_t = 2000)]
     pub shutdown_delay_ms: u64,
+
+    /// Once the listener has closed, how long in-flight requests may take
+    /// before the connections left are cut (milliseconds): a client that never
+    /// finishes its request cannot hold the process past a pod's grace period.
+    #[arg(long, env = "DRAIN_TIMEOUT_MS", default_value_t = 20_000)]
+    pub drain_timeout_ms: u64,
 }
 
 impl ServeArgs {
     pub fn shutdown_delay(&self) -> Duration {
         Duration::from_millis(self.shutdown_delay_ms)
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
     }
 }
 

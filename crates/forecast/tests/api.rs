@@ -410,3 +410,27 @@ async fn fault_delay_holds_each_forecast_and_not_the_probes() {
     assert_eq!(res.status(), StatusCode::OK);
     assert!(start.elapsed() < Duration::from_millis(5_000));
 }
+
+/// A client that sends half a request and waits does not hold the process:
+/// after SIGTERM it exits within its drain window (DRAIN_TIMEOUT_MS), as a pod
+/// must before its grace period ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_ends_within_the_drain_window_with_a_half_sent_request_open() {
+    use tokio::io::AsyncWriteExt;
+    let mut p = Process::start(
+        env!("CARGO_BIN_EXE_forecast"),
+        &[("SHUTDOWN_DELAY_MS", "100"), ("DRAIN_TIMEOUT_MS", "500")],
+    );
+    let addr = p.url().trim_start_matches("http://").to_owned();
+    let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"GET /forecast?city=beijing HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    p.terminate();
+    let status = tokio::task::spawn_blocking(move || p.wait_exit(Duration::from_secs(20)))
+        .await
+        .unwrap()
+        .expect("forecast exits after SIGTERM although a client holds a half-sent request");
+    assert!(status.success(), "{status}");
+    drop(half);
+}

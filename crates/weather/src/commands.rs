@@ -415,6 +415,7 @@ fn print_prometheus(url: &str) {
 pub async fn stage(name: &str, admin: &str) -> ExitCode {
     let url = format!("{}/stage/{name}", admin.trim_end_matches('/'));
     let http = reqwest::Client::builder()
+        .pool_idle_timeout(weather_core::server::listen::POOL_IDLE)
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build();
@@ -585,6 +586,7 @@ pub async fn release(a: ReleaseArgs) -> ExitCode {
 async fn admin_paths(admin: &str) -> Result<Vec<PathBuf>, String> {
     let url = format!("{admin}/stage");
     let http = reqwest::Client::builder()
+        .pool_idle_timeout(weather_core::server::listen::POOL_IDLE)
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()

@@ -175,6 +175,7 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
         return Err(Error::NotHttp(base));
     }
     let http = reqwest::Client::builder()
+        .pool_idle_timeout(weather_core::server::listen::POOL_IDLE)
         .timeout(Duration::from_secs(20))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()

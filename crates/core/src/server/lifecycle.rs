@@ -15,6 +15,7 @@ use std::{
 use axum::Router;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
+use super::listen::{Limits, serve_bounded};
 use crate::{
     config::{AppVersion, ServeArgs},
     telemetry,
@@ -132,16 +133,13 @@ impl RunningServer {
 pub fn spawn(listener: TcpListener, router: Router) -> std::io::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .await
-    });
+    let limits = Limits {
+        drain: Duration::from_secs(10),
+        ..Limits::default()
+    };
+    let task = tokio::spawn(serve_bounded(listener, router, limits, async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
     Ok(RunningServer { addr, stop, task })
 }
 
@@ -172,9 +170,11 @@ pub async fn run(
     let bound = listener.local_addr().unwrap_or(addr);
     tracing::info!(app = info.app, version = %info.version, %bound, "listening");
     let drain = serve.shutdown_delay();
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal(health, drain))
-        .await;
+    let limits = Limits {
+        drain: serve.drain_timeout(),
+        ..Limits::default()
+    };
+    let result = serve_bounded(listener, router, limits, shutdown_signal(health, drain)).await;
     // Send the spans still buffered before the process ends.
     let _ = tokio::task::spawn_blocking(telemetry::shutdown_all).await;
     match result {

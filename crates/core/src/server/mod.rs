@@ -5,6 +5,7 @@
 
 pub mod layers;
 pub mod lifecycle;
+pub mod listen;
 
 pub use layers::{not_found, service};
 pub use lifecycle::{

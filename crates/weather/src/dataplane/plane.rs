@@ -160,7 +160,7 @@ impl Plane {
         settings: Settings,
     ) -> Result<Plane, Error> {
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(weather_core::server::listen::POOL_IDLE)
             .pool_max_idle_per_host(64)
             .build_http();
         let stats = Arc::new(Stats::new(&mesh.workloads, settings.metrics));

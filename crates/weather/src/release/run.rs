@@ -545,6 +545,7 @@ fn load(
             let (url, lane, stop, sent) = (url.clone(), lane.clone(), stop.clone(), sent.clone());
             tokio::spawn(async move {
                 let http = reqwest::Client::builder()
+                    .pool_idle_timeout(weather_core::server::listen::POOL_IDLE)
                     .no_proxy()
                     .timeout(Duration::from_secs(10))
                     .build()
@@ -589,6 +590,7 @@ pub async fn run(
         train,
         manifests,
         http: reqwest::Client::builder()
+            .pool_idle_timeout(weather_core::server::listen::POOL_IDLE)
             .no_proxy()
             .timeout(Duration::from_secs(30))
             .build()

@@ -1,0 +1,124 @@
+//! Accepting connections with bounds every listener keeps, whatever a client
+//! does (docs/architecture.md, "Failure behaviour"): the time to send a request
+//! head (which is also how long a kept-alive connection may sit idle), the
+//! size and count of its headers (Envoy's limits: 60 KiB, 100 headers;
+//! past them a 431), and how many connections are open at once. On shutdown
+//! the listener closes, idle connections close, in-flight requests get up to
+//! a drain window, and whatever is left after it is cut.
+
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{Router, body::Body, extract::ConnectInfo, http::Request};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+};
+use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
+use tower::ServiceExt;
+
+/// What one listener allows a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// To send a request's head, counted from when the connection is ready for
+    /// one: a client that sends half a head, or sits idle between requests,
+    /// is cut off after it.
+    pub header_read_timeout: Duration,
+    /// The bytes of a request's head (431 past it).
+    pub max_header_bytes: usize,
+    /// The headers of a request (431 past it).
+    pub max_headers: usize,
+    /// Connections open at once; past it, new ones wait to be accepted.
+    pub max_connections: usize,
+    /// After shutdown begins, how long in-flight requests may take.
+    pub drain: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            max_header_bytes: 60 * 1024,
+            max_headers: 100,
+            max_connections: 4096,
+            drain: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The head timeout, which is also the idle timeout of a kept-alive
+/// connection. Every client of the project keeps its pooled connections for
+/// less ([`POOL_IDLE`]), so it never sends on one the server is closing.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the project's HTTP clients keep an idle pooled connection.
+pub const POOL_IDLE: Duration = Duration::from_secs(20);
+
+/// Serves `router` on `listener` within `limits` until `shutdown` resolves,
+/// then drains. Handlers can read the peer as `ConnectInfo<SocketAddr>`.
+pub async fn serve_bounded(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        while connections.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, say: wait, do not spin.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            let router = router.clone();
+            async move {
+                let res = router.oneshot(req.map(Body::new)).await;
+                Ok::<_, Infallible>(res.unwrap_or_else(|e| match e {}))
+            }
+        });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        connections.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("connection from {peer}: {e}");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(limits.drain) => {
+            tracing::warn!(
+                drain_ms = limits.drain.as_millis() as u64,
+                "drain window over: closing the connections still open"
+            );
+        }
+    }
+    connections.abort_all();
+    Ok(())
+}
