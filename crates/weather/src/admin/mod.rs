@@ -88,6 +88,44 @@ async fn prometheus(State(plane): State<Arc<Plane>>) -> Response {
         .into_response()
 }
 
+/// Why a write is refused, if it is: sent by another origin's page (403), or
+/// with a content type an HTML form can send (415), which no tool of the
+/// project uses and a page of another site could, even where a browser sends
+/// no Origin.
+fn refuse_write(headers: &HeaderMap) -> Option<Response> {
+    if cross_origin(headers) {
+        let msg = "a write from another origin is refused: use weather stage, weather release, curl, or this listener's own page";
+        return Some((StatusCode::FORBIDDEN, Json(json!({"error": msg}))).into_response());
+    }
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|t| {
+            matches!(
+                t.as_str(),
+                "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+            )
+        });
+    if form {
+        let msg = "a write with a form's content type is refused: send no body, or YAML as application/yaml";
+        return Some(
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Json(json!({"error": msg})),
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
 /// Binds `addr` and serves the admin router on it.
 pub async fn serve(addr: SocketAddr, plane: Arc<Plane>) -> std::io::Result<RunningServer> {
     server::spawn(TcpListener::bind(addr).await?, router(plane))
@@ -128,9 +166,8 @@ async fn apply(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    if cross_origin(&headers) {
-        let msg = "an apply from another origin is refused";
-        return (StatusCode::FORBIDDEN, Json(json!({"error": msg}))).into_response();
+    if let Some(refused) = refuse_write(&headers) {
+        return refused;
     }
     let label = if q.label.is_empty() {
         "applied through the admin listener".to_owned()
@@ -154,9 +191,8 @@ async fn switch(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if cross_origin(&headers) {
-        let msg = "a stage switch from another origin is refused: use weather stage, curl, or this listener's own page";
-        return (StatusCode::FORBIDDEN, Json(json!({"error": msg}))).into_response();
+    if let Some(refused) = refuse_write(&headers) {
+        return refused;
     }
     let applied = plane.applied();
     let Some(root) = applied

@@ -267,6 +267,23 @@ async fn a_stage_switch_from_another_origin_is_refused_and_changes_nothing() {
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "{name}: {value}");
         assert_eq!(stage().await, "multiservice");
     }
+    // A form's content type, which another site's page can send even
+    // without an Origin.
+    for form in [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "text/plain",
+    ] {
+        let res = http
+            .post(format!("{base}/stage/all-v1"))
+            .header("content-type", form)
+            .body("")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{form}");
+        assert_eq!(stage().await, "multiservice");
+    }
     // The page's own buttons: same origin.
     let res = http
         .post(format!("{base}/stage/all-v1"))
