@@ -204,6 +204,19 @@ async fn button_contrast(c: &Client) -> f64 {
     v.as_f64().unwrap()
 }
 
+/// Nothing on the page is wider than the window (a phone's, here).
+async fn assert_fits_a_phone(c: &Client) {
+    let overflow = js(
+        c,
+        "return document.documentElement.scrollWidth - window.innerWidth",
+    )
+    .await;
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "the page is {overflow} px wider than a phone"
+    );
+}
+
 async fn save(c: &Client, name: &str) {
     let png = c.screenshot().await.unwrap();
     std::fs::write(screenshots().join(name), png).unwrap();
@@ -369,15 +382,7 @@ async fn the_tester_journey_in_a_real_browser() {
     // A phone: nothing wider than the screen.
     c.set_window_size(390, 844).await.unwrap();
     c.refresh().await.unwrap();
-    let overflow = js(
-        &c,
-        "return document.documentElement.scrollWidth - window.innerWidth",
-    )
-    .await;
-    assert!(
-        overflow.as_i64().unwrap() <= 0,
-        "the page is {overflow} px wider than a phone"
-    );
+    assert_fits_a_phone(&c).await;
     save(&c, "v2-phone.png").await;
     c.set_window_size(1280, 1000).await.unwrap();
 
@@ -574,15 +579,7 @@ async fn the_admin_page_switches_the_stage_and_its_graph_follows_the_traffic() {
 
     // Phone width: nothing but the graph's own box scrolls sideways.
     c.set_window_size(390, 900).await.unwrap();
-    let overflow = js(
-        &c,
-        "return document.documentElement.scrollWidth - window.innerWidth",
-    )
-    .await;
-    assert!(
-        overflow.as_i64().unwrap() <= 0,
-        "the page is wider than a phone: {overflow}"
-    );
+    assert_fits_a_phone(&c).await;
     save(&c, "admin-phone.png").await;
 
     c.close().await.unwrap();

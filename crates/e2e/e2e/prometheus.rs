@@ -24,6 +24,24 @@ fn prometheus_program() -> String {
     program
 }
 
+/// The real `weather up --stage STAGE --prometheus`, its Prometheus on a free
+/// port scraping every 500 ms.
+fn up_with_prometheus(stage: &str) -> WeatherUp {
+    let program = prometheus_program();
+    WeatherUp::start_with(
+        stage,
+        &[
+            "--prometheus",
+            "--prometheus-bin",
+            &program,
+            "--prometheus-listen",
+            "127.0.0.1:0",
+            "--scrape-interval-ms",
+            "500",
+        ],
+    )
+}
+
 /// An instant query's result: each series' labels and value.
 async fn query(http: &Client, prometheus: &str, promql: &str) -> Vec<(Value, f64)> {
     let res: Value = http
@@ -80,19 +98,7 @@ fn by<'a>(answer: &'a [(Value, f64)], label: &str, value: &str) -> Option<&'a f6
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flagger_and_kiali_queries_answer_from_a_real_prometheus_scraping_weather_up() {
-    let program = prometheus_program();
-    let mut up = WeatherUp::start_with(
-        "multiservice",
-        &[
-            "--prometheus",
-            "--prometheus-bin",
-            &program,
-            "--prometheus-listen",
-            "127.0.0.1:0",
-            "--scrape-interval-ms",
-            "500",
-        ],
-    );
+    let mut up = up_with_prometheus("multiservice");
     let prometheus = up
         .prometheus
         .clone()
@@ -191,19 +197,7 @@ async fn flagger_and_kiali_queries_answer_from_a_real_prometheus_scraping_weathe
 /// --prometheus`.
 #[test]
 fn a_release_train_judged_by_a_real_prometheus_is_promoted() {
-    let program = prometheus_program();
-    let up = WeatherUp::start_with(
-        "all-v1",
-        &[
-            "--prometheus",
-            "--prometheus-bin",
-            &program,
-            "--prometheus-listen",
-            "127.0.0.1:0",
-            "--scrape-interval-ms",
-            "500",
-        ],
-    );
+    let up = up_with_prometheus("all-v1");
     let prometheus = up.prometheus.clone().expect("Prometheus's URL");
     let out = std::process::Command::new(weather_e2e::binary("weather"))
         .current_dir(weather_e2e::root())

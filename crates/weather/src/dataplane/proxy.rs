@@ -263,7 +263,9 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
     }
 
     to_upstream(req.headers_mut(), &record.authority);
-    let tester = matches!(l.hop, Hop::Ingress)
+    // The version matrix of the page: who called, at the ingress.
+    let matrix = matches!(l.hop, Hop::Ingress) && l.plane.stats.enabled();
+    let tester = matrix
         && is_tester(
             req.headers()
                 .get_all(header::COOKIE)
@@ -281,9 +283,7 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
         propagator().inject_context(&record.cx, &mut HeaderInjector(req.headers_mut()));
     }
     let res = forward(&l.plane, &endpoints, req, &mut record).await;
-    if matches!(l.hop, Hop::Ingress)
-        && let Some(chain) = res.headers().get(weather_core::chain::CHAIN_HEADER)
-    {
+    if matrix && let Some(chain) = res.headers().get(weather_core::chain::CHAIN_HEADER) {
         l.plane
             .stats
             .visit(tester, &String::from_utf8_lossy(chain.as_bytes()));

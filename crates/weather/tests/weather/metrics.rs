@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use reqwest::{Client, StatusCode};
 use weather::dataplane::{self, Running};
 
-use crate::stage_paths;
+use crate::{get_json, get_text, stage_paths};
 
 async fn up(stage: &str) -> (Running, weather_core::RunningServer) {
     let opts = dataplane::Options::local(stage_paths(stage), Some(stage.to_owned()));
@@ -59,14 +59,7 @@ fn labels(line: &str) -> BTreeMap<String, String> {
 
 /// `istio_requests_total` by edge, scraped from the admin listener.
 async fn requests(admin: &str) -> BTreeMap<Edge, u64> {
-    let text = client()
-        .get(format!("http://{admin}/stats/prometheus"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&format!("http://{admin}/stats/prometheus")).await;
     let mut out = BTreeMap::new();
     for line in text
         .lines()
@@ -192,14 +185,7 @@ async fn a_stage_switch_shows_in_the_metrics_and_on_the_page_at_once() {
     let http = client();
     visit(running.ingress, TESTER, 1).await;
     settled(&admin_addr, 1).await;
-    let panel = http
-        .get(format!("http://{admin_addr}/panel"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let panel = get_text(&format!("http://{admin_addr}/panel")).await;
     assert!(panel.contains(r#"<span id="stage">multiservice</span>"#));
     assert!(panel.contains(r#"data-from="istio-ingressgateway" data-to="frontend v2""#));
     assert!(!panel.contains(r#"data-to="frontend v1""#), "{panel}");
@@ -242,15 +228,10 @@ async fn a_stage_switch_from_another_origin_is_refused_and_changes_nothing() {
     let base = format!("http://{}", admin.addr);
     let http = client();
     let stage = || async {
-        let v: serde_json::Value = http
-            .get(format!("{base}/stage"))
-            .send()
-            .await
+        get_json(&format!("{base}/stage")).await["stage"]
+            .as_str()
             .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["stage"].as_str().unwrap().to_owned()
+            .to_owned()
     };
     for (name, value) in [
         ("origin", "http://evil.example"),

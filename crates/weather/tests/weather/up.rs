@@ -17,7 +17,7 @@ use weather::{
 
 use weather_core::testing::eventually;
 
-use crate::{shipped, stage_paths};
+use crate::{get_json, shipped, stage_paths};
 
 async fn up(stage: &str) -> Running {
     let opts = dataplane::Options::local(stage_paths(stage), Some(stage.to_owned()));
@@ -164,17 +164,7 @@ async fn switching_stages_while_serving_drops_no_request() {
         .await
         .unwrap();
     assert_eq!(res.headers()["x-weather-chain"], "frontend:v1,forecast:v1");
-    let stage = || async {
-        let current: serde_json::Value = http
-            .get(format!("{}/stage", admin.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        current["stage"].clone()
-    };
+    let stage = || async { get_json(&format!("{}/stage", admin.url())).await["stage"].clone() };
     assert_eq!(stage().await, "all-v1");
     for bad in ["nope", "..%2F..%2Fk8s", "%2E%2E"] {
         let res = http
@@ -411,14 +401,7 @@ async fn routing_applied_through_the_admin_listener_replaces_the_stages_whole_or
     let res = apply(FORECAST_ALL_V2).await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(chain().await, "frontend:v1,forecast:v2,recommendation:v1");
-    let stage: serde_json::Value = http
-        .get(format!("{}/stage", admin.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stage = get_json(&format!("{}/stage", admin.url())).await;
     assert_eq!(stage["stage"], "multiservice");
     assert_eq!(
         stage["overlay"]["objects"],
