@@ -57,6 +57,11 @@ pub struct AppArgs {
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
 
+    /// Longest time a client may take to send a request body once its head is
+    /// in, before it is answered 408 (milliseconds).
+    #[arg(long, env = "BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_timeout_ms: u64,
+
     #[command(flatten)]
     pub telemetry: crate::telemetry::TelemetryArgs,
 
@@ -110,6 +115,7 @@ impl AppArgs {
         AppArgs {
             app_version: version,
             request_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
             telemetry: Default::default(),
             fault: FaultArgs::default(),
         }
@@ -117,6 +123,15 @@ impl AppArgs {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// What a route takes of a request body: `limit` bytes within the body
+    /// timeout (for [`crate::server::layers::bounded_body`]).
+    pub fn body_bounds(&self, limit: usize) -> crate::server::layers::BodyBounds {
+        crate::server::layers::BodyBounds {
+            limit,
+            timeout: Duration::from_millis(self.body_timeout_ms),
+        }
     }
 
     /// The app's tracer, reporting as `app` of this version.

@@ -20,8 +20,9 @@ use askama::Template;
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, State},
+    extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware,
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
@@ -45,6 +46,14 @@ pub const APP: &str = "frontend";
 pub const DEFAULT_PORT: u16 = 3000;
 /// The city shown when none is asked for: the book this sample follows is Chinese.
 pub const DEFAULT_CITY: &str = "beijing";
+/// The largest request body the frontend takes: a login form is a few dozen
+/// bytes (413 past it).
+const MAX_FORM: usize = 8 * 1024;
+
+/// The longest query string a page or the API takes (400 past it): a city id,
+/// a number of days and a language are a few dozen bytes.
+const MAX_QUERY: usize = 2 * 1024;
+
 /// How long the city list (static data) is reused before it is asked for again.
 const CITIES_TTL: Duration = Duration::from_secs(300);
 
@@ -113,9 +122,26 @@ pub fn app(config: &Config, health: Health) -> Router {
         .route("/static/favicon.svg", get(favicon))
         .route("/favicon.ico", get(favicon))
         .fallback(page_not_found)
-        .layer(DefaultBodyLimit::max(8 * 1024))
+        .layer(middleware::from_fn(bounded_query))
+        // A login form is a few dozen bytes.
+        .layer(middleware::from_fn_with_state(
+            config.app.body_bounds(MAX_FORM),
+            weather_core::server::layers::bounded_body,
+        ))
         .with_state(ctx);
     server::service(APP, &config.app, health, telemetry, routes)
+}
+
+/// 400 for a query string past [`MAX_QUERY`]: nothing the page sends is
+/// near it, and what is passed on to forecast stays small.
+async fn bounded_query(req: axum::extract::Request, next: middleware::Next) -> Response {
+    if req.uri().query().is_some_and(|q| q.len() > MAX_QUERY) {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            &format!("the query string is over {MAX_QUERY} bytes"),
+        );
+    }
+    next.run(req).await
 }
 
 impl Ctx {

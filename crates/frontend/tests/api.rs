@@ -550,6 +550,107 @@ async fn oversized_or_odd_headers_are_refused_without_harm() {
     assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
 }
 
+/// Writes `raw` on a new connection and reads the status line of the answer
+/// (within 20 s), and how long it took.
+async fn raw_status(url: &str, raw: &[u8]) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let start = std::time::Instant::now();
+    // The server may answer and close before the whole request is written.
+    let _ = s.write_all(raw).await;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        while !out.windows(2).any(|w| w == b"\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "no answer within 20 s to {:?}",
+        String::from_utf8_lossy(&raw[..raw.len().min(80)])
+    );
+    let text = String::from_utf8_lossy(&out);
+    (
+        text.lines().next().unwrap_or("").to_owned(),
+        start.elapsed(),
+    )
+}
+
+/// A login body is a few dozen bytes: one declared past 8 KiB is refused at
+/// once, unread (it was 503 after 10 s through the ingress); one sent past it
+/// is refused too; one that stops coming is 408 after BODY_TIMEOUT_MS.
+#[tokio::test]
+async fn request_bodies_are_bounded_in_size_and_time() {
+    let rec = spawn_local(recommendation::app(
+        &recommendation::Config {
+            app: AppArgs::new(AppVersion::V1),
+        },
+        Health::default(),
+    ))
+    .await
+    .unwrap();
+    let mut config = frontend::Config::new(AppVersion::V1, rec.url());
+    config.app.body_timeout_ms = 300;
+    let fe = spawn_local(frontend::app(&config, Health::default()))
+        .await
+        .unwrap();
+    let login = |length: usize, body: &str| {
+        format!(
+            "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {length}\r\n\r\n{body}"
+        )
+        .into_bytes()
+    };
+    let (status, took) = raw_status(&fe.url(), &login(1_000_000_000, "username=")).await;
+    assert!(status.contains(" 413 "), "{status}");
+    assert!(
+        took < Duration::from_secs(5),
+        "refused at once, not after {took:?}"
+    );
+    let big = format!("username={}", "a".repeat(9 * 1024));
+    let chunked = format!(
+        "POST /login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
+        big.len()
+    );
+    let (status, _) = raw_status(&fe.url(), chunked.as_bytes()).await;
+    assert!(
+        status.contains(" 413 "),
+        "a chunked body past the limit: {status}"
+    );
+    let (status, _) = raw_status(&fe.url(), &login(100, "username=t")).await;
+    assert!(status.contains(" 408 "), "a stalled body: {status}");
+    let (status, _) = raw_status(&fe.url(), &login(15, "username=tester")).await;
+    assert!(
+        status.contains(" 303 "),
+        "a whole login still logs in: {status}"
+    );
+}
+
+/// Nothing the page sends comes near 2 KiB of query: past it, 400 (a 70 KB
+/// `days=` made the frontend build a URL over 64 KiB and answer 503).
+#[tokio::test]
+async fn an_overlong_query_is_a_400() {
+    let app = spawn_chain(AppVersion::V1, AppVersion::V1).await;
+    let long = "9".repeat(3000);
+    for path in [
+        format!("/?city=beijing&days={long}"),
+        format!("/api/weather?city=beijing&days={long}"),
+    ] {
+        let page = app.get(&path).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{path:.40}");
+        assert!(page.body.contains("query string is over"), "{}", page.body);
+    }
+    assert_eq!(
+        app.get("/?city=beijing&days=3").await.status,
+        StatusCode::OK
+    );
+}
+
 #[tokio::test]
 async fn standard_endpoints_answer() {
     let app = spawn_chain(AppVersion::V2, AppVersion::V2).await;

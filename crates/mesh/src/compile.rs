@@ -16,6 +16,7 @@ use crate::{
     model::{
         Deployment, DestinationRule, HttpMatch, HttpRoute, Labels, StringMatch, VirtualService,
     },
+    policy::{self, Policy},
     routing::{Problem, RuleRef, ServiceInfo, Target, Workload},
 };
 
@@ -57,6 +58,7 @@ pub(crate) struct CompiledRule {
     /// A field of a match could not be compiled: the rule never matches.
     pub broken: bool,
     pub targets: Vec<Target>,
+    pub policy: Policy,
 }
 
 pub(crate) struct CompiledVs {
@@ -383,6 +385,19 @@ fn rule(
             )
         })
         .collect();
+    let policy = match policy::compile(r.timeout.as_ref(), r.retries.as_ref()) {
+        Ok(p) => p,
+        Err((field, message)) => {
+            broken = true;
+            errors.push(CompileError {
+                namespace: ns.to_owned(),
+                name: vs.metadata.name.clone(),
+                field: format!("http[{i}].{field}"),
+                message,
+            });
+            Policy::default()
+        }
+    };
     CompiledRule {
         rule: RuleRef {
             virtual_service: vs.metadata.name.clone(),
@@ -393,6 +408,7 @@ fn rule(
         matches,
         broken,
         targets,
+        policy,
     }
 }
 
@@ -470,5 +486,18 @@ impl MatchCompiler<'_> {
             port: hm.port.map(|p| p as u16),
             ignore_uri_case,
         }
+    }
+}
+
+impl Mesh {
+    /// The timeout and retries of rule `index` of VirtualService
+    /// `namespace/name`.
+    pub fn policy(&self, namespace: &str, name: &str, index: usize) -> Option<&Policy> {
+        self.virtual_services
+            .iter()
+            .filter(|vs| vs.name == name)
+            .flat_map(|vs| vs.rules.get(index))
+            .find(|r| r.rule.namespace == namespace)
+            .map(|r| &r.policy)
     }
 }

@@ -24,6 +24,10 @@ use crate::{
     },
 };
 
+/// The policy of a host's default route (no VirtualService): Istio's.
+static DEFAULT_POLICY: std::sync::LazyLock<crate::policy::Policy> =
+    std::sync::LazyLock::new(crate::policy::Policy::default);
+
 /// The proxy istiod builds routes for.
 struct Proxy<'a> {
     labels: &'a Labels,
@@ -92,6 +96,7 @@ impl Mesh {
                 return Routed::Route {
                     rule: Some(&r.rule),
                     targets: &r.targets,
+                    policy: &r.policy,
                 };
             }
         }
@@ -153,12 +158,14 @@ impl Mesh {
                 Some(r) => Routed::Route {
                     rule: Some(&r.rule),
                     targets: &r.targets,
+                    policy: &r.policy,
                 },
                 None => Routed::NoRoute(NoRoute::NoRuleMatched(&vs.name)),
             },
             None => Routed::Route {
                 rule: None,
                 targets: &self.default_targets[svc],
+                policy: &DEFAULT_POLICY,
             },
         }
     }

@@ -87,7 +87,7 @@ pub fn explain<H: HeaderLookup + ?Sized>(
                 lines,
             }
         }
-        Routed::Route { rule, targets } => {
+        Routed::Route { rule, targets, .. } => {
             match rule {
                 Some(r) => lines.push(format!(
                     "rule: {r}{} of VirtualService {}/{}",

@@ -17,6 +17,8 @@ pub mod hosts;
 pub mod load;
 pub mod matching;
 pub mod model;
+pub mod path;
+pub mod policy;
 pub mod routing;
 
 pub use compile::{CompileError, Mesh};

@@ -285,13 +285,11 @@ impl HttpRoute {
     /// The fields Istio defines that this model does not apply: a local run
     /// differs from the cluster where they are set.
     pub fn not_modelled(&self) -> Vec<&'static str> {
-        let fields: [(&'static str, bool); 14] = [
+        let fields: [(&'static str, bool); 12] = [
             ("redirect", self.redirect.is_some()),
             ("directResponse", self.direct_response.is_some()),
             ("delegate", self.delegate.is_some()),
             ("rewrite", self.rewrite.is_some()),
-            ("timeout", self.timeout.is_some()),
-            ("retries", self.retries.is_some()),
             ("fault", self.fault.is_some()),
             ("mirror", self.mirror.is_some()),
             ("mirrors", self.mirrors.is_some()),

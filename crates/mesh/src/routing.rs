@@ -43,8 +43,6 @@ pub trait HeaderLookup {
     fn header(&self, name: &str) -> Option<Cow<'_, str>>;
 }
 
-/// Joins several values of one header with ",", as Envoy does before matching;
-/// one value is kept as is.
 /// A header value as Envoy's matchers read it: its bytes, with every byte that
 /// is not part of valid UTF-8 standing for one character (RE2 reads each such
 /// byte as one rune: `a\xe2\x82` has three characters for `^.{3}$`, measured
@@ -63,6 +61,8 @@ pub fn header_text(value: &[u8]) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Joins several values of one header with ",", as Envoy does before matching;
+/// one value is kept as is.
 pub fn join_values<'a>(mut values: impl Iterator<Item = Cow<'a, str>>) -> Option<Cow<'a, str>> {
     let first = values.next()?;
     match values.next() {
@@ -174,6 +174,9 @@ pub enum Routed<'m> {
     Route {
         rule: Option<&'m RuleRef>,
         targets: &'m [Target],
+        /// The rule's timeout and retries (Istio's defaults for a host
+        /// without VirtualService).
+        policy: &'m crate::policy::Policy,
     },
     /// No route: 404 `NR`.
     NoRoute(NoRoute<'m>),

@@ -530,6 +530,7 @@ fn a_subset_resolves_to_the_pods_with_its_labels() {
         mesh::Routed::Route {
             targets,
             rule: None,
+            ..
         } => {
             let pods: Vec<&str> = targets[0]
                 .endpoints

@@ -249,10 +249,10 @@ pub struct UpArgs {
     /// Do not print an access-log line per hop.
     #[arg(long)]
     pub quiet: bool,
-    /// How long a hop waits for an upstream's response headers before it
-    /// answers 504 (UT), in milliseconds.
-    #[arg(long, default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub upstream_timeout_ms: u64,
+    /// A timeout for the routes whose VirtualService sets no `timeout`, in
+    /// milliseconds (504 UT past it). Unset: none, as in Istio.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub upstream_timeout_ms: Option<u64>,
     /// Do not record Istio's standard metrics (for measuring what they cost).
     #[arg(long)]
     pub no_metrics: bool,
@@ -292,8 +292,9 @@ pub async fn up(a: UpArgs) -> ExitCode {
         listen: a.listen,
         settings: dataplane::Settings {
             access_log: !a.quiet,
-            upstream_timeout: Duration::from_millis(a.upstream_timeout_ms),
+            default_timeout: a.upstream_timeout_ms.map(Duration::from_millis),
             metrics: !a.no_metrics,
+            ..dataplane::Settings::default()
         },
         telemetry: a.telemetry.clone(),
     };

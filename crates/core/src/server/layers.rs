@@ -106,7 +106,77 @@ pub fn service(
             StatusCode::SERVICE_UNAVAILABLE,
             args.request_timeout(),
         ))
+        .layer(middleware::from_fn_with_state(
+            args.body_bounds(MAX_BODY),
+            bounded_body,
+        ))
         .layer(middleware::from_fn_with_state(observe, observe_request))
+}
+
+/// The largest request body a service takes on any route (a route can allow
+/// less with its own [`bounded_body`]).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What a route takes of a request body.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyBounds {
+    /// Bytes (413 past them).
+    pub limit: usize,
+    /// To send it, once the head is in (408 past it): `BODY_TIMEOUT_MS`.
+    pub timeout: std::time::Duration,
+}
+
+/// Reads a request's body whole, within its bounds, before the handler runs: 413 at once when the
+/// declared length is over the limit (nothing is read), 413 when the body
+/// grows past it, 408 when it does not arrive in time, 400 when it breaks
+/// off. A bodiless request passes untouched. A layer:
+/// `middleware::from_fn_with_state(args.body_bounds(limit), bounded_body)`.
+pub async fn bounded_body(State(b): State<BodyBounds>, req: Request, next: Next) -> Response {
+    let limit = b.limit;
+    use http_body::Body as _;
+    use http_body_util::BodyExt;
+    if req.body().is_end_stream() {
+        return next.run(req).await;
+    }
+    let too_large = || {
+        let mut res = json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the request body is over {limit} bytes"),
+        );
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        res
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
+    let (parts, body) = req.into_parts();
+    let read = http_body_util::Limited::new(body, limit).collect();
+    let bytes = match tokio::time::timeout(b.timeout, read).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Ok(Err(_)) => {
+            return json_error(StatusCode::BAD_REQUEST, "the request body broke off");
+        }
+        Err(_) => {
+            let mut res = json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "the request body did not arrive within {} ms (BODY_TIMEOUT_MS)",
+                    b.timeout.as_millis()
+                ),
+            );
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return res;
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// The failure switches: the delay first, then a 500 for that share of requests.

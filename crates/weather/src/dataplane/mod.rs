@@ -16,6 +16,7 @@
 //! [`crate::admin`] on the [`Plane`] it gets back.
 
 mod boot;
+mod downstream;
 mod error;
 mod headers;
 mod metered;

@@ -31,9 +31,12 @@ use super::{
 pub struct Settings {
     /// One log line per hop (`weather::access`).
     pub access_log: bool,
-    /// How long an upstream may take to send its response headers before the hop
-    /// answers 504 (`UT`).
-    pub upstream_timeout: Duration,
+    /// The timeout of a route whose VirtualService sets none (504 `UT` past
+    /// it); `None`, the default, as Istio: no timeout.
+    pub default_timeout: Option<Duration>,
+    /// How long a client may leave its request body without a byte before the
+    /// hop answers 408 (`SI`): Envoy's `stream_idle_timeout`, 5 minutes.
+    pub stream_idle_timeout: Duration,
     /// Istio's standard metrics (`GET /stats/prometheus` on the admin listener).
     pub metrics: bool,
 }
@@ -42,7 +45,8 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             access_log: true,
-            upstream_timeout: Duration::from_secs(15),
+            default_timeout: None,
+            stream_idle_timeout: Duration::from_secs(300),
             metrics: true,
         }
     }

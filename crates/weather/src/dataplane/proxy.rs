@@ -1,8 +1,12 @@
 //! One proxy hop, as Envoy takes it for the ingress gateway or a sidecar: route
 //! the request with the applied mesh, pick a destination by weight and an
 //! endpoint round-robin, forward it over a pooled keep-alive connection with its
-//! body streamed both ways, and answer as Envoy does when it cannot (404 `NR`,
-//! 503 `NC`/`UH`/`UF`, 504 `UT`, with the flag in `x-weather-response-flags`).
+//! body streamed both ways, within the route's timeout and retries, and answer
+//! as Envoy does when it cannot: a client's fault (400 `DPE`, 408 `SI`; see
+//! [`super::downstream`]), no route (404 `NR`), no destination or endpoint
+//! (503 `NC`/`UH`), an upstream's fault (503 `UF`, `UC`, with `URX` when
+//! retries ran out; 502 `UPE`; 504 `UT`), the flags in
+//! `x-weather-response-flags`.
 //!
 //! [`router`] makes a hop a `Router`, so `weather up` serves it on a listener and
 //! tests call it in-process.
@@ -15,9 +19,11 @@ use axum::{
     extract::{ConnectInfo, State},
     http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header},
 };
+use http_body::Body as _;
 use mesh::{
     Routed,
     model::Labels,
+    policy::Policy,
     routing::{Caller, Target},
 };
 use opentelemetry::{
@@ -28,6 +34,7 @@ use opentelemetry::{
 use weather_core::telemetry::{HeaderExtractor, HeaderInjector, Telemetry, propagator};
 
 use super::{
+    downstream::{self, Outgoing},
     headers::{Headers, at_the_edge, strip_hop_by_hop, to_upstream},
     metered::Metered,
     plane::{Applied, Plane},
@@ -87,14 +94,18 @@ pub fn router(plane: Arc<Plane>, hop: Hop, telemetry: Telemetry) -> Router {
 }
 
 /// Why the hop answers itself instead of the upstream.
-struct Refusal {
+pub(super) struct Refusal {
     status: StatusCode,
     flag: &'static str,
     detail: String,
 }
 
 impl Refusal {
-    fn new(status: StatusCode, flag: &'static str, detail: impl Into<String>) -> Refusal {
+    pub(super) fn new(
+        status: StatusCode,
+        flag: &'static str,
+        detail: impl Into<String>,
+    ) -> Refusal {
         Refusal {
             status,
             flag,
@@ -205,11 +216,14 @@ fn or_dash(s: &str) -> &str {
 async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Response<Body> {
     let start = Instant::now();
     let applied = l.plane.applied();
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "/".into());
+    let admitted = downstream::admit(&req);
+    let path = match &admitted {
+        Ok(p) => p.clone(),
+        Err(_) => req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| req.uri().to_string(), |p| p.as_str().to_owned()),
+    };
     let authority = match &l.hop {
         Hop::Sidecar { authority, .. } => authority.clone(),
         Hop::Ingress => req
@@ -248,7 +262,10 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
         request_bytes,
     };
 
-    let target = match decide(&applied, &l.hop, &req, &mut record) {
+    if let Err(r) = admitted {
+        return record.refuse(r);
+    }
+    let (target, policy) = match decide(&applied, &l.hop, &req, &mut record) {
         Ok(t) => t,
         Err(r) => return record.refuse(r),
     };
@@ -282,7 +299,7 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
     if exporting {
         propagator().inject_context(&record.cx, &mut HeaderInjector(req.headers_mut()));
     }
-    let res = forward(&l.plane, &endpoints, req, &mut record).await;
+    let res = forward(&l.plane, &endpoints, policy, req, &mut record).await;
     if matrix && let Some(chain) = res.headers().get(weather_core::chain::CHAIN_HEADER) {
         l.plane
             .stats
@@ -291,14 +308,15 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
     res
 }
 
-/// Routes the request and picks its destination. Fills the record's rule and
-/// destination names when they are logged or traced.
+/// Routes the request and picks its destination; the route's timeout and
+/// retries come with it. Fills the record's rule and destination names when
+/// they are logged or traced.
 fn decide<'a>(
     applied: &'a Applied,
     hop: &Hop,
     req: &Request<Body>,
     record: &mut Record<'_>,
-) -> Result<&'a Target, Refusal> {
+) -> Result<(&'a Target, &'a Policy), Refusal> {
     let authority = record.authority.as_str();
     let caller = match hop {
         Hop::Ingress => Caller::Ingress,
@@ -314,12 +332,16 @@ fn decide<'a>(
         scheme: "http",
         headers: &headers,
     };
-    let (rule, targets) = match applied.mesh.route(caller, &mreq) {
+    let (rule, targets, policy) = match applied.mesh.route(caller, &mreq) {
         Routed::NoRoute(why) => {
             let detail = format!("no route: {why:?}");
             return Err(Refusal::new(StatusCode::NOT_FOUND, "NR", detail));
         }
-        Routed::Route { rule, targets } => (rule, targets),
+        Routed::Route {
+            rule,
+            targets,
+            policy,
+        } => (rule, targets, policy),
         Routed::Passthrough => {
             // Envoy would connect to the address the app sent it to; weather up
             // reaches nothing outside its own workloads.
@@ -369,79 +391,240 @@ fn decide<'a>(
             detail,
         ));
     }
-    Ok(target)
+    Ok((target, policy))
 }
 
-/// Sends the request to an endpoint, round-robin. A request without a body whose
-/// connection is refused goes to the next endpoint once (nothing reached the
-/// upstream); a body can be sent once, so a request with one is never retried.
+/// How one attempt went wrong.
+enum Failure {
+    /// The connection could not be made (`UF`).
+    Connect(String),
+    /// The connection closed or reset before the response began (`UC`).
+    Reset,
+    /// The upstream did not speak HTTP (`UPE`).
+    Protocol,
+    /// The attempt's own timeout ran out (`UT`).
+    PerTryTimeout,
+}
+
+/// What hyper's client error says of the upstream.
+fn classify(e: &hyper_util::client::legacy::Error) -> Failure {
+    if e.is_connect() {
+        let reason = std::error::Error::source(e)
+            .and_then(|s| s.source())
+            .map_or_else(|| e.to_string(), |s| s.to_string());
+        return Failure::Connect(reason);
+    }
+    let hyper_error = std::error::Error::source(e).and_then(|s| s.downcast_ref::<hyper::Error>());
+    match hyper_error {
+        Some(h) if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() => {
+            Failure::Protocol
+        }
+        _ => Failure::Reset,
+    }
+}
+
+impl Failure {
+    /// Envoy's answer once no attempt is left; `retried`: some attempt was
+    /// retried (the flags then carry `URX`).
+    fn refusal(&self, retried: bool) -> Refusal {
+        const BEFORE: &str = "upstream connect error or disconnect/reset before headers.";
+        let latest = if retried {
+            "retried and the latest reset reason"
+        } else {
+            "reset reason"
+        };
+        match self {
+            Failure::Connect(why) => Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                if retried { "URX,UF" } else { "UF" },
+                format!(
+                    "{BEFORE} {latest}: remote connection failure, transport failure reason: {why}"
+                ),
+            ),
+            Failure::Reset => Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                if retried { "URX,UC" } else { "UC" },
+                format!("{BEFORE} {latest}: connection termination"),
+            ),
+            Failure::Protocol => Refusal::new(
+                StatusCode::BAD_GATEWAY,
+                "UPE",
+                format!("{BEFORE} {latest}: protocol error"),
+            ),
+            Failure::PerTryTimeout => Refusal::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "UT",
+                "upstream request timeout",
+            ),
+        }
+    }
+
+    fn retriable(&self, policy: &Policy) -> bool {
+        let on = &policy.retries.on;
+        match self {
+            Failure::Connect(_) => on.connect_failure(),
+            Failure::Reset => on.reset(),
+            Failure::Protocol => false,
+            Failure::PerTryTimeout => on.per_try_timeout(),
+        }
+    }
+}
+
+/// Envoy's back-off before retry `n` (1, 2, ...): a random wait in
+/// (0, (2^n - 1) x 25 ms].
+fn backoff(n: u32) -> std::time::Duration {
+    let ceiling = ((1u64 << n.min(10)) - 1) * 25_000;
+    std::time::Duration::from_micros(fastrand::u64(1..=ceiling.max(1)))
+}
+
+/// Sends the request to an endpoint, round-robin, within the route's policy:
+/// its timeout over all attempts, and its retries, each on the next endpoint
+/// (Envoy's `previous_hosts`). A retry re-sends a body only if no attempt
+/// began to read it.
 async fn forward(
     plane: &Plane,
     endpoints: &[(SocketAddr, usize)],
+    policy: &Policy,
     req: Request<Body>,
     record: &mut Record<'_>,
 ) -> Response<Body> {
-    let bodiless = !req.headers().contains_key(header::CONTENT_LENGTH)
-        && !req.headers().contains_key(header::TRANSFER_ENCODING);
-    let attempts = if bodiless { 2 } else { 1 };
+    // (The framing headers are gone by now: hop-by-hop. The body knows.)
+    let bodiless = req.body().is_end_stream();
+    let timeout = policy.timeout.or(plane.settings.default_timeout);
+    let deadline = timeout.map(|t| tokio::time::Instant::from_std(record.start) + t);
     let first = plane.next() % endpoints.len();
     let (parts, body) = req.into_parts();
-    let mut body = Some(body);
-    for attempt in 0..attempts {
-        let (addr, peer) = endpoints[(first + attempt) % endpoints.len()];
+    let outgoing = if bodiless {
+        None
+    } else {
+        let chunked = body.size_hint().exact().is_none();
+        match Outgoing::new(body, chunked, plane.settings.stream_idle_timeout).await {
+            Ok(o) => Some(o),
+            Err(r) => return record.refuse(r),
+        }
+    };
+    let Ok(uri_path) = axum::http::uri::PathAndQuery::try_from(record.path.as_str()) else {
+        return record.refuse(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "-",
+            "bad request path",
+        ));
+    };
+    let mut attempt = 0u32;
+    loop {
+        let (addr, peer) = endpoints[(first + attempt as usize) % endpoints.len()];
         record.destination = Some(peer);
-        let Ok(uri) = Uri::try_from(format!("http://{addr}{}", record.path)) else {
-            return record.refuse(Refusal::new(
-                StatusCode::BAD_REQUEST,
-                "-",
-                "bad request path",
-            ));
+        let body = match &outgoing {
+            None => Some(Body::empty()),
+            Some(o) => o.attempt(),
         };
-        let mut up = Request::from_parts(parts.clone(), body.take().unwrap_or_else(Body::empty));
-        *up.uri_mut() = uri;
-        let sent = tokio::time::timeout(plane.settings.upstream_timeout, plane.client.request(up));
-        match sent.await {
-            Ok(Ok(res)) => {
-                let (mut parts, incoming) = res.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                if record.exporting {
-                    record
-                        .cx
-                        .span()
-                        .set_attribute(KeyValue::new("upstream_host", addr.to_string()));
+        // (Retries are only made while the body is unsent.)
+        let Some(body) = body else {
+            return record.refuse(Failure::Reset.refusal(attempt > 0));
+        };
+        let mut up = Request::from_parts(parts.clone(), body);
+        *up.uri_mut() = Uri::builder()
+            .scheme("http")
+            .authority(addr.to_string())
+            .path_and_query(uri_path.clone())
+            .build()
+            .unwrap_or_default();
+        let per_try = policy.retries.per_try_timeout;
+        let limit = match (deadline, per_try) {
+            (Some(d), Some(p)) => Some(d.min(tokio::time::Instant::now() + p)),
+            (Some(d), None) => Some(d),
+            (None, Some(p)) => Some(tokio::time::Instant::now() + p),
+            (None, None) => None,
+        };
+        let sent = plane.client.request(up);
+        let outcome = match limit {
+            Some(at) => tokio::time::timeout_at(at, sent).await.ok(),
+            None => Some(sent.await),
+        };
+        let failure = match outcome {
+            Some(Ok(res))
+                if attempt < policy.retries.attempts
+                    && policy.retries.on.status(res.status().as_u16())
+                    && outgoing.as_ref().is_none_or(Outgoing::unsent) =>
+            {
+                tracing::debug!("{addr} answered {}, retrying", res.status());
+                None
+            }
+            // The client's body broke while the upstream answered: a client
+            // fault, as Envoy's codec would have found it first.
+            Some(Ok(_)) if outgoing.as_ref().and_then(|o| o.fault.get()).is_some() => {
+                let fault = outgoing.as_ref().and_then(|o| o.fault.get()).copied();
+                return record
+                    .refuse(fault.map_or_else(|| Failure::Reset.refusal(false), |f| f.refusal()));
+            }
+            Some(Ok(res)) => {
+                let retried_out = attempt > 0 && policy.retries.on.status(res.status().as_u16());
+                return deliver(plane, res, addr, retried_out, record);
+            }
+            Some(Err(e)) => {
+                if let Some(fault) = outgoing.as_ref().and_then(|o| o.fault.get()) {
+                    return record.refuse(fault.refusal());
                 }
-                let code = parts.status.as_u16();
-                record.finish(code, "-");
-                let body = if plane.stats.enabled() {
-                    let e = record.exchange(code, "-", true);
-                    let stats = plane.stats.clone();
-                    Body::new(Metered::new(Body::new(incoming), stats, e, record.start))
-                } else {
-                    Body::new(incoming)
-                };
-                return Response::from_parts(parts, body);
+                Some(classify(&e))
             }
-            Ok(Err(e)) if e.is_connect() && attempt + 1 < attempts => {
-                tracing::debug!("connect to {addr} failed, retrying: {e}");
-            }
-            Ok(Err(e)) => {
-                let detail = format!("upstream connect error: {e}");
-                return record.refuse(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "UF", detail));
-            }
-            Err(_) => {
+            None if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => {
                 return record.refuse(Refusal::new(
                     StatusCode::GATEWAY_TIMEOUT,
                     "UT",
                     "upstream request timeout",
                 ));
             }
+            None => Some(Failure::PerTryTimeout),
+        };
+        let can_resend = outgoing.as_ref().is_none_or(Outgoing::unsent);
+        let retry = attempt < policy.retries.attempts
+            && can_resend
+            && failure.as_ref().is_none_or(|f| f.retriable(policy));
+        if !retry {
+            let failure = failure.unwrap_or(Failure::Reset);
+            return record.refuse(failure.refusal(attempt > 0));
         }
+        attempt += 1;
+        let wait = backoff(attempt);
+        if deadline.is_some_and(|d| tokio::time::Instant::now() + wait >= d) {
+            return record.refuse(Refusal::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "UT",
+                "upstream request timeout",
+            ));
+        }
+        tokio::time::sleep(wait).await;
     }
-    record.refuse(Refusal::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "UF",
-        "upstream connect error",
-    ))
+}
+
+/// The upstream's response, sent on: hop-by-hop headers out, metered to its
+/// last byte.
+fn deliver(
+    plane: &Plane,
+    res: Response<hyper::body::Incoming>,
+    addr: SocketAddr,
+    retried_out: bool,
+    record: &mut Record<'_>,
+) -> Response<Body> {
+    let (mut parts, incoming) = res.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    if record.exporting {
+        record
+            .cx
+            .span()
+            .set_attribute(KeyValue::new("upstream_host", addr.to_string()));
+    }
+    let code = parts.status.as_u16();
+    let flags = if retried_out { "URX" } else { "-" };
+    record.finish(code, flags);
+    let body = if plane.stats.enabled() {
+        let e = record.exchange(code, flags, true);
+        let stats = plane.stats.clone();
+        Body::new(Metered::new(Body::new(incoming), stats, e, record.start))
+    } else {
+        Body::new(incoming)
+    };
+    Response::from_parts(parts, body)
 }
 
 /// The proxy's span, like an Envoy's: a child of the caller's context, the

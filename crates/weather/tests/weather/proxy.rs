@@ -38,6 +38,7 @@ spec:
   - {name: dead, labels: {version: dead}}
   - {name: slow, labels: {version: slow}}
   - {name: pair, labels: {version: pair}}
+  - {name: closer, labels: {version: closer}}
   - {name: empty, labels: {version: none}}
 ---
 apiVersion: networking.istio.io/v1
@@ -64,7 +65,16 @@ spec:
     route: [{destination: {host: web, subset: empty}}]
   - match: [{headers: {x-case: {exact: uf}}}]
     route: [{destination: {host: web, subset: dead}}]
+  - match: [{headers: {x-case: {exact: uf-no-retry}}}]
+    route: [{destination: {host: web, subset: dead}}]
+    retries: {attempts: 0}
   - match: [{headers: {x-case: {exact: ut}}}]
+    route: [{destination: {host: web, subset: slow}}]
+    timeout: 0.2s
+  - match: [{headers: {x-case: {exact: reset}}}]
+    route: [{destination: {host: web, subset: closer}}]
+    retries: {attempts: 2, retryOn: reset}
+  - match: [{headers: {x-case: {exact: slow-default}}}]
     route: [{destination: {host: web, subset: slow}}]
   - match: [{headers: {x-case: {exact: pair}}}]
     route: [{destination: {host: web, subset: pair}}]
@@ -76,7 +86,8 @@ spec:
 
 /// The Deployments of the mesh: name, app and version labels, and which
 /// stand-in answers for the pod.
-const PODS: [(&str, &str, &str, Pod); 6] = [
+const PODS: [(&str, &str, &str, Pod); 7] = [
+    ("web-closer", "web", "closer", Pod::Closer),
     ("web-live", "web", "live", Pod::Echo),
     ("web-dead", "web", "dead", Pod::Closed),
     ("web-slow", "web", "slow", Pod::Slow),
@@ -88,6 +99,8 @@ const PODS: [(&str, &str, &str, Pod); 6] = [
 #[derive(Clone, Copy)]
 enum Pod {
     Echo,
+    /// Reads a whole request, then closes without an answer; counts them.
+    Closer,
     Closed,
     Slow,
 }
@@ -114,8 +127,46 @@ async fn echo(req: Request) -> Json<serde_json::Value> {
 
 struct Fixture {
     plane: Arc<Plane>,
+    /// Requests the closer read.
+    closer_reads: Arc<std::sync::atomic::AtomicUsize>,
     /// Keeps the stand-in servers up.
     _servers: Vec<weather_core::RunningServer>,
+}
+
+/// A server that reads each request whole (head, and a body of the length
+/// it declares), counts it, and closes the connection without answering.
+async fn closer(reads: Arc<std::sync::atomic::AtomicUsize>) -> SocketAddr {
+    use tokio::io::AsyncReadExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            let reads = reads.clone();
+            tokio::spawn(async move {
+                let mut data = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let text = String::from_utf8_lossy(&data).to_lowercase();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            break;
+                        }
+                    }
+                    match c.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => data.extend_from_slice(&buf[..n]),
+                    }
+                }
+                reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+    });
+    addr
 }
 
 /// A port nothing listens on.
@@ -124,7 +175,16 @@ async fn closed_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-async fn fixture(upstream_timeout: Duration) -> Fixture {
+async fn fixture(default_timeout: Option<Duration>) -> Fixture {
+    fixture_with(Settings {
+        access_log: false,
+        default_timeout,
+        ..Settings::default()
+    })
+    .await
+}
+
+async fn fixture_with(settings: Settings) -> Fixture {
     let live = spawn_local(Router::new().fallback(echo)).await.unwrap();
     let slow = spawn_local(Router::new().fallback(|| async {
         tokio::time::sleep(Duration::from_secs(30)).await;
@@ -133,6 +193,8 @@ async fn fixture(upstream_timeout: Duration) -> Fixture {
     .await
     .unwrap();
     let dead = closed_port().await;
+    let closer_reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let closer = closer(closer_reads.clone()).await;
     let mut text = MESH.to_owned();
     let mut pods = HashMap::new();
     for (name, app, version, pod) in PODS {
@@ -142,6 +204,7 @@ async fn fixture(upstream_timeout: Duration) -> Fixture {
         let addr = match pod {
             Pod::Closed => dead,
             Pod::Slow => slow.addr,
+            Pod::Closer => closer,
             Pod::Echo => live.addr,
         };
         pods.insert(name.to_owned(), addr);
@@ -150,14 +213,10 @@ async fn fixture(upstream_timeout: Duration) -> Fixture {
     m.add_yaml("proxy.yaml", &text).unwrap();
     let mesh = Mesh::compile(&m);
     assert!(mesh.errors.is_empty(), "{:?}", mesh.errors);
-    let settings = Settings {
-        access_log: false,
-        upstream_timeout,
-        metrics: true,
-    };
     let plane = Plane::new(Vec::new(), None, mesh, pods, settings).unwrap();
     Fixture {
         plane: Arc::new(plane),
+        closer_reads,
         _servers: vec![live, slow],
     }
 }
@@ -206,7 +265,7 @@ async fn text(res: Response) -> String {
 
 #[tokio::test]
 async fn no_rule_that_matches_is_404_nr() {
-    let f = fixture(Duration::from_secs(5)).await;
+    let f = fixture(None).await;
     let res = f.ingress(get("/elsewhere", &[])).await;
     assert_eq!((res.status(), flag(&res)), (StatusCode::NOT_FOUND, "NR"));
     assert!(text(res).await.starts_with("no route"));
@@ -214,7 +273,7 @@ async fn no_rule_that_matches_is_404_nr() {
 
 #[tokio::test]
 async fn an_undefined_subset_or_only_weight_zero_is_503_nc() {
-    let f = fixture(Duration::from_secs(5)).await;
+    let f = fixture(None).await;
     for c in ["nc", "zero"] {
         let res = f.ingress(case(c)).await;
         assert_eq!(
@@ -227,7 +286,7 @@ async fn an_undefined_subset_or_only_weight_zero_is_503_nc() {
 
 #[tokio::test]
 async fn a_subset_without_pods_is_503_uh() {
-    let f = fixture(Duration::from_secs(5)).await;
+    let f = fixture(None).await;
     let res = f.ingress(case("uh")).await;
     assert_eq!(
         (res.status(), flag(&res)),
@@ -235,25 +294,103 @@ async fn a_subset_without_pods_is_503_uh() {
     );
 }
 
+/// Istio's default retries (2, on connect failures) run out: 503 `URX,UF`;
+/// a route that turns retries off (`attempts: 0`) answers `UF` alone.
 #[tokio::test]
-async fn a_refused_connection_is_503_uf() {
-    let f = fixture(Duration::from_secs(5)).await;
+async fn a_refused_connection_is_retried_twice_then_503_urx_uf() {
+    let f = fixture(None).await;
     let res = f.ingress(case("uf")).await;
+    assert_eq!(
+        (res.status(), flag(&res)),
+        (StatusCode::SERVICE_UNAVAILABLE, "URX,UF")
+    );
+    assert!(text(res).await.starts_with(
+        "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: remote connection failure"
+    ));
+    let res = f.ingress(case("uf-no-retry")).await;
     assert_eq!(
         (res.status(), flag(&res)),
         (StatusCode::SERVICE_UNAVAILABLE, "UF")
     );
-    assert!(text(res).await.starts_with("upstream connect error"));
+}
+
+/// `retryOn: reset`: a bodiless request is retried twice (three reads, then
+/// 503 `URX,UC`); a request whose body the upstream read is never sent again
+/// (one read, 503 `UC`).
+#[tokio::test]
+async fn a_reset_is_retried_only_while_the_body_is_unsent() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let f = fixture(None).await;
+    let res = f.ingress(case("reset")).await;
+    assert_eq!(
+        (res.status(), flag(&res)),
+        (StatusCode::SERVICE_UNAVAILABLE, "URX,UC")
+    );
+    assert_eq!(f.closer_reads.swap(0, SeqCst), 3);
+    let req = Request::post("/")
+        .header("host", "weather.example")
+        .header("x-case", "reset")
+        .header("content-length", "9")
+        .body(Body::from("city=oslo"))
+        .unwrap();
+    let res = f.ingress(req).await;
+    assert_eq!(
+        (res.status(), flag(&res)),
+        (StatusCode::SERVICE_UNAVAILABLE, "UC")
+    );
+    assert_eq!(f.closer_reads.load(SeqCst), 1, "the body was sent once");
+}
+
+/// A body that sends its first bytes and then nothing, never ending.
+struct Stalled(bool);
+
+impl http_body::Body for Stalled {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if std::mem::replace(&mut self.0, true) {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(Some(Ok(http_body::Frame::data("city=".into()))))
+        }
+    }
+}
+
+/// A client that stops sending its body: 408 `SI` after the stream idle
+/// timeout (Envoy's 5 minutes; 300 ms here).
+#[tokio::test]
+async fn a_stalled_request_body_is_408_si() {
+    let f = fixture_with(Settings {
+        access_log: false,
+        stream_idle_timeout: Duration::from_millis(300),
+        ..Settings::default()
+    })
+    .await;
+    let req = Request::post("/app")
+        .header("host", "weather.example")
+        .header("content-length", "100")
+        .body(Body::new(Stalled(false)))
+        .unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(10), f.ingress(req))
+        .await
+        .expect("the hop gives up on the body");
+    assert_eq!(
+        (res.status(), flag(&res)),
+        (StatusCode::REQUEST_TIMEOUT, "SI")
+    );
 }
 
 #[tokio::test]
-async fn an_upstream_slower_than_the_configured_timeout_is_504_ut() {
-    let f = fixture(Duration::from_millis(200)).await;
-    // The stand-in answers after 30 s; the hop must give up at its configured
-    // 200 ms, long before that (the default would be 15 s).
+async fn an_upstream_slower_than_the_routes_timeout_is_504_ut() {
+    let f = fixture(None).await;
+    // The stand-in answers after 30 s; the route's `timeout: 0.2s` ends it.
     let res = tokio::time::timeout(Duration::from_secs(10), f.ingress(case("ut")))
         .await
-        .expect("the hop honours its configured upstream timeout");
+        .expect("the hop honours the route's timeout");
     assert_eq!(
         (res.status(), flag(&res)),
         (StatusCode::GATEWAY_TIMEOUT, "UT")
@@ -261,11 +398,31 @@ async fn an_upstream_slower_than_the_configured_timeout_is_504_ut() {
     assert_eq!(text(res).await, "upstream request timeout\n");
 }
 
-/// The pair subset has two endpoints, one refusing connections; endpoints are
-/// taken in turn, so of two requests in a row one is sent to the closed one.
+/// A route without `timeout` has none, as in Istio, unless `weather up` is
+/// given one (`--upstream-timeout-ms`).
 #[tokio::test]
-async fn a_refused_connection_is_retried_once_without_a_body_never_with_one() {
-    let f = fixture(Duration::from_secs(5)).await;
+async fn a_route_without_timeout_waits_unless_a_default_is_given() {
+    let f = fixture(None).await;
+    let waited =
+        tokio::time::timeout(Duration::from_secs(1), f.ingress(case("slow-default"))).await;
+    assert!(waited.is_err(), "no timeout: still waiting after 1 s");
+    let f = fixture(Some(Duration::from_millis(200))).await;
+    let res = tokio::time::timeout(Duration::from_secs(10), f.ingress(case("slow-default")))
+        .await
+        .expect("the default timeout applies");
+    assert_eq!(
+        (res.status(), flag(&res)),
+        (StatusCode::GATEWAY_TIMEOUT, "UT")
+    );
+}
+
+/// The pair subset has two endpoints, one refusing connections; endpoints are
+/// taken in turn, so of two requests in a row one is sent to the closed one
+/// first. A refused connection read nothing of the body: it is sent to the
+/// next endpoint whole, as Envoy does.
+#[tokio::test]
+async fn a_refused_connection_is_retried_on_the_next_endpoint_with_its_body() {
+    let f = fixture(None).await;
     for _ in 0..4 {
         let res = f.ingress(case("pair")).await;
         assert_eq!(
@@ -291,23 +448,13 @@ async fn a_refused_connection_is_retried_once_without_a_body_never_with_one() {
         };
         outcomes.push((status, flags, body));
     }
-    outcomes.sort();
-    assert_eq!(
-        outcomes,
-        [
-            (StatusCode::OK, "".to_owned(), "city=oslo".to_owned()),
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "UF".to_owned(),
-                String::new()
-            ),
-        ]
-    );
+    let ok = (StatusCode::OK, "".to_owned(), "city=oslo".to_owned());
+    assert_eq!(outcomes, [ok.clone(), ok]);
 }
 
 #[tokio::test]
 async fn hop_by_hop_headers_are_not_forwarded() {
-    let f = fixture(Duration::from_secs(5)).await;
+    let f = fixture(None).await;
     let req = get(
         "/app",
         &[
@@ -344,7 +491,7 @@ async fn hop_by_hop_headers_are_not_forwarded() {
 
 #[tokio::test]
 async fn the_ingress_adds_who_called_and_a_request_id_and_keeps_one_sent() {
-    let f = fixture(Duration::from_secs(5)).await;
+    let f = fixture(None).await;
     let seen = json(f.ingress(get("/app", &[])).await).await;
     let h = &seen["headers"];
     assert_eq!(h["x-forwarded-for"], "192.0.2.7");
@@ -368,7 +515,7 @@ fn uuid_like(s: &str) -> bool {
 
 #[tokio::test]
 async fn a_sidecar_sends_the_apps_authority_and_adds_no_edge_headers() {
-    let f = fixture(Duration::from_secs(5)).await;
+    let f = fixture(None).await;
     let hop = Hop::Sidecar {
         workload: "web-live".into(),
         namespace: "demo".into(),
@@ -388,7 +535,7 @@ async fn a_sidecar_sends_the_apps_authority_and_adds_no_edge_headers() {
 /// is matched as Envoy matches it, not dropped.
 #[tokio::test]
 async fn a_header_value_that_is_not_ascii_is_still_matched() {
-    let f = fixture(Duration::from_secs(5)).await;
+    let f = fixture(None).await;
     let mut req = get("/", &[]);
     req.headers_mut().insert(
         "user-agent",

@@ -29,6 +29,13 @@ const PATHS: &[&str] = &[
     "/FORECAST",
     "/login",
     "/static/style.css",
+    // Routed after normalization (Istio's default): dot segments, backslashes,
+    // escaped unreserved characters.
+    "/static/../forecast?days=2",
+    "/x/%2e%2e/login",
+    "/static\\..\\login",
+    "/%46ORECAST",
+    "/./forecast",
 ];
 
 /// Cookie headers built as browsers build them: pairs from a pool, in any

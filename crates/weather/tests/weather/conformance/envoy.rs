@@ -107,6 +107,23 @@ impl Drop for Envoy {
 /// A real Envoy with a listener per (proxy, route configuration) istiod made,
 /// and every cluster those routes name answered by `stand_in`.
 pub(super) fn start_envoy(export: &Value, stand_in: SocketAddr, stage: &str) -> Envoy {
+    start_envoy_with(export, &|_| stand_in, stage)
+}
+
+/// The access log each listener writes: status, flags, method and path, a
+/// line per request (the fault test reads it).
+pub(super) fn access_log(stage: &str) -> PathBuf {
+    std::env::temp_dir()
+        .join(format!("weather-oracle-{}", std::process::id()))
+        .join(format!("{stage}-access.log"))
+}
+
+/// [`start_envoy`] with each cluster's endpoint chosen by `endpoint`.
+pub(super) fn start_envoy_with(
+    export: &Value,
+    endpoint: &dyn Fn(&str) -> SocketAddr,
+    stage: &str,
+) -> Envoy {
     let mut listeners_json = Vec::new();
     let mut listeners = BTreeMap::new();
     let mut held = Vec::new();
@@ -133,6 +150,17 @@ pub(super) fn start_envoy(export: &Value, stand_in: SocketAddr, stage: &str) -> 
                     "typedConfig": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                         "statPrefix": "oracle",
+                        // What Istio sets on every HTTP listener
+                        // (listener_builder.go): path normalization (mesh
+                        // config pathNormalization BASE), HTTP/1.0 accepted.
+                        "normalizePath": true,
+                        "pathWithEscapedSlashesAction": "KEEP_UNCHANGED",
+                        "httpProtocolOptions": {"acceptHttp10": true},
+                        "accessLog": [{"name": "envoy.access_loggers.file", "typedConfig": {
+                            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                            "path": access_log(stage),
+                            "logFormat": {"textFormatSource": {"inlineString": "%RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:METHOD)% %REQ(:PATH)%\n"}}
+                        }}],
                         "routeConfig": rc,
                         "httpFilters": [{"name": "envoy.filters.http.router", "typedConfig": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
                     }
@@ -158,7 +186,7 @@ pub(super) fn start_envoy(export: &Value, stand_in: SocketAddr, stage: &str) -> 
                 // with the test, and must never be why a request fails.
                 "name": c, "type": "STATIC", "connectTimeout": "10s",
                 "circuitBreakers": {"thresholds": [{"maxConnections": 100000, "maxPendingRequests": 100000, "maxRequests": 100000, "maxRetries": 100000}]},
-                "loadAssignment": {"clusterName": c, "endpoints": [{"lbEndpoints": [{"endpoint": {"address": {"socketAddress": {"address": "127.0.0.1", "portValue": stand_in.port()}}}}]}]},
+                "loadAssignment": {"clusterName": c, "endpoints": [{"lbEndpoints": [{"endpoint": {"address": {"socketAddress": {"address": "127.0.0.1", "portValue": endpoint(c).port()}}}}]}]},
             })
         })
         .collect();

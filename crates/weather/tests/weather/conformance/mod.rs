@@ -31,6 +31,7 @@ use crate::{root, stage_paths, stages};
 mod corpus;
 mod end_to_end;
 mod envoy;
+mod faults;
 mod random;
 
 use corpus::corpus;
@@ -144,9 +145,11 @@ fn model_says(mesh: &Mesh, ask: &Ask) -> Met {
             labels: &w.labels,
         }
     };
+    // Every Istio proxy normalizes the path before it routes.
+    let path = mesh::path::normalize(&ask.path).expect("the corpus sends paths Envoy routes");
     let req = mesh::Request {
         authority: &ask.authority,
-        path: &ask.path,
+        path: &path,
         method: ask.method,
         scheme: "http",
         headers: &AskHeaders(&ask.headers),

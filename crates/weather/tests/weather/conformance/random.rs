@@ -43,6 +43,8 @@ pub const PATHS: &[&str] = &[
     "/static/x.css",
     "/other?debug=1",
     "/api?v=canary&debug=0",
+    "/static/../api/v1",
+    "/%61pi/v1",
 ];
 const SOURCE_LABELS: &[&str] = &[
     "{version: v2}",
