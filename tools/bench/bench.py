@@ -69,6 +69,12 @@ class Proc:
                 return int(line.split()[1]) / 1024
         return 0.0
 
+    def rss_mib(self):
+        for line in Path(f"/proc/{self.p.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
     def stop(self):
         self.p.send_signal(signal.SIGINT)
         try:
@@ -103,6 +109,61 @@ def measure(proc, url, headers=()):
     reqs, p50 = load(url, headers)
     cpu_us = (proc.cpu() - before) * 1e6 / reqs
     return {"cpu_us": cpu_us, "rss_mib": proc.peak_rss_mib(), "p50_us": p50, "requests": reqs}
+
+
+MEMORY_SECONDS = int(os.environ.get("BENCH_MEMORY_SECONDS", "3"))
+ROUNDS = 5
+
+
+def memory(proc, url):
+    """Resident memory of a fresh `proc`: peak after load at 8 connections, then
+    the peak after each of ROUNDS rounds at 200 connections, and what is left
+    after the last. The allocator settles over the first rounds; a leak shows
+    as peaks that still rise between the last two."""
+    def wrk(conns):
+        out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{MEMORY_SECONDS}s", url],
+                             capture_output=True, text=True, check=True).stdout
+        errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        if errors:
+            raise SystemExit(f"bench: {url} answered {errors.group(1)} errors at {conns} connections:\n{out}")
+    wrk(8)
+    at8 = proc.peak_rss_mib()
+    rounds = []
+    for _ in range(ROUNDS):
+        wrk(200)
+        rounds.append(proc.peak_rss_mib())
+    return {"rss8_mib": at8, "rss200_mib": rounds, "after_mib": proc.rss_mib()}
+
+
+def memory_section(results):
+    """Each service and weather up, fresh, at 8 and 200 connections."""
+    procs = []
+    try:
+        rp, f1, f2, fe = free_port(), free_port(), free_port(), free_port()
+        rec = service("recommendation", rp, {})
+        fc1 = service("forecast", f1, {"APP_VERSION": "v1"})
+        fc2 = service("forecast", f2, {"APP_VERSION": "v2", "RECOMMENDATION_URL": f"http://127.0.0.1:{rp}"})
+        # frontend v2 in front of forecast v2: the longest chain, the most held per request.
+        front = service("frontend", fe, {"APP_VERSION": "v2", "FORECAST_URL": f"http://127.0.0.1:{f2}"})
+        procs += [rec, fc1, fc2, front]
+        for p in (rp, f1, f2, fe):
+            wait_http(f"http://127.0.0.1:{p}/healthz")
+        q = "temp_min=3&temp_max=12&condition=rain&precip_chance=80&wind_kph=20&humidity=70&uv=2&aqi=80"
+        results["recommendation"] = memory(rec, f"http://127.0.0.1:{rp}/recommendation?{q}")
+        results["forecast v1"] = memory(fc1, f"http://127.0.0.1:{f1}/forecast?city=beijing")
+        # frontend first: its load reaches forecast v2 and recommendation too, which
+        # are then measured on their own (their peaks include the frontend's load).
+        results["frontend page"] = memory(front, f"http://127.0.0.1:{fe}/?city=beijing")
+        results["forecast v2"] = memory(fc2, f"http://127.0.0.1:{f2}/forecast?city=beijing")
+        ip, ap = free_port(), free_port()
+        up = Proc([str(RELEASE / "weather"), "up", "--root", str(ROOT), "--listen", f"127.0.0.1:{ip}",
+                   "--admin", f"127.0.0.1:{ap}", "--no-watch", "--quiet"], {}, "weather up")
+        procs.append(up)
+        wait_http(f"http://127.0.0.1:{ip}/healthz")
+        results["weather up (page)"] = memory(up, f"http://127.0.0.1:{ip}/?city=beijing")
+    finally:
+        for p in procs:
+            p.stop()
 
 
 def envoy_config(listen, upstream):
@@ -236,6 +297,26 @@ def main():
     print(" hop, no metrics: the same with weather up --no-metrics, so the difference is what")
     print(" recording Istio's metrics costs.)")
     print(f"{sum(verdicts)} of {len(verdicts)} budgets met")
+
+    mem = {}
+    memory_section(mem)
+    print(f"\nMemory (fresh processes; wrk -t2 -d{MEMORY_SECONDS}s: once at 8 connections, then {ROUNDS} rounds at 200)\n")
+    print(f"{'target':<20} {'peak at 8':>10} {'peak at 200, per round':>26} {'after':>8}   budget")
+    mem_budgets = {"recommendation": 12, "forecast v1": 12, "forecast v2": 12, "frontend page": 12, "weather up (page)": 60}
+    mem_verdicts = []
+    for name, m in mem.items():
+        limit = mem_budgets[name]
+        peak = max(m["rss200_mib"])
+        growing = m["rss200_mib"][-1] - m["rss200_mib"][-2] > 0.5
+        ok = peak < limit and not growing
+        mem_verdicts.append(ok)
+        rounds = " ".join(f"{r:6.1f}" for r in m["rss200_mib"])
+        print(f"{name:<20} {m['rss8_mib']:>6.1f} MiB {rounds:>22} MiB {m['after_mib']:>4.1f} MiB   "
+              f"< {limit} MiB, not growing: {'within' if ok else 'OVER' + (' (grows)' if growing else '')}")
+    print(f"{sum(mem_verdicts)} of {len(mem_verdicts)} memory budgets met")
+    out = TARGET / "bench.json"
+    out.write_text(json.dumps({"cpu": results, "memory": mem}, indent=1))
+    print(f"\n(figures written to {out})")
 
 
 if __name__ == "__main__":

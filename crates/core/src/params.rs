@@ -91,4 +91,27 @@ mod tests {
         assert_eq!(p.get("city"), Some("%zz%"));
         assert_eq!(p.get("days"), Some(""));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// What a form encodes reads back as it was, first value first; any
+        /// bytes at all read without a panic.
+        #[test]
+        fn encoded_pairs_read_back(
+            pairs in proptest::collection::vec(("[a-z]{1,4}", ".{0,12}"), 0..5),
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..60),
+        ) {
+            let encoded = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .finish();
+            let p = Params::parse(encoded.as_bytes());
+            for (k, _) in &pairs {
+                let first = pairs.iter().find(|(k2, _)| k2 == k).map(|(_, v)| v.as_str());
+                proptest::prop_assert_eq!(p.get(k), first);
+            }
+            let p = Params::parse(&junk);
+            let _ = p.number("days", 1.0, 7.0);
+        }
+    }
 }

@@ -92,4 +92,49 @@ mod tests {
             assert!(!valid_username(bad), "{bad}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Cookie headers as browsers build them (pairs joined by "; " or
+        /// ";", over one or two headers): the user is the first `user` pair,
+        /// when its value is a valid name, and nothing else.
+        #[test]
+        fn the_user_is_the_first_user_pair(
+            pairs in proptest::collection::vec((
+                proptest::sample::select(vec!["user", "xuser", "user_id", "lang", " user", "USER"]),
+                "[a-zA-Z0-9_<>\" =-]{0,12}",
+            ), 0..6),
+            tight in proptest::bool::ANY,
+            split in 0usize..6,
+        ) {
+            let sep = if tight { ";" } else { "; " };
+            let joined = |ps: &[(&str, String)]| ps.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(sep);
+            let at = split.min(pairs.len());
+            let mut h = HeaderMap::new();
+            for part in [&pairs[..at], &pairs[at..]] {
+                if !part.is_empty() && let Ok(v) = HeaderValue::from_str(&joined(part)) {
+                    h.append(header::COOKIE, v);
+                }
+            }
+            let sent: Vec<(&str, String)> = h.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';')).filter_map(|p| p.trim().split_once('='))
+                .map(|(k, v)| (k.trim(), v.trim().trim_matches('"').to_owned())).collect();
+            let expected = sent.iter().find(|(k, _)| *k == "user").map(|(_, v)| v.clone()).filter(|v| valid_username(v));
+            proptest::prop_assert_eq!(user(&h), expected);
+        }
+
+        /// Any bytes at all in the header: no panic, and a user only when the
+        /// name is valid.
+        #[test]
+        fn any_cookie_bytes_are_safe(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(&bytes) {
+                h.append(header::COOKIE, v);
+            }
+            if let Some(u) = user(&h) {
+                proptest::prop_assert!(valid_username(&u));
+            }
+        }
+    }
 }

@@ -51,6 +51,21 @@ impl Mesh {
         }
     }
 
+    /// Whether the ingress routes anything: a Gateway of the ingress on its
+    /// port with a VirtualService bound to it that has a rule.
+    pub fn ingress_routes_anything(&self) -> bool {
+        let labels = ingress_labels();
+        self.gateways
+            .iter()
+            .filter(|g| !g.selector.is_empty() && subset_of(labels, &g.selector))
+            .filter(|g| g.servers.iter().any(|(p, _)| *p == INGRESS_PORT))
+            .any(|g| {
+                self.virtual_services.iter().any(|vs| {
+                    vs.gateways.contains(&g.reference) && vs.rules.iter().any(|r| !r.broken)
+                })
+            })
+    }
+
     fn route_at_ingress<'m, H: HeaderLookup + ?Sized>(
         &'m self,
         req: &Request<'_, H>,

@@ -49,6 +49,33 @@ pub fn explain<H: HeaderLookup + ?Sized>(
         "{} {}{} from {from}",
         req.method, req.authority, req.path
     )];
+    // Every proxy normalizes the path before it routes (crate::path).
+    let path = match crate::path::normalize(req.path) {
+        Ok(p) => p,
+        Err(e) => {
+            let reason = format!("the path is refused before any route is looked at ({e:?})");
+            lines.push(format!("{reason}: Envoy answers 400"));
+            return Explanation {
+                destinations: Vec::new(),
+                rule: None,
+                reason: Some(reason),
+                status: 400,
+                lines,
+            };
+        }
+    };
+    if path != req.path {
+        lines.push(format!(
+            "path normalized to {path} (Istio's default path normalization), then routed"
+        ));
+    }
+    let req = &Request {
+        authority: req.authority,
+        path: &path,
+        method: req.method,
+        scheme: req.scheme,
+        headers: req.headers,
+    };
     match mesh.route(caller, req) {
         Routed::NoRoute(why) => {
             let reason = match why {

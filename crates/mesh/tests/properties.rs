@@ -74,3 +74,113 @@ proptest! {
         prop_assert_eq!(regex(shipped_tester_regex()).matches(&header), is_tester, "{}", header);
     }
 }
+
+/// The shipped manifests, as the loader reads them from disk.
+fn shipped_yaml() -> &'static [String] {
+    static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    TEXTS.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut out = Vec::new();
+        for dir in [
+            "k8s",
+            "istio/base",
+            "istio/stages/multiservice",
+            "istio/stages/frontend-combined",
+            "istio/stages/forecast-50-50",
+        ] {
+            for e in std::fs::read_dir(root.join(dir)).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "yaml") {
+                    out.push(std::fs::read_to_string(p).unwrap());
+                }
+            }
+        }
+        out
+    })
+}
+
+/// Cases per property: `default` in the test command (a few seconds),
+/// `WEATHER_FUZZ_CASES` for a longer campaign.
+fn cases(default: u32) -> u32 {
+    std::env::var("WEATHER_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(3000)))]
+
+    /// Any text: the path is refused or normalized, never a panic; what comes
+    /// out is absolute, without dot segments or backslashes, and keeps the
+    /// query as sent.
+    #[test]
+    fn any_path_normalizes_to_a_canonical_one(p in "(/|[a-z./%])[a-zA-Z0-9./\\\\%~_|^{}\"<>`-]{0,30}(\\?[a-z=./%]{0,8})?") {
+        if let Ok(n) = mesh::path::normalize(&p) {
+            let (path, query) = n.split_once('?').map_or((&*n, None), |(a, b)| (a, Some(b)));
+            prop_assert!(path.starts_with('/'));
+            prop_assert!(!path.contains('\\'));
+            prop_assert!(!path.split('/').any(|s| s == "." || s == ".."), "{} -> {}", p, n);
+            prop_assert!(!path.bytes().any(|b| b"\"<>`^{|}".contains(&b)), "{} -> {}", p, n);
+            prop_assert_eq!(query, p.split_once('?').map(|(_, q)| q));
+        }
+    }
+
+    #[test]
+    fn normalize_never_panics(p in ".{0,40}") {
+        let _ = mesh::path::normalize(&p);
+    }
+
+    /// A header value of any bytes reads as one character per valid
+    /// character and one per byte that is not part of one.
+    #[test]
+    fn header_text_counts_each_invalid_byte_once(v in prop::collection::vec(any::<u8>(), 0..40)) {
+        let text = mesh::routing::header_text(&v);
+        let mut expected = 0;
+        for chunk in v.utf8_chunks() {
+            expected += chunk.valid().chars().count() + chunk.invalid().len();
+        }
+        prop_assert_eq!(text.chars().count(), expected);
+    }
+
+    /// Durations as protobuf's JSON spells them, and anything else refused
+    /// without a panic.
+    #[test]
+    fn durations_read_as_protobuf_writes_them(secs in 0u64..100_000, nanos in 0u32..1_000_000_000, junk in ".{0,12}") {
+        let text = if nanos == 0 { format!("{secs}s") } else { format!("{secs}.{nanos:09}s") };
+        prop_assert_eq!(mesh::policy::parse_duration(&serde_json::json!(text)), Ok(std::time::Duration::new(secs, nanos)));
+        let _ = mesh::policy::parse_duration(&serde_json::json!(junk));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(400)))]
+
+    /// The loader and the compiler take any text without a panic: a shipped
+    /// manifest cut, spliced or with bytes replaced is read or refused with
+    /// an error, and what is read compiles and routes.
+    #[test]
+    fn mangled_manifests_are_read_or_refused_never_a_panic(
+        file in 0usize..64,
+        cut in 0usize..4000,
+        len in 0usize..40,
+        insert in prop::sample::select(vec!["", ":", "\n", "- ", "{", "[", "*a", "&a ", "!!binary ", "\t", "'", "\"", "~", "{{", "0x", "1e999", "<<: *a"]),
+        junk in ".{0,20}",
+    ) {
+        let texts = shipped_yaml();
+        let text = &texts[file % texts.len()];
+        let mut at = cut.min(text.len());
+        while !text.is_char_boundary(at) { at -= 1; }
+        let mut end = (at + len).min(text.len());
+        while !text.is_char_boundary(end) { end -= 1; }
+        let mangled = format!("{}{insert}{junk}{}", &text[..at], &text[end..]);
+        let mut m = mesh::Manifests::default();
+        if m.add_yaml("mangled.yaml", &mangled).is_ok() {
+            let compiled = mesh::Mesh::compile(&m);
+            let headers: Vec<(String, String)> = vec![("cookie".into(), "user=tester".into())];
+            let req = mesh::Request { authority: "weather.example", path: "/", method: "GET", scheme: "http", headers: headers.as_slice() };
+            let _ = compiled.route(mesh::Caller::Ingress, &req);
+            let _ = mesh::analyze::analyze(&m, &compiled);
+        }
+    }
+}

@@ -56,6 +56,12 @@ pub fn service(
         telemetry,
     };
     let version = serde_json::json!({ "app": info.app, "version": info.version });
+    // At most MAX_IN_FLIGHT of the app's own requests are handled at once; the
+    // rest wait their turn on their connection. The standard routes never
+    // wait behind them (a probe stays a probe).
+    let routes = routes.layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+        MAX_IN_FLIGHT,
+    ));
     // Faults apply to the app's own routes only, added before the standard ones.
     let routes = if args.fault.any() {
         tracing::warn!(
@@ -112,6 +118,12 @@ pub fn service(
         ))
         .layer(middleware::from_fn_with_state(observe, observe_request))
 }
+
+/// How many of an app's requests are handled at once. Past it a request
+/// waits, holding nothing but its connection: memory stays bounded however
+/// many clients connect (docs/architecture.md, "Budgets"), and on two cores
+/// 64 requests in flight keep every core busy.
+pub const MAX_IN_FLIGHT: usize = 64;
 
 /// The largest request body a service takes on any route (a route can allow
 /// less with its own [`bounded_body`]).

@@ -66,7 +66,8 @@ pub async fn serve_bounded(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_header_size(limits.max_header_bytes)
-        .max_headers(limits.max_headers);
+        .max_headers(limits.max_headers)
+        .writev(true);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = JoinSet::new();

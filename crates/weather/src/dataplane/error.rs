@@ -12,6 +12,10 @@ pub enum Error {
     Compile(Vec<mesh::CompileError>),
     #[error("nothing to apply: the YAML holds no object")]
     EmptyOverlay,
+    #[error(
+        "refused: after it the ingress would route nothing (no VirtualService with a rule bound to the ingress Gateway); nothing was changed"
+    )]
+    IngressLeftWithoutRoutes,
     #[error("the manifests have no Deployments: nothing to run (pass k8s/ with -f)")]
     NoDeployments,
     #[error("new workloads ({}) need a restart of weather up", .0.join(", "))]

@@ -144,6 +144,15 @@ fn load_whole(paths: &[PathBuf], overlay: Option<&Overlay>) -> Result<Mesh, Erro
     Ok(mesh)
 }
 
+/// A switch or an apply may not leave an ingress that routed without any
+/// route: refused, the routes in force stay.
+fn keeps_ingress_routes(now: &Mesh, next: &Mesh) -> Result<(), Error> {
+    if now.ingress_routes_anything() && !next.ingress_routes_anything() {
+        return Err(Error::IngressLeftWithoutRoutes);
+    }
+    Ok(())
+}
+
 /// The objects of an overlay's YAML, strictly, as files are read.
 fn parse_overlay(text: &str) -> Result<Manifests, Error> {
     let mut m = Manifests::default();
@@ -193,6 +202,7 @@ impl Plane {
     /// error nothing changes. Returns a one-line summary.
     pub fn switch(&self, paths: Vec<PathBuf>, stage: Option<String>) -> Result<String, Error> {
         let mesh = load_whole(&paths, None)?;
+        keeps_ingress_routes(&self.applied().mesh, &mesh)?;
         let applied = prepare(&self.pods, &self.stats, paths, stage, None, mesh)?;
         let summary = applied.summary();
         *self.applied.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(applied);
@@ -216,6 +226,7 @@ impl Plane {
         };
         let seen = self.applied();
         let mesh = load_whole(&seen.paths, Some(&overlay))?;
+        keeps_ingress_routes(&seen.mesh, &mesh)?;
         let (paths, stage) = (seen.paths.clone(), seen.stage.clone());
         let overlay = Some(Arc::new(overlay));
         let applied = prepare(&self.pods, &self.stats, paths, stage, overlay, mesh)?;

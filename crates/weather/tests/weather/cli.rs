@@ -108,6 +108,34 @@ fn route_text_explains_and_says_why_when_there_is_no_route() {
     );
 }
 
+/// The path is routed as every Istio proxy sees it: normalized first.
+#[test]
+fn route_normalizes_the_path_as_istios_proxies_do() {
+    let route = |path: &str| {
+        let mut args = vec!["route"];
+        args.extend(MULTI);
+        args.extend([
+            "--from",
+            "ingress",
+            "--host",
+            "weather.example",
+            "--path",
+            path,
+        ]);
+        args.extend(["-H", "cookie: user=tester"]);
+        stdout(&weather(&args))
+    };
+    let text = route("/static/..\\x/%2e%2e/api?y=1");
+    assert!(text.contains("path normalized to /api?y=1"), "{text}");
+    assert!(text.contains("-> frontend subset v2"), "{text}");
+    let text = route("/a%00b");
+    assert!(
+        text.contains("the path is refused before any route is looked at"),
+        "{text}"
+    );
+    assert!(text.contains("Envoy answers 400"), "{text}");
+}
+
 #[test]
 fn route_refuses_unknown_callers_and_bad_headers_clearly() {
     let mut args = vec!["route"];

@@ -424,6 +424,16 @@ apiVersion: v1
 kind: Namespace
 metadata: {name: elsewhere}
 ";
+    // Valid, but it takes the ingress's only VirtualService off the gateway.
+    let off_the_gateway = "
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: frontend-route, namespace: weather}
+spec:
+  hosts: [frontend]
+  http:
+    - route: [{destination: {host: frontend, subset: v1}}]
+";
     for (bad, says) in [
         (typo, "matchs"),
         (
@@ -431,6 +441,7 @@ metadata: {name: elsewhere}
             "only VirtualServices, DestinationRules and Gateways",
         ),
         ("", "nothing to apply"),
+        (off_the_gateway, "the ingress would route nothing"),
     ] {
         let res = apply(bad).await.unwrap();
         assert_eq!(res.status(), 422);
