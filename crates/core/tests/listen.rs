@@ -87,6 +87,48 @@ async fn headers_past_envoys_limits_are_a_431() {
     }
 }
 
+/// Past the connection limit a new connection is told so (503) and closed,
+/// not left waiting; once one closes, the next is served.
+#[tokio::test]
+async fn a_connection_past_the_limit_is_refused_clearly() {
+    let limits = Limits {
+        max_connections: 2,
+        ..Limits::default()
+    };
+    let (addr, _stop, _task) = serve(limits).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("hello"));
+        held.push(s);
+    }
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    let _ = third.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let answer = until_closed(&mut third).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too many connections"), "{answer}");
+    drop(held.pop());
+    // The freed slot serves the next one (its connection task ends first).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = until_closed(&mut s).await;
+        if answer.ends_with("hello") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn shutdown_ends_within_the_drain_window_whatever_clients_do() {
     let limits = Limits {

@@ -28,7 +28,7 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// The headers of a request (431 past it).
     pub max_headers: usize,
-    /// Connections open at once; past it, new ones wait to be accepted.
+    /// Connections open at once; past it, a new one is answered 503 and closed.
     pub max_connections: usize,
     /// After shutdown begins, how long in-flight requests may take.
     pub drain: Duration,
@@ -54,6 +54,22 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the project's HTTP clients keep an idle pooled connection.
 pub const POOL_IDLE: Duration = Duration::from_secs(20);
 
+/// The answer to a connection past [`Limits::max_connections`]: 503, then
+/// closed, without reading what it sent (bounded: 1 s to write it).
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &str = "too many connections: try again shortly\n";
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let write = async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
 /// Serves `router` on `listener` within `limits` until `shutdown` resolves,
 /// then drains. Handlers can read the peer as `ConnectInfo<SocketAddr>`.
 pub async fn serve_bounded(
@@ -74,13 +90,6 @@ pub async fn serve_bounded(
     tokio::pin!(shutdown);
     loop {
         while connections.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -92,6 +101,11 @@ pub async fn serve_bounded(
                 }
             },
             () = &mut shutdown => break,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // Full: a clear answer instead of a connection left waiting.
+            connections.spawn(refuse(stream));
+            continue;
         };
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
