@@ -9,6 +9,12 @@ CPU per request = (utime + stime of the server process over the run) / requests
 served, from /proc. Memory = peak resident set (VmHWM). Load: wrk, one thread,
 8 connections, over loopback. On a 2-core machine the load generator shares the
 CPU, so figures are comparable within a run rather than absolute.
+
+Instructions per request = user-space instructions counted by callgrind over
+sequential keep-alive requests: a run with 2N requests minus a run with N, over
+N, so start-up and shutdown cancel. They do not depend on what else the machine
+is doing (two runs agree within a fraction of a percent), and leave out the
+kernel's share, so they show the program's own work.
 """
 
 import json
@@ -75,10 +81,10 @@ class Proc:
                 return int(line.split()[1]) / 1024
         return 0.0
 
-    def stop(self):
+    def stop(self, grace=5):
         self.p.send_signal(signal.SIGINT)
         try:
-            self.p.wait(5)
+            self.p.wait(grace)
         except subprocess.TimeoutExpired:
             self.p.kill()
 
@@ -164,6 +170,121 @@ def memory_section(results):
     finally:
         for p in procs:
             p.stop()
+
+
+WARM = 300
+COUNTED = int(os.environ.get("BENCH_COUNTED", "1000"))
+
+
+def sequential(port, path, n):
+    """`n` GETs one after another on one keep-alive connection; each must be a 200."""
+    import http.client
+
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for _ in range(n):
+        c.request("GET", path)
+        r = c.getresponse()
+        r.read()
+        if r.status != 200:
+            raise SystemExit(f"bench: {path} on {port} answered {r.status}")
+    c.close()
+
+
+def counted_run(args, env, name, ready, port, path, n):
+    """All user-space instructions of one run of a server under callgrind
+    (counted the same way whatever else the machine does): start, WARM
+    requests, `n` more, stop. `ready` is the URL answering once it is up."""
+    out = Path(tempfile.mkdtemp()) / "callgrind.out"
+    proc = Proc(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *args], env, name)
+    try:
+        wait_http(ready, timeout=180)
+        sequential(port, path, WARM + n)
+    finally:
+        proc.stop(grace=60)
+    text = out.read_text(errors="replace")
+    return int(re.search(r"^summary:\s+(\d+)", text, re.M).group(1))
+
+
+def counted_up(through, n):
+    """`counted_run` for weather up: `n` requests for frontend-v1's /healthz,
+    through the ingress or straight to the pod (whose port weather up prints)."""
+    ip, ap = free_port(), free_port()
+    out = Path(tempfile.mkdtemp()) / "callgrind.out"
+    proc = Proc(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(RELEASE / "weather"), "up",
+                 "--root", str(ROOT), "--listen", f"127.0.0.1:{ip}", "--admin", f"127.0.0.1:{ap}",
+                 "--no-watch", "--quiet"], {}, "weather up")
+    try:
+        pod = None
+        end = time.time() + 180
+        while time.time() < end and pod is None:
+            m = re.match(r"\s+frontend-v1\s+127\.0\.0\.1:(\d+)", proc.p.stdout.readline())
+            pod = int(m.group(1)) if m else None
+        wait_http(f"http://127.0.0.1:{ip}/healthz", timeout=180)
+        sequential(ip if through else pod, "/healthz", WARM + n)
+    finally:
+        proc.stop(grace=60)
+    return int(re.search(r"^summary:\s+(\d+)", out.read_text(errors="replace"), re.M).group(1))
+
+
+def per_request(args, env, name, ready, port, path):
+    """Instructions per request: a run with 2 x COUNTED requests minus one with
+    COUNTED, over COUNTED; what starting and stopping cost cancels out."""
+    one = counted_run(args, env, name, ready, port, path, COUNTED)
+    two = counted_run(args, env, name, ready, port, path, 2 * COUNTED)
+    return (two - one) / COUNTED
+
+
+def instructions_section(envoy_bin):
+    """User-space instructions per request of each target, in fresh processes
+    under callgrind; the upstreams they call run natively."""
+    out = {}
+    procs = []
+
+    def svc(binary, env, path):
+        port = free_port()
+        args = [str(RELEASE / binary)]
+        env = dict(env, PORT=str(port), HOST="127.0.0.1", SHUTDOWN_DELAY_MS="0")
+        return per_request(args, env, binary, f"http://127.0.0.1:{port}/healthz", port, path)
+
+    try:
+        hp = free_port()
+        out["hello-world"] = per_request([str(RELEASE / "examples" / "hello")], {"PORT": str(hp)}, "hello",
+                                         f"http://127.0.0.1:{hp}/", hp, "/")
+        rp, f1 = free_port(), free_port()
+        rec = service("recommendation", rp, {})
+        fc1 = service("forecast", f1, {"APP_VERSION": "v1"})
+        procs += [rec, fc1]
+        for p in (rp, f1):
+            wait_http(f"http://127.0.0.1:{p}/healthz")
+        q = "temp_min=3&temp_max=12&condition=rain&precip_chance=80&wind_kph=20&humidity=70&uv=2&aqi=80"
+        out["recommendation"] = svc("recommendation", {}, f"/recommendation?{q}")
+        out["forecast v1"] = svc("forecast", {"APP_VERSION": "v1"}, "/forecast?city=beijing")
+        out["forecast v2"] = svc("forecast", {"APP_VERSION": "v2", "RECOMMENDATION_URL": f"http://127.0.0.1:{rp}"},
+                                 "/forecast?city=beijing")
+        out["frontend page"] = svc("frontend", {"APP_VERSION": "v1", "FORECAST_URL": f"http://127.0.0.1:{f1}"},
+                                   "/?city=beijing")
+
+        # The hop: a pod's /healthz through the ingress, minus the same
+        # directly, each counted over the whole weather up process.
+        def hop(through):
+            return (counted_up(through, 2 * COUNTED) - counted_up(through, COUNTED)) / COUNTED
+
+        out["data plane hop"] = hop(True) - hop(False)
+
+        if envoy_bin:
+            hello = Proc([str(RELEASE / "examples" / "hello")], {"PORT": str(hp)}, "hello")
+            procs.append(hello)
+            wait_http(f"http://127.0.0.1:{hp}/")
+            ep = free_port()
+            cfg = Path(tempfile.mkdtemp()) / "envoy.json"
+            cfg.write_text(json.dumps(envoy_config(ep, hp)))
+            args = [envoy_bin, "-c", str(cfg), "--concurrency", "1", "--log-level", "error",
+                    "--base-id", str(os.getpid() % 10000 + 1)]
+            out["envoy hop"] = per_request(args, {}, "envoy", f"http://127.0.0.1:{ep}/", ep, "/")
+    finally:
+        for p in procs:
+            p.stop()
+    return out
 
 
 def envoy_config(listen, upstream):
@@ -273,8 +394,8 @@ def main():
     print(f"\nWeather benchmarks: wrk -t1 -c8 -d{DURATION}s per target, RUST_LOG=warn, release build\n")
     print(f"{'target':<20} {'CPU us/req':>10} {'x hello':>8} {'peak RSS':>10} {'p50':>9}   budget")
     budgets = {
-        "recommendation": ("cpu", 2.0, 12), "forecast v1": ("cpu", 2.5, 12), "forecast v2": ("cpu", 7.0, 12),
-        "frontend page": ("cpu", 10.0, 12), "weather up (page)": (None, None, 60),
+        "recommendation": ("cpu", 1.5, 12), "forecast v1": ("cpu", 1.8, 12), "forecast v2": ("cpu", 4.0, 12),
+        "frontend page": ("cpu", 4.0, 12), "weather up (page)": (None, None, 60),
     }
     verdicts = []
     for name, r in results.items():
@@ -298,6 +419,36 @@ def main():
     print(" recording Istio's metrics costs.)")
     print(f"{sum(verdicts)} of {len(verdicts)} budgets met")
 
+    inst = instructions_section(envoy_bin)
+    out = TARGET / "bench.json"
+    last = {}
+    if out.exists():
+        try:
+            last = json.loads(out.read_text()).get("instructions", {})
+        except ValueError:
+            last = {}
+    print(f"\nUser-space instructions per request (valgrind --tool=callgrind; {COUNTED} sequential keep-alive")
+    print(f"requests after {WARM}, the run with twice as many minus the run with as many)\n")
+    print(f"{'target':<20} {'instr/req':>10} {'x hello':>8} {'vs last':>8}   budget")
+    inst_budgets = {"recommendation": 2.5, "forecast v1": 3.0, "forecast v2": 8.0, "frontend page": 8.0}
+    inst_verdicts = []
+    hello_i = inst["hello-world"]
+    for name, v in inst.items():
+        ratio = v / hello_i
+        prev = last.get(name)
+        delta = f"{(v - prev) / prev * 100:+.1f}%" if prev else "-"
+        note = ""
+        if name in inst_budgets:
+            ok = ratio <= inst_budgets[name]
+            inst_verdicts.append(ok)
+            note = f"<= {inst_budgets[name]}x: {'within' if ok else 'OVER'}"
+        if name == "data plane hop" and "envoy hop" in inst:
+            ok = v <= inst["envoy hop"] / 2
+            inst_verdicts.append(ok)
+            note = f"<= half of Envoy's ({inst['envoy hop'] / 2:.0f}): {'within' if ok else 'OVER'}"
+        print(f"{name:<20} {v:>10.0f} {ratio:>8.2f} {delta:>8}   {note}")
+    print(f"{sum(inst_verdicts)} of {len(inst_verdicts)} instruction budgets met")
+
     mem = {}
     memory_section(mem)
     print(f"\nMemory (fresh processes; wrk -t2 -d{MEMORY_SECONDS}s: once at 8 connections, then {ROUNDS} rounds at 200)\n")
@@ -314,8 +465,7 @@ def main():
         print(f"{name:<20} {m['rss8_mib']:>6.1f} MiB {rounds:>22} MiB {m['after_mib']:>4.1f} MiB   "
               f"< {limit} MiB, not growing: {'within' if ok else 'OVER' + (' (grows)' if growing else '')}")
     print(f"{sum(mem_verdicts)} of {len(mem_verdicts)} memory budgets met")
-    out = TARGET / "bench.json"
-    out.write_text(json.dumps({"cpu": results, "memory": mem}, indent=1))
+    out.write_text(json.dumps({"cpu": results, "instructions": inst, "memory": mem}, indent=1))
     print(f"\n(figures written to {out})")
 
 
