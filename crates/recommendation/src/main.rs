@@ -3,12 +3,6 @@
 
 use std::process::ExitCode;
 
-/// mimalloc (v3) instead of glibc's malloc: a request makes many small
-/// allocations, and they cost about an eighth fewer instructions so, at the
-/// same memory (README, "Benchmarks").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const ABOUT: &str = "Weather's recommendation service: advice (clothing, umbrella, activity, sun, air) for a day's forecast. Every flag can also be set by its environment variable.";
 
 #[tokio::main]

@@ -3,12 +3,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use weather::commands::{self, ReleaseArgs, RouteArgs, UpArgs, VerifyArgs};
 
-/// mimalloc (v3) instead of glibc's malloc: a request makes many small
-/// allocations, and they cost about an eighth fewer instructions so, at the
-/// same memory (README, "Benchmarks").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Weather's release tool: the Istio routing of the shipped manifests, modelled
 /// and run on one machine.
 #[derive(Parser)]
