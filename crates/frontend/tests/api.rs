@@ -587,15 +587,8 @@ async fn raw_status(url: &str, raw: &[u8]) -> (String, Duration) {
 /// is refused too; one that stops coming is 408 after BODY_TIMEOUT_MS.
 #[tokio::test]
 async fn request_bodies_are_bounded_in_size_and_time() {
-    let rec = spawn_local(recommendation::app(
-        &recommendation::Config {
-            app: AppArgs::new(AppVersion::V1),
-        },
-        Health::default(),
-    ))
-    .await
-    .unwrap();
-    let mut config = frontend::Config::new(AppVersion::V1, rec.url());
+    // Logging in never asks forecast.
+    let mut config = frontend::Config::new(AppVersion::V1, closed_port_url().await);
     config.app.body_timeout_ms = 300;
     let fe = spawn_local(frontend::app(&config, Health::default()))
         .await

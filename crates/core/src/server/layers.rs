@@ -121,7 +121,7 @@ pub fn service(
 
 /// How many of an app's requests are handled at once. Past it a request
 /// waits, holding nothing but its connection: memory stays bounded however
-/// many clients connect (docs/architecture.md, "Budgets"), and on two cores
+/// many clients connect (README, "Benchmarks"), and on two cores
 /// 64 requests in flight keep every core busy.
 pub const MAX_IN_FLIGHT: usize = 64;
 

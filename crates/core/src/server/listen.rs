@@ -82,8 +82,7 @@ pub async fn serve_bounded(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_header_size(limits.max_header_bytes)
-        .max_headers(limits.max_headers)
-        .writev(true);
+        .max_headers(limits.max_headers);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = JoinSet::new();
