@@ -6,20 +6,57 @@ use axum::{extract::FromRequestParts, http::request::Parts};
 
 use crate::error::AppError;
 
+/// The input, kept once, and each pair as a range of it, or decoded text where
+/// decoding changed it: a query of plain pairs costs two allocations, not two
+/// per pair.
 #[derive(Debug, Default, Clone)]
-pub struct Params(Vec<(String, String)>);
+pub struct Params {
+    raw: String,
+    pairs: Vec<(Part, Part)>,
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    /// `raw[start..end]`, as it was.
+    Range(usize, usize),
+    /// Percent-decoded or `+` replaced.
+    Decoded(String),
+}
 
 impl Params {
     pub fn parse(input: &[u8]) -> Self {
-        Params(form_urlencoded::parse(input).into_owned().collect())
+        let raw = String::from_utf8_lossy(input).into_owned();
+        let (base, end) = (raw.as_ptr() as usize, raw.as_ptr() as usize + raw.len());
+        let part = |c: std::borrow::Cow<'_, str>| match c {
+            // A slice of `raw` (an empty value may be a static "" instead).
+            std::borrow::Cow::Borrowed(b)
+                if (base..=end).contains(&(b.as_ptr() as usize))
+                    && b.as_ptr() as usize + b.len() <= end =>
+            {
+                let start = b.as_ptr() as usize - base;
+                Part::Range(start, start + b.len())
+            }
+            other => Part::Decoded(other.into_owned()),
+        };
+        let pairs = form_urlencoded::parse(raw.as_bytes())
+            .map(|(k, v)| (part(k), part(v)))
+            .collect();
+        Params { raw, pairs }
+    }
+
+    fn text<'a>(&'a self, p: &'a Part) -> &'a str {
+        match p {
+            Part::Range(a, b) => &self.raw[*a..*b],
+            Part::Decoded(s) => s,
+        }
     }
 
     /// The first value given for `name`, if any.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
+        self.pairs
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .find(|(k, _)| self.text(k) == name)
+            .map(|(_, v)| self.text(v))
     }
 
     /// A number within `min..=max`, or a 400 that says which parameter and range.
