@@ -53,6 +53,12 @@ def start_services(front_forecast):
     return (rec, fc1, fc2, front), (rp, f1, f2, fe)
 
 
+def weather_up(ingress_port, admin_port):
+    """The command line of a quiet `weather up` of this checkout on these ports."""
+    return [str(RELEASE / "weather"), "up", "--root", str(ROOT), "--listen", f"127.0.0.1:{ingress_port}",
+            "--admin", f"127.0.0.1:{admin_port}", "--no-watch", "--quiet"]
+
+
 def free_port():
     import socket
 
@@ -174,8 +180,7 @@ def memory_section(results):
         results["frontend page"] = memory(front, f"http://127.0.0.1:{fe}/?city=beijing")
         results["forecast v2"] = memory(fc2, f"http://127.0.0.1:{f2}/forecast?city=beijing")
         ip, ap = free_port(), free_port()
-        up = Proc([str(RELEASE / "weather"), "up", "--root", str(ROOT), "--listen", f"127.0.0.1:{ip}",
-                   "--admin", f"127.0.0.1:{ap}", "--no-watch", "--quiet"], {}, "weather up")
+        up = Proc(weather_up(ip, ap), {}, "weather up")
         procs.append(up)
         wait_http(f"http://127.0.0.1:{ip}/healthz")
         results["weather up (page)"] = memory(up, f"http://127.0.0.1:{ip}/?city=beijing")
@@ -227,9 +232,8 @@ def counted_up(through, n):
     through the ingress or straight to the pod (whose port weather up prints)."""
     ip, ap = free_port(), free_port()
     out = Path(tempfile.mkdtemp()) / "callgrind.out"
-    proc = Proc(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(RELEASE / "weather"), "up",
-                 "--root", str(ROOT), "--listen", f"127.0.0.1:{ip}", "--admin", f"127.0.0.1:{ap}",
-                 "--no-watch", "--quiet"], ONE_WORKER, "weather up")
+    proc = Proc(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *weather_up(ip, ap)],
+                ONE_WORKER, "weather up")
     try:
         pod = None
         end = time.time() + 180
@@ -334,8 +338,7 @@ def data_plane_hop(extra):
     """Starts weather up (with `extra` flags) and measures its hop: /healthz of a
     pod through the ingress minus the same directly."""
     ip, ap = free_port(), free_port()
-    up = Proc([str(RELEASE / "weather"), "up", "--root", str(ROOT), "--listen", f"127.0.0.1:{ip}",
-               "--admin", f"127.0.0.1:{ap}", "--no-watch", "--quiet", *extra], {}, "weather up")
+    up = Proc([*weather_up(ip, ap), *extra], {}, "weather up")
     pods = {}
     end = time.time() + 60
     while time.time() < end and "frontend-v1" not in pods:

@@ -159,6 +159,13 @@ pub async fn bounded_body(State(b): State<BodyBounds>, req: Request, next: Next)
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         res
     };
+    // An outer bound read it already: only its size is left to check.
+    if req.extensions().get::<BodyRead>().is_some() {
+        if req.body().size_hint().lower() > limit as u64 {
+            return too_large();
+        }
+        return next.run(req).await;
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -187,9 +194,14 @@ pub async fn bounded_body(State(b): State<BodyBounds>, req: Request, next: Next)
             return res;
         }
     };
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await
+    let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    req.extensions_mut().insert(BodyRead);
+    next.run(req).await
 }
+
+/// Marks a request whose body [`bounded_body`] has read into memory.
+#[derive(Clone, Copy)]
+struct BodyRead;
 
 /// The failure switches: the delay first, then a 500 for that share of requests.
 async fn inject_fault(State(f): State<FaultArgs>, req: Request, next: Next) -> Response {

@@ -34,7 +34,7 @@ use opentelemetry::{
 use weather_core::telemetry::{HeaderExtractor, HeaderInjector, Telemetry, propagator};
 
 use super::{
-    downstream::{self, Outgoing},
+    downstream::{self, ClientFault, Outgoing},
     headers::{Headers, at_the_edge, strip_hop_by_hop, to_upstream},
     metered::Metered,
     plane::{Applied, Plane},
@@ -216,13 +216,14 @@ fn or_dash(s: &str) -> &str {
 async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Response<Body> {
     let start = Instant::now();
     let applied = l.plane.applied();
-    let admitted = downstream::admit(&req);
-    let path = match &admitted {
-        Ok(p) => p.clone(),
-        Err(_) => req
-            .uri()
-            .path_and_query()
-            .map_or_else(|| req.uri().to_string(), |p| p.as_str().to_owned()),
+    // The path routed and forwarded; a refused request is logged as sent.
+    let (path, refused) = match downstream::admit(&req) {
+        Ok(p) => (p, None),
+        Err(r) => {
+            let sent = req.uri().path_and_query();
+            let sent = sent.map_or_else(|| req.uri().to_string(), |p| p.as_str().to_owned());
+            (sent, Some(r))
+        }
     };
     let authority = match &l.hop {
         Hop::Sidecar { authority, .. } => authority.clone(),
@@ -262,7 +263,7 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
         request_bytes,
     };
 
-    if let Err(r) = admitted {
+    if let Some(r) = refused {
         return record.refuse(r);
     }
     let (target, policy) = match decide(&applied, &l.hop, &req, &mut record) {
@@ -510,6 +511,8 @@ async fn forward(
             "bad request path",
         ));
     };
+    // What broke on the client's side while its body was being sent, if anything.
+    let client_fault = || outgoing.as_ref().and_then(|o| o.fault.get()).copied();
     let mut attempt = 0u32;
     loop {
         let (addr, peer) = endpoints[(first + attempt as usize) % endpoints.len()];
@@ -552,17 +555,16 @@ async fn forward(
             }
             // The client's body broke while the upstream answered: a client
             // fault, as Envoy's codec would have found it first.
-            Some(Ok(_)) if outgoing.as_ref().and_then(|o| o.fault.get()).is_some() => {
-                let fault = outgoing.as_ref().and_then(|o| o.fault.get()).copied();
-                return record
-                    .refuse(fault.map_or_else(|| Failure::Reset.refusal(false), |f| f.refusal()));
+            Some(Ok(_)) if client_fault().is_some() => {
+                let fault = client_fault().unwrap_or(ClientFault::Protocol);
+                return record.refuse(fault.refusal());
             }
             Some(Ok(res)) => {
                 let retried_out = attempt > 0 && policy.retries.on.status(res.status().as_u16());
                 return deliver(plane, res, addr, retried_out, record);
             }
             Some(Err(e)) => {
-                if let Some(fault) = outgoing.as_ref().and_then(|o| o.fault.get()) {
+                if let Some(fault) = client_fault() {
                     return record.refuse(fault.refusal());
                 }
                 Some(classify(&e))
