@@ -105,6 +105,10 @@ func split(paths []string) (istio, kube string, deployments []object, err error)
 		return "", "", nil, err
 	}
 	var ic, kc []string
+	// A later object of the same kind and name replaces the earlier, as
+	// `kubectl apply` leaves the last one applied (istio/security/ applies the
+	// Namespace again, with more labels).
+	seen := map[string]int{}
 	ip := 0
 	for _, f := range fs {
 		text, err := os.ReadFile(f)
@@ -123,7 +127,8 @@ func split(paths []string) (istio, kube string, deployments []object, err error)
 				continue
 			}
 			switch {
-			case strings.HasPrefix(o.APIVersion, "networking.istio.io/"):
+			case strings.HasPrefix(o.APIVersion, "networking.istio.io/"),
+				strings.HasPrefix(o.APIVersion, "security.istio.io/"):
 				ic = append(ic, doc)
 			case o.Kind == "Service" && o.Spec.ClusterIP == "":
 				ip++
@@ -141,6 +146,12 @@ func split(paths []string) (istio, kube string, deployments []object, err error)
 				if o.Kind == "Deployment" {
 					deployments = append(deployments, o)
 				}
+				key := o.Kind + " " + o.Metadata.Namespace + "/" + o.Metadata.Name
+				if i, ok := seen[key]; ok {
+					kc[i] = doc
+					continue
+				}
+				seen[key] = len(kc)
 				kc = append(kc, doc)
 			}
 		}

@@ -13,8 +13,14 @@ import { parseAllDocuments } from "yaml";
 import ts from "typescript";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const KINDS = ["VirtualService", "DestinationRule", "Gateway", "ServiceEntry", "Sidecar"];
-const VERSIONS = ["v1", "v1beta1", "v1alpha3"];
+const KINDS = {
+  "networking.istio.io": ["VirtualService", "DestinationRule", "Gateway", "ServiceEntry", "Sidecar"],
+  "security.istio.io": ["PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication"],
+};
+const VERSIONS = {
+  "networking.istio.io": ["v1", "v1beta1", "v1alpha3"],
+  "security.istio.io": ["v1", "v1beta1"],
+};
 
 // telemetry.istio.io is not among the package's schemas, and its IstioOperator
 // has no spec schema: the fields of Istio's Telemetry and IstioOperator reference
@@ -22,6 +28,10 @@ const VERSIONS = ["v1", "v1beta1", "v1alpha3"];
 const OPERATOR_FIELDS = {
   "": ["apiVersion", "kind", "metadata", "spec"],
   spec: ["profile", "meshConfig", "components", "values", "hub", "tag", "revision", "namespace", "installPackagePath", "compatibilityVersion"],
+  "spec.components": ["cni", "pilot", "ingressGateways", "egressGateways", "base", "istiodRemote", "ztunnel"],
+  "spec.components.cni": ["enabled", "namespace", "k8s"],
+  "spec.values": ["pilot", "cni", "global", "meshConfig", "gateways", "sidecarInjectorWebhook"],
+  "spec.values.pilot": ["env"],
   "spec.meshConfig": ["enableTracing", "extensionProviders", "defaultProviders", "defaultConfig", "accessLogFile", "accessLogEncoding", "outboundTrafficPolicy", "enableAutoMtls", "trustDomain"],
   "spec.meshConfig.extensionProviders[]": ["name", "opentelemetry", "zipkin", "skywalking", "datadog", "stackdriver", "envoyOtelAls", "envoyFileAccessLog", "envoyExtAuthzHttp", "envoyExtAuthzGrpc", "prometheus"],
   "spec.meshConfig.extensionProviders[].opentelemetry": ["service", "port", "maxTagLength", "http", "grpc", "resourceDetectors", "dynatraceSampler"],
@@ -91,8 +101,8 @@ for (const file of files) {
       telemetry++;
       return;
     }
-    if (group !== "networking.istio.io") return;
-    if (!KINDS.includes(obj.kind) || !VERSIONS.includes(version)) {
+    if (!KINDS[group]) return;
+    if (!KINDS[group].includes(obj.kind) || !VERSIONS[group].includes(version)) {
       errors.push(`${where}: ${name}: unknown kind or version ${obj.apiVersion}`);
       return;
     }

@@ -9,6 +9,7 @@
 pub mod cookies;
 pub mod i18n;
 pub mod icons;
+pub mod token;
 pub mod view;
 
 use std::{
@@ -74,6 +75,21 @@ pub struct Config {
 
     #[command(flatten)]
     pub client: ClientArgs,
+
+    /// A PKCS#8 PEM P-256 private key (`weather keygen` makes one): the login
+    /// then also sets a signed JWT (cookie `token`), and /.well-known/jwks.json
+    /// serves the public key. Unset: no token.
+    #[arg(long = "jwt-key-file", env = "JWT_KEY_FILE", value_parser = token::Signer::from_file)]
+    pub jwt_key: Option<token::Signer>,
+
+    /// The `iss` of the tokens the login issues.
+    #[arg(long, env = "JWT_ISSUER", default_value = token::DEFAULT_ISSUER)]
+    pub jwt_issuer: String,
+
+    /// How long a token lives (seconds).
+    #[arg(long = "jwt-ttl-s", env = "JWT_TTL_S", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub jwt_ttl_s: u64,
 }
 
 impl Config {
@@ -84,6 +100,9 @@ impl Config {
             forecast_url: forecast_url.into(),
             forecast_timeout_ms: 3000,
             client: ClientArgs::default(),
+            jwt_key: None,
+            jwt_issuer: token::DEFAULT_ISSUER.to_owned(),
+            jwt_ttl_s: 900,
         }
     }
 }
@@ -97,6 +116,8 @@ struct Ctx {
     forecast_url: String,
     client: Client,
     cities: RwLock<Option<(Instant, CityList)>>,
+    /// Signs the login's JWT, when a key is configured.
+    jwt: Option<(token::Signer, String, u64)>,
 }
 
 /// The whole service, standard endpoints included.
@@ -112,12 +133,17 @@ pub fn app(config: &Config, health: Health) -> Router {
             telemetry.clone(),
         ),
         cities: RwLock::new(None),
+        jwt: config
+            .jwt_key
+            .clone()
+            .map(|k| (k, config.jwt_issuer.clone(), config.jwt_ttl_s)),
     });
     let routes = Router::new()
         .route("/", get(index))
         .route("/api/weather", get(api_weather))
         .route("/login", post(login))
         .route("/logout", post(logout))
+        .route("/.well-known/jwks.json", get(jwks))
         .route("/static/style.css", get(style))
         .route("/static/favicon.svg", get(favicon))
         .route("/favicon.ico", get(favicon))
@@ -393,6 +419,16 @@ async fn login(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Bytes) -> 
     {
         let mut res = Redirect::to("/").into_response();
         res.headers_mut().insert(header::SET_COOKIE, cookie);
+        if let Some((signer, issuer, ttl)) = &ctx.jwt {
+            match signer.issue(issuer, name, *ttl) {
+                Ok(t) => {
+                    if let Ok(v) = HeaderValue::from_str(&token::cookie(&t, *ttl)) {
+                        res.headers_mut().append(header::SET_COOKIE, v);
+                    }
+                }
+                Err(e) => tracing::error!("could not sign a token for {name}: {e}"),
+            }
+        }
         return res;
     }
     let lang = Lang::negotiate(&headers);
@@ -420,7 +456,30 @@ async fn logout(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
         header::SET_COOKIE,
         HeaderValue::from_static(cookies::LOGOUT_COOKIE),
     );
+    if ctx.jwt.is_some() {
+        res.headers_mut().append(
+            header::SET_COOKIE,
+            HeaderValue::from_static(token::LOGOUT_COOKIE),
+        );
+    }
     res
+}
+
+/// The public key of the login's tokens, as a JWKS; 404 without a key.
+async fn jwks(State(ctx): State<Arc<Ctx>>) -> Response {
+    match &ctx.jwt {
+        Some((signer, _, _)) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            signer.jwks().to_owned(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"error":"no signing key: this frontend issues no tokens (set JWT_KEY_FILE)"}"#,
+        )
+            .into_response(),
+    }
 }
 
 /// A log-in or log-out posted by another site's page: refused, nothing set.

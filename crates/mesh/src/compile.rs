@@ -99,6 +99,53 @@ pub struct Mesh {
     /// Rules that could not be compiled (a regex RE2 refuses, say); each never
     /// matches. `weather check` reports them with the rest.
     pub errors: Vec<CompileError>,
+    /// mTLS, JWT and authorization, as each workload's proxy enforces them.
+    pub security: crate::security::Security,
+    /// The `Sidecar` resources: which hosts each workload's proxy knows.
+    pub(crate) sidecars: Vec<CompiledSidecar>,
+}
+
+/// A `Sidecar` resource's egress, compiled.
+pub(crate) struct CompiledSidecar {
+    pub namespace: String,
+    /// `None`: every workload of its namespace (of the mesh, in the root one).
+    pub selector: Option<Labels>,
+    /// `(namespace, host)` patterns of `egress[].hosts`.
+    pub hosts: Vec<(String, String)>,
+    pub registry_only: bool,
+}
+
+fn sidecar(s: &crate::model::Sidecar) -> CompiledSidecar {
+    let selector = s
+        .spec
+        .workload_selector
+        .as_ref()
+        .and_then(|w| w.get("labels"))
+        .and_then(|l| serde_json::from_value::<Labels>(l.clone()).ok())
+        .filter(|l| !l.is_empty());
+    let hosts = s
+        .spec
+        .egress
+        .iter()
+        .flat_map(|e| &e.hosts)
+        .map(|h| {
+            let (ns, host) = h.split_once('/').unwrap_or(("*", h));
+            (ns.to_owned(), host.to_ascii_lowercase())
+        })
+        .collect();
+    let registry_only = s
+        .spec
+        .outbound_traffic_policy
+        .as_ref()
+        .and_then(|p| p.get("mode"))
+        .and_then(|m| m.as_str())
+        == Some("REGISTRY_ONLY");
+    CompiledSidecar {
+        namespace: s.metadata.ns().to_owned(),
+        selector,
+        hosts,
+        registry_only,
+    }
 }
 
 impl Mesh {
@@ -142,6 +189,8 @@ impl Mesh {
             default_targets,
             by_fqdn,
             errors,
+            security: crate::security::Security::compile(m),
+            sidecars: m.sidecars.iter().map(sidecar).collect(),
         }
     }
 
@@ -169,6 +218,21 @@ fn workload(d: &Deployment) -> Workload {
             .first()
             .map(|c| c.image.clone())
             .unwrap_or_default(),
+        service_account: d
+            .spec
+            .template
+            .spec
+            .service_account_name
+            .clone()
+            .unwrap_or_else(|| "default".to_owned()),
+        port: d
+            .spec
+            .template
+            .spec
+            .containers
+            .first()
+            .and_then(|c| c.ports.first())
+            .map(|p| p.container_port),
     }
 }
 
@@ -453,7 +517,8 @@ impl MatchCompiler<'_> {
             .iter()
             .filter_map(|(k, sm)| {
                 let m = self.one(&format!("{field}.{k}"), sm)?;
-                let name = if lowercase {
+                // A JWT claim's name keeps its case; a header's does not matter.
+                let name = if lowercase && crate::security::routing_claim(k).is_none() {
                     k.to_ascii_lowercase()
                 } else {
                     k.clone()

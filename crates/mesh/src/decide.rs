@@ -14,7 +14,7 @@
 //!    Service answers goes to `PassthroughCluster` (`ALLOW_ANY`).
 
 use crate::{
-    compile::{CompiledMatch, CompiledRule, CompiledVs, MESH, Mesh, subset_of},
+    compile::{CompiledMatch, CompiledRule, CompiledSidecar, CompiledVs, MESH, Mesh, subset_of},
     hosts::{expand_authority, host_matches, split_authority},
     matching::Matcher,
     model::Labels,
@@ -22,6 +22,7 @@ use crate::{
         Caller, HeaderLookup, INGRESS_NAMESPACE, INGRESS_PORT, NoRoute, Request, Routed,
         ingress_labels,
     },
+    security::{claim_values, routing_claim},
 };
 
 /// The policy of a host's default route (no VirtualService): Istio's.
@@ -132,11 +133,19 @@ impl Mesh {
         // No Service on that host and port: the sidecar's catch-all virtual
         // host (`allow_any`) passes it through.
         let port = port.unwrap_or(80);
+        // A `Sidecar` resource limits the hosts the proxy knows; with
+        // REGISTRY_ONLY an unknown one is refused instead of passed through.
+        let scope = self.sidecar_of(namespace, labels);
+        let unknown = || match scope {
+            Some(sc) if sc.registry_only => Routed::Blocked,
+            _ => Routed::Passthrough,
+        };
         let Some(svc) = self
             .service(&name)
             .filter(|&s| self.services[s].ports.contains(&port))
+            .filter(|&s| scope.is_none_or(|sc| sc.shows(&self.services[s], namespace)))
         else {
-            return Routed::Passthrough;
+            return unknown();
         };
         let proxy = Proxy {
             labels,
@@ -183,6 +192,46 @@ impl Mesh {
                 policy: &DEFAULT_POLICY,
             },
         }
+    }
+}
+
+impl Mesh {
+    /// The `Sidecar` resource of a workload: one selecting it in its
+    /// namespace, else its namespace's without selector, else the root
+    /// namespace's without selector.
+    fn sidecar_of(&self, namespace: &str, labels: &Labels) -> Option<&CompiledSidecar> {
+        self.sidecars
+            .iter()
+            .find(|s| {
+                s.namespace == namespace
+                    && s.selector.as_ref().is_some_and(|l| subset_of(labels, l))
+            })
+            .or_else(|| {
+                [namespace, crate::authz::ROOT_NAMESPACE]
+                    .iter()
+                    .find_map(|ns| {
+                        self.sidecars
+                            .iter()
+                            .find(|s| s.namespace == *ns && s.selector.is_none())
+                    })
+            })
+    }
+}
+
+impl CompiledSidecar {
+    /// Whether an egress host (`namespace/host`: `.` the Sidecar's own
+    /// namespace, `*` any, `~` none; host `*`, `*.suffix` or exact) names the
+    /// Service.
+    fn shows(&self, svc: &crate::routing::ServiceInfo, proxy_ns: &str) -> bool {
+        self.hosts.iter().any(|(ns, host)| {
+            let ns_ok = match ns.as_str() {
+                "*" => true,
+                "~" => false,
+                "." => svc.namespace == proxy_ns,
+                other => svc.namespace == other,
+            };
+            ns_ok && host_matches(host, &svc.fqdn)
+        })
     }
 }
 
@@ -253,6 +302,14 @@ impl CompiledMatch {
             return false;
         }
         for (name, m) in &self.headers {
+            // A JWT claim, where the proxy verified one (only a gateway does).
+            if let Some(path) = routing_claim(name) {
+                let values = claim_values(req.headers.claims(), &path);
+                if !values.iter().any(|v| m.matches(v)) {
+                    return false;
+                }
+                continue;
+            }
             match req.headers.header(name) {
                 Some(v) if m.matches(&v) => {}
                 _ => return false,
@@ -261,6 +318,13 @@ impl CompiledMatch {
         // istiod inverts the match and, but for a presence match, treats a
         // missing header as empty (`treat_missing_header_as_empty`).
         for (name, m) in &self.without_headers {
+            if let Some(path) = routing_claim(name) {
+                let values = claim_values(req.headers.claims(), &path);
+                if values.iter().any(|v| m.matches(v)) {
+                    return false;
+                }
+                continue;
+            }
             let excluded = match req.headers.header(name) {
                 Some(v) => m.matches(&v),
                 None => !matches!(m, Matcher::Present) && m.matches(""),

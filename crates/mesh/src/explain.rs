@@ -100,6 +100,20 @@ pub fn explain<H: HeaderLookup + ?Sized>(
                 lines,
             }
         }
+        Routed::Blocked => {
+            let reason = format!(
+                "{:?} is not among the hosts the caller's Sidecar resource lets it reach (or no Service answers it), and its outboundTrafficPolicy is REGISTRY_ONLY: the sidecar answers 502 itself",
+                req.authority
+            );
+            lines.push(format!("blocked: {reason}"));
+            Explanation {
+                destinations: Vec::new(),
+                rule: None,
+                reason: Some(reason),
+                status: 502,
+                lines,
+            }
+        }
         Routed::Passthrough => {
             let reason = format!(
                 "no Service answers {:?} on that port: the sidecar passes the request through to the address it was sent to (PassthroughCluster; Istio's default outboundTrafficPolicy ALLOW_ANY)",

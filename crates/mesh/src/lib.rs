@@ -10,6 +10,8 @@
 //!   wrong, for `weather check`.
 
 pub mod analyze;
+pub mod authn;
+pub mod authz;
 pub mod compile;
 pub mod decide;
 pub mod explain;
@@ -20,6 +22,7 @@ pub mod model;
 pub mod path;
 pub mod policy;
 pub mod routing;
+pub mod security;
 
 pub use compile::{CompileError, Mesh};
 pub use load::{LoadError, Manifests, load_paths};

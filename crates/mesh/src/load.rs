@@ -19,6 +19,10 @@ pub struct Manifests {
     pub gateways: Vec<Gateway>,
     pub destination_rules: Vec<DestinationRule>,
     pub virtual_services: Vec<VirtualService>,
+    pub sidecars: Vec<Sidecar>,
+    pub peer_authentications: Vec<PeerAuthentication>,
+    pub authorization_policies: Vec<AuthorizationPolicy>,
+    pub request_authentications: Vec<RequestAuthentication>,
     /// Where each object came from, by `Kind namespace/name`.
     pub origins: Vec<(String, Origin)>,
     /// Documents skipped, and why (kinds the model does not read).
@@ -149,15 +153,20 @@ impl Manifests {
         let (group, _version) = api_version
             .rsplit_once('/')
             .unwrap_or(("", api_version.as_str()));
-        let istio = group == "networking.istio.io";
-        if istio
-            && !matches!(
+        let unknown_version = match group {
+            "networking.istio.io" => !matches!(
                 api_version.as_str(),
                 "networking.istio.io/v1"
                     | "networking.istio.io/v1beta1"
                     | "networking.istio.io/v1alpha3"
-            )
-        {
+            ),
+            "security.istio.io" => !matches!(
+                api_version.as_str(),
+                "security.istio.io/v1" | "security.istio.io/v1beta1"
+            ),
+            _ => false,
+        };
+        if unknown_version {
             return Err(err(format!(
                 "{origin} ({id}): unknown apiVersion {api_version}"
             )));
@@ -168,7 +177,11 @@ impl Manifests {
                 | ("apps", "Deployment")
                 | (
                     "networking.istio.io",
-                    "Gateway" | "DestinationRule" | "VirtualService"
+                    "Gateway" | "DestinationRule" | "VirtualService" | "Sidecar"
+                )
+                | (
+                    "security.istio.io",
+                    "PeerAuthentication" | "AuthorizationPolicy" | "RequestAuthentication"
                 )
         );
         if known {
@@ -236,6 +249,37 @@ impl Manifests {
                     ));
                 }
                 upsert(&mut self.virtual_services, vs, |o| &o.metadata);
+            }
+            ("networking.istio.io", "Sidecar") => {
+                let sc: Sidecar = parse(&origin, &id, doc)?;
+                upsert(&mut self.sidecars, sc, |o| &o.metadata);
+            }
+            ("security.istio.io", "PeerAuthentication") => {
+                let pa = parse(&origin, &id, doc)?;
+                upsert(&mut self.peer_authentications, pa, |o| &o.metadata);
+            }
+            ("security.istio.io", "AuthorizationPolicy") => {
+                let ap: AuthorizationPolicy = parse(&origin, &id, doc)?;
+                if ap.spec.target_ref.is_some() || ap.spec.target_refs.is_some() {
+                    self.warnings.push(format!(
+                        "{origin} ({id}): spec.targetRef(s): Istio applies such a policy to Gateway API gateways and waypoints only, none of which the model has; it applies to nothing here"
+                    ));
+                }
+                if ap.spec.action.as_deref() == Some("CUSTOM") {
+                    self.warnings.push(format!(
+                        "{origin} ({id}): action CUSTOM (an external authorizer) is not modelled: a local run ignores the policy, the cluster does not"
+                    ));
+                }
+                upsert(&mut self.authorization_policies, ap, |o| &o.metadata);
+            }
+            ("security.istio.io", "RequestAuthentication") => {
+                let ra: RequestAuthentication = parse(&origin, &id, doc)?;
+                if ra.spec.target_ref.is_some() || ra.spec.target_refs.is_some() {
+                    self.warnings.push(format!(
+                        "{origin} ({id}): spec.targetRef(s) is not modelled: a local run ignores it, the cluster does not"
+                    ));
+                }
+                upsert(&mut self.request_authentications, ra, |o| &o.metadata);
             }
             _ => self.notes.push(format!(
                 "{origin}: skipped {kind} ({api_version}): not a kind the model reads"

@@ -388,3 +388,202 @@ pub struct Destination {
 pub struct PortSelector {
     pub number: u32,
 }
+
+// ---- Istio security (security.istio.io/v1 and v1beta1 share these fields) ----
+
+/// `selector` of a security object: the pods it applies to, in its namespace
+/// (in Istio's root namespace, `istio-system`, in every namespace).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkloadSelector {
+    #[serde(default)]
+    pub match_labels: Labels,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct PeerAuthentication {
+    pub metadata: Meta,
+    #[serde(default)]
+    pub spec: PeerAuthenticationSpec,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PeerAuthenticationSpec {
+    pub selector: Option<WorkloadSelector>,
+    pub mtls: Option<MutualTls>,
+    /// By the workload's (container) port.
+    #[serde(default)]
+    pub port_level_mtls: BTreeMap<u32, MutualTls>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MutualTls {
+    /// `UNSET`, `DISABLE`, `PERMISSIVE` or `STRICT`.
+    pub mode: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct AuthorizationPolicy {
+    pub metadata: Meta,
+    #[serde(default)]
+    pub spec: AuthorizationPolicySpec,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthorizationPolicySpec {
+    pub selector: Option<WorkloadSelector>,
+    pub target_ref: Option<Value>,
+    pub target_refs: Option<Value>,
+    /// Absent: an ALLOW policy allows nothing, a DENY policy denies nothing.
+    pub rules: Option<Vec<AuthzRule>>,
+    /// `ALLOW` (the default), `DENY`, `AUDIT` or `CUSTOM`.
+    pub action: Option<String>,
+    pub provider: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzRule {
+    #[serde(default)]
+    pub from: Vec<AuthzFrom>,
+    #[serde(default)]
+    pub to: Vec<AuthzTo>,
+    #[serde(default)]
+    pub when: Vec<Condition>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzFrom {
+    #[serde(default)]
+    pub source: Source,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzTo {
+    #[serde(default)]
+    pub operation: Operation,
+}
+
+/// Who sends the request. Every field set must hold; each lists values of
+/// which one must match.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Source {
+    pub principals: Option<Vec<String>>,
+    pub not_principals: Option<Vec<String>>,
+    pub request_principals: Option<Vec<String>>,
+    pub not_request_principals: Option<Vec<String>>,
+    pub namespaces: Option<Vec<String>>,
+    pub not_namespaces: Option<Vec<String>>,
+    pub service_accounts: Option<Vec<String>>,
+    pub not_service_accounts: Option<Vec<String>>,
+    pub ip_blocks: Option<Vec<String>>,
+    pub not_ip_blocks: Option<Vec<String>>,
+    pub remote_ip_blocks: Option<Vec<String>>,
+    pub not_remote_ip_blocks: Option<Vec<String>>,
+    pub trust_domains: Option<Vec<String>>,
+    pub not_trust_domains: Option<Vec<String>>,
+}
+
+/// What the request does.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Operation {
+    pub hosts: Option<Vec<String>>,
+    pub not_hosts: Option<Vec<String>>,
+    pub ports: Option<Vec<String>>,
+    pub not_ports: Option<Vec<String>>,
+    pub methods: Option<Vec<String>>,
+    pub not_methods: Option<Vec<String>>,
+    pub paths: Option<Vec<String>>,
+    pub not_paths: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Condition {
+    pub key: String,
+    pub values: Option<Vec<String>>,
+    pub not_values: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct RequestAuthentication {
+    pub metadata: Meta,
+    #[serde(default)]
+    pub spec: RequestAuthenticationSpec,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RequestAuthenticationSpec {
+    pub selector: Option<WorkloadSelector>,
+    pub target_ref: Option<Value>,
+    pub target_refs: Option<Value>,
+    #[serde(default)]
+    pub jwt_rules: Vec<JwtRule>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JwtRule {
+    pub issuer: String,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    pub jwks_uri: Option<String>,
+    pub jwks: Option<String>,
+    #[serde(default)]
+    pub from_headers: Vec<JwtHeader>,
+    #[serde(default)]
+    pub from_params: Vec<String>,
+    #[serde(default)]
+    pub from_cookies: Vec<String>,
+    pub output_payload_to_header: Option<String>,
+    #[serde(default)]
+    pub forward_original_token: bool,
+    pub output_claim_to_headers: Option<Value>,
+    pub timeout: Option<String>,
+    pub space_delimited_claims: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtHeader {
+    pub name: String,
+    pub prefix: Option<String>,
+}
+
+/// A `Sidecar`: which hosts a workload's proxy knows (egress). Read so that
+/// `weather check` sees it; the local data plane does not limit egress.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Sidecar {
+    pub metadata: Meta,
+    #[serde(default)]
+    pub spec: SidecarSpec,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SidecarSpec {
+    pub workload_selector: Option<Value>,
+    pub ingress: Option<Value>,
+    #[serde(default)]
+    pub egress: Vec<SidecarEgress>,
+    pub outbound_traffic_policy: Option<Value>,
+    pub inbound_connection_pool: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SidecarEgress {
+    pub port: Option<Value>,
+    pub bind: Option<String>,
+    pub capture_mode: Option<String>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}

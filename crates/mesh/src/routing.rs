@@ -41,6 +41,12 @@ pub enum Caller<'a> {
 /// are joined with "," as Envoy does before matching.
 pub trait HeaderLookup {
     fn header(&self, name: &str) -> Option<Cow<'_, str>>;
+
+    /// The claims of a JWT the proxy verified, which `@request.auth.claims`
+    /// matches read ([`crate::security::WithClaims`]); none by default.
+    fn claims(&self) -> Option<&crate::authz::Claims> {
+        None
+    }
 }
 
 /// A header value as Envoy's matchers read it: its bytes, with every byte that
@@ -106,6 +112,11 @@ pub struct Workload {
     pub namespace: String,
     pub labels: Labels,
     pub image: String,
+    /// The pods' ServiceAccount (`default` when none is named): their mTLS
+    /// identity is `cluster.local/ns/NAMESPACE/sa/SERVICE_ACCOUNT`.
+    pub service_account: String,
+    /// The first container's first port: where its proxy receives requests.
+    pub port: Option<u16>,
 }
 
 #[derive(Clone, Debug)]
@@ -184,6 +195,10 @@ pub enum Routed<'m> {
     /// it on to the address it was sent to (`PassthroughCluster`), as Istio's
     /// default `outboundTrafficPolicy` (`ALLOW_ANY`) has it.
     Passthrough,
+    /// The caller's `Sidecar` resource hides the host, or no Service answers
+    /// it, and says `outboundTrafficPolicy: REGISTRY_ONLY`: the sidecar's
+    /// `block_all` virtual host answers 502 itself.
+    Blocked,
 }
 
 /// Why no route was found.

@@ -7,9 +7,11 @@ use clap::{Args, ValueEnum};
 use mesh::{
     Manifests, Mesh,
     analyze::{Level, analyze},
+    authn::JwkSet,
     explain::explain,
     load_paths,
     routing::{Caller, Request},
+    security::{Arrival, Dest, WithClaims},
 };
 
 use crate::{admin, dataplane, prometheus, stages, verify};
@@ -52,6 +54,10 @@ pub struct RouteArgs {
     /// A request header, 'name: value' (repeatable).
     #[arg(short = 'H', long = "header")]
     pub headers: Vec<String>,
+    /// The keys (a JWKS file) that RequestAuthentications naming a jwksUri
+    /// verify tokens with; the frontend serves them on /.well-known/jwks.json.
+    #[arg(long, value_name = "FILE")]
+    pub jwks: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
 }
@@ -93,20 +99,136 @@ pub fn route(a: RouteArgs) -> ExitCode {
             }
         }
     };
+    let keys = match &a.jwks {
+        None => None,
+        Some(file) => match std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<JwkSet>(&t).map_err(|e| e.to_string()))
+        {
+            Ok(k) => Some(std::sync::Arc::new(k)),
+            Err(e) => {
+                eprintln!("error: --jwks {}: {e}", file.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let keys = |_: &str| keys.clone();
+    let (path, query) = a.path.split_once('?').unwrap_or((&a.path, ""));
+    let normalized = mesh::path::normalize(path).unwrap_or(std::borrow::Cow::Borrowed(path));
+    let arrival = |caller: Option<&'static str>| Arrival {
+        caller,
+        host: &a.host,
+        method: &a.method,
+        path: &normalized,
+        query,
+        headers: headers.as_slice(),
+    };
+    // At the ingress, its own filters come first, and a verified token's
+    // claims are what `@request.auth.claims` routes read.
+    let mut security = Vec::new();
+    let mut claims = None;
+    let mut refused = None;
+    if matches!(caller, Caller::Ingress) && !mesh.security.is_open() {
+        let admission = mesh.security.admit(Dest::Ingress, &arrival(None), &keys);
+        security.extend(admission.describe("ingress gateway"));
+        refused = admission.refusal();
+        claims = admission.claims().cloned();
+    }
+    let with_claims = WithClaims {
+        headers: headers.as_slice(),
+        claims: claims.as_ref(),
+    };
     let req = Request {
         authority: &a.host,
         path: &a.path,
         method: &a.method,
         scheme: "http",
-        headers: headers.as_slice(),
+        headers: &with_claims,
     };
     let e = explain(&mesh, caller, &req);
+    // Then each destination's sidecar, with the caller's identity.
+    let identity = match caller {
+        Caller::Ingress => Some(mesh::security::ingress_principal()),
+        Caller::Workload { .. } => mesh
+            .workloads
+            .iter()
+            .find(|w| w.name == a.from)
+            .map(mesh::security::workload_principal),
+    };
+    if refused.is_none() && !mesh.security.is_open() {
+        let callee = identity.as_deref();
+        for i in destination_workloads(&mesh, caller, &req) {
+            let w = &mesh.workloads[i];
+            let arrival = Arrival {
+                caller: callee,
+                ..arrival(None)
+            };
+            let admission = mesh.security.admit(Dest::Workload(w), &arrival, &keys);
+            security.extend(admission.describe(&w.name));
+        }
+    }
     if matches!(a.output, Output::Json) {
-        println!("{}", serde_json::to_string(&e).unwrap_or_default());
+        let mut v = serde_json::to_value(&e).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            if !security.is_empty() {
+                o.insert("security".into(), serde_json::json!(security));
+            }
+            if let Some(r) = refused {
+                o.insert("status".into(), serde_json::json!(r.status));
+            }
+        }
+        println!("{v}");
     } else {
-        print!("{}", e.text());
+        match refused {
+            Some(r) => {
+                for l in &security {
+                    println!("{l}");
+                }
+                println!("refused at the ingress: {} {}", r.status, r.body);
+            }
+            None => {
+                print!("{}", e.text());
+                for l in &security {
+                    println!("{l}");
+                }
+            }
+        }
     }
     ExitCode::SUCCESS
+}
+
+/// The workloads a request may land on, for the security lines.
+fn destination_workloads<H: mesh::routing::HeaderLookup + ?Sized>(
+    mesh: &Mesh,
+    caller: Caller<'_>,
+    req: &Request<'_, H>,
+) -> Vec<usize> {
+    let mut out = Vec::new();
+    if let mesh::Routed::Route { targets, .. } = mesh.route(caller, req) {
+        for t in targets.iter().filter(|t| t.weight > 0) {
+            for &i in &t.endpoints {
+                if !out.contains(&i) {
+                    out.push(i);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `weather keygen`: a new P-256 private key (PKCS#8 PEM) on standard output,
+/// for the Secret frontend-jwt-key.
+pub fn keygen() -> ExitCode {
+    match frontend::token::generate_pem() {
+        Ok(pem) => {
+            print!("{pem}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: could not make a key: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 pub fn check(paths: &[PathBuf]) -> ExitCode {
@@ -237,7 +359,7 @@ pub struct UpArgs {
     /// Address of the admin listener (GET /stage, POST /stage/NAME).
     #[arg(long, default_value = "127.0.0.1:15000")]
     pub admin: SocketAddr,
-    /// Manifests to run instead of k8s/ + istio/base/ + istio/stages/STAGE.
+    /// Manifests to run instead of k8s/ + istio/base/ + istio/security/ + istio/stages/STAGE.
     #[arg(short = 'f', long = "filename")]
     pub paths: Vec<PathBuf>,
     /// The repository root holding k8s/ and istio/.
@@ -388,9 +510,25 @@ fn print_banner(
         }
         println!();
     }
-    println!("  Workloads (each with its own sidecar listener):");
+    println!("  Workloads        pod               its sidecar (what it calls through)");
     for (name, addr) in &running.workloads {
-        println!("    {name:<20} {addr}");
+        let sidecar = running
+            .sidecars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or_else(String::new, |(_, a)| a.to_string());
+        println!("    {name:<14} {:<17} {sidecar}", addr.to_string());
+    }
+    let secured = !running.plane.applied().mesh.security.is_open();
+    if let Some((_, addr)) = running
+        .sidecars
+        .iter()
+        .find(|(n, _)| n.starts_with("recommendation"))
+        .filter(|_| secured)
+    {
+        println!(
+            "  Least privilege: curl -i -H 'Host: forecast:3002' 'http://{addr}/forecast?city=paris'   (403 RBAC: access denied)"
+        );
     }
     println!();
     if let Some(url) = prometheus {

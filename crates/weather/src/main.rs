@@ -31,6 +31,10 @@ enum Command {
     /// Release services together as one train: one lane, one set of gates,
     /// one rollback. Exit 0 promoted, 3 rolled back, 1 on error.
     Release(ReleaseArgs),
+    /// Print a new signing key (P-256, PKCS#8 PEM) for the frontend's tokens:
+    /// kubectl -n weather create secret generic frontend-jwt-key
+    /// --from-file=key.pem=<(weather keygen)
+    Keygen,
     /// Switch the stage of a running `weather up`.
     Stage {
         name: String,
@@ -48,6 +52,7 @@ async fn main() -> ExitCode {
         Command::Check { paths } => commands::check(&paths),
         Command::Verify(a) => commands::verify(a).await,
         Command::Release(a) => commands::release(a).await,
+        Command::Keygen => commands::keygen(),
         Command::Stage { name, admin } => commands::stage(&name, &admin).await,
     }
 }

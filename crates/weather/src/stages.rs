@@ -14,7 +14,8 @@ pub enum Error {
     Unknown { stage: String, known: Vec<String> },
 }
 
-/// The manifests of a stage, under the repository root `root`.
+/// The manifests of a stage, under the repository root `root`: `k8s/`,
+/// `istio/base/`, `istio/security/` (when there is one) and the stage's folder.
 pub fn paths(root: &Path, stage: &str) -> Result<Vec<PathBuf>, Error> {
     let known = names(root);
     if known.is_empty() {
@@ -31,7 +32,14 @@ pub fn paths(root: &Path, stage: &str) -> Result<Vec<PathBuf>, Error> {
         });
     }
     let dir = root.join("istio/stages").join(stage);
-    Ok(vec![root.join("k8s"), root.join("istio/base"), dir])
+    let mut paths = vec![root.join("k8s"), root.join("istio/base")];
+    // The safe way, as scripts/demo applies it: mTLS, least privilege.
+    let security = root.join("istio/security");
+    if security.is_dir() {
+        paths.push(security);
+    }
+    paths.push(dir);
+    Ok(paths)
 }
 
 /// The stage folders, sorted.

@@ -62,6 +62,11 @@ pub struct Running {
     pub plane: Arc<Plane>,
     /// Deployment name and the address its workload listens on.
     pub workloads: Vec<(String, SocketAddr)>,
+    /// Deployment name and the address of its outbound "sidecar": what the
+    /// app calls its downstream through, or, for an app that calls nobody
+    /// (recommendation), a listener routing by the request's Host, to try
+    /// what its pod could reach (`curl -H 'Host: forecast:3002' ...`).
+    pub sidecars: Vec<(String, SocketAddr)>,
     servers: Vec<RunningServer>,
     watcher: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
@@ -134,6 +139,7 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
 
     let mut servers = Vec::new();
     let mut workloads = Vec::new();
+    let mut sidecars = Vec::new();
     for (d, (pod, addr)) in manifests.deployments.iter().zip(pod_listeners) {
         let fail = |reason: String| Error::Deployment {
             name: d.metadata.name.clone(),
@@ -147,6 +153,10 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
             .first()
             .ok_or_else(|| fail("no containers".into()))?;
         let mut pod_env = env(c, &opts.telemetry);
+        // The Secret the manifest mounts the JWT key from: a local key.
+        if let Some(slot) = pod_env.iter_mut().find(|(k, _)| k == "JWT_KEY_FILE") {
+            slot.1 = local_jwt_key().map_err(|e| fail(format!("JWT_KEY_FILE: {e}")))?;
+        }
         let (app, image_version) = parse_image(&c.image).map_err(|e| fail(e.to_string()))?;
         let version = match pod_env.iter().find(|(k, _)| k == "APP_VERSION") {
             Some((_, v)) => v.parse().map_err(|e| fail(format!("APP_VERSION: {e}")))?,
@@ -169,6 +179,13 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
             servers.push(serve(out, proxy::router(plane.clone(), hop, telemetry))?);
             pod_env.retain(|(k, _)| k != var);
             pod_env.push((var.to_owned(), format!("http://{out_addr}")));
+            sidecars.push((d.metadata.name.clone(), out_addr));
+        } else {
+            let (out, out_addr) = bind(LOOPBACK).await?;
+            let hop = sidecar(d, String::new());
+            let telemetry = sidecar_telemetry(d, version.as_str(), &opts.telemetry);
+            servers.push(serve(out, proxy::router(plane.clone(), hop, telemetry))?);
+            sidecars.push((d.metadata.name.clone(), out_addr));
         }
         let router = workloads::router(app, version, &pod_env, Health::default())
             .map_err(|e| fail(e.to_string()))?;
@@ -191,6 +208,7 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
         ingress: ingress_addr,
         plane,
         workloads,
+        sidecars,
         servers,
         watcher: None,
     })
@@ -239,4 +257,33 @@ fn sidecar_telemetry(d: &Deployment, version: &str, args: &TelemetryArgs) -> Tel
             ("component", "proxy".into()),
         ],
     )
+}
+
+/// The key `weather up` gives a frontend whose manifest names `JWT_KEY_FILE`
+/// (on a cluster, the Secret frontend-jwt-key): made once, kept in
+/// `$TMPDIR/weather-up/jwt-key.pem` (mode 0600) so that tokens outlive a
+/// restart.
+fn local_jwt_key() -> Result<String, String> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let dir = std::env::temp_dir().join("weather-up");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("jwt-key.pem");
+    let usable = std::fs::read_to_string(&path)
+        .ok()
+        .is_some_and(|pem| frontend::token::Signer::from_pem(&pem).is_ok());
+    if !usable {
+        let pem = frontend::token::generate_pem()?;
+        let tmp = dir.join(format!("jwt-key.{}.tmp", std::process::id()));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        f.write_all(pem.as_bytes())
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(path.to_string_lossy().into_owned())
 }

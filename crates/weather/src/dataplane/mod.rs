@@ -19,6 +19,7 @@ mod boot;
 mod downstream;
 mod error;
 mod headers;
+mod jwks;
 mod metered;
 pub mod plane;
 pub mod proxy;

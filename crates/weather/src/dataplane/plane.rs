@@ -117,6 +117,8 @@ pub struct Plane {
     reloads: Mutex<Reloads>,
     /// Istio's standard metrics of every hop.
     pub stats: Arc<Stats>,
+    /// The keys of RequestAuthentications' `jwksUri`s.
+    pub(super) jwks: super::jwks::Jwks,
 }
 
 /// Reads the manifests and compiles them. A rule that cannot be compiled is
@@ -186,6 +188,7 @@ impl Plane {
             settings,
             reloads: Mutex::new(Reloads::default()),
             stats,
+            jwks: Default::default(),
         })
     }
 

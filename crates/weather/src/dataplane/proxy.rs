@@ -25,6 +25,7 @@ use mesh::{
     model::Labels,
     policy::Policy,
     routing::{Caller, Target},
+    security::{Arrival, Dest, WithClaims},
 };
 use opentelemetry::{
     KeyValue,
@@ -48,7 +49,8 @@ pub enum Hop {
     /// request's own Host is its authority.
     Ingress,
     /// A workload's sidecar: routes bound to `mesh` apply, matched against the
-    /// workload's pod labels; the app's outbound URL names the authority.
+    /// workload's pod labels; the app's outbound URL names the authority
+    /// (empty: the request's Host does).
     Sidecar {
         workload: String,
         namespace: String,
@@ -76,6 +78,8 @@ struct Listener {
     /// The proxy's own tracer: `istio-ingressgateway.istio-system`, or
     /// `APP.NAMESPACE` for a sidecar, as Istio's proxies report.
     telemetry: Telemetry,
+    /// The mTLS identity it presents upstream: its workload's ServiceAccount's.
+    identity: Option<String>,
 }
 
 /// A hop of `plane` as a router: every path, every method.
@@ -84,20 +88,38 @@ pub fn router(plane: Arc<Plane>, hop: Hop, telemetry: Telemetry) -> Router {
         Hop::Ingress => INGRESS_PEER,
         Hop::Sidecar { workload, .. } => plane.stats.peer(workload).unwrap_or(UNKNOWN_PEER),
     };
+    let identity = match &hop {
+        Hop::Ingress => Some(mesh::security::ingress_principal()),
+        Hop::Sidecar {
+            workload,
+            namespace,
+            ..
+        } => plane
+            .applied()
+            .mesh
+            .workloads
+            .iter()
+            .find(|w| &w.name == workload && &w.namespace == namespace)
+            .map(mesh::security::workload_principal),
+    };
     let listener = Listener {
         plane,
         hop,
         peer,
         telemetry,
+        identity,
     };
     Router::new().fallback(proxy).with_state(Arc::new(listener))
 }
 
 /// Why the hop answers itself instead of the upstream.
+#[derive(Clone)]
 pub(super) struct Refusal {
     status: StatusCode,
     flag: &'static str,
     detail: String,
+    /// A JWT refused: Envoy's `www-authenticate` challenge.
+    challenge: Option<String>,
 }
 
 impl Refusal {
@@ -110,7 +132,19 @@ impl Refusal {
             status,
             flag,
             detail: detail.into(),
+            challenge: None,
         }
+    }
+
+    /// What the destination's proxy answers when it refuses the request (JWT
+    /// 401, RBAC 403, plaintext under STRICT).
+    fn security(r: mesh::security::Refusal, realm: &str) -> Refusal {
+        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
+        let mut out = Refusal::new(status, if r.status == 503 { "UC" } else { "-" }, r.body);
+        if r.status == 401 {
+            out.challenge = Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\""));
+        }
+        out
     }
 
     /// The plain-text answer Envoy gives.
@@ -123,6 +157,9 @@ impl Refusal {
             "x-weather-response-flags",
             HeaderValue::from_static(self.flag),
         );
+        if let Some(c) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, c);
+        }
         res
     }
 }
@@ -226,8 +263,9 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
         }
     };
     let authority = match &l.hop {
-        Hop::Sidecar { authority, .. } => authority.clone(),
-        Hop::Ingress => req
+        Hop::Sidecar { authority, .. } if !authority.is_empty() => authority.clone(),
+        // The ingress, and a sidecar that takes any host: the request's own.
+        _ => req
             .headers()
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
@@ -266,15 +304,39 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
     if let Some(r) = refused {
         return record.refuse(r);
     }
-    let (target, policy) = match decide(&applied, &l.hop, &req, &mut record) {
+    // The gateway's own filters: JWT, then authorization; the claims of a
+    // verified token are what `@request.auth.claims` routes read.
+    let mut claims = None;
+    if matches!(l.hop, Hop::Ingress) && !applied.mesh.security.is_open() {
+        match admit(&l, &applied, Dest::Ingress, req.headers(), &record).await {
+            Ok(c) => claims = c,
+            Err(r) => return record.refuse(r),
+        }
+    }
+    let (target, policy) = match decide(&applied, &l.hop, &req, claims.as_ref(), &mut record) {
         Ok(t) => t,
         Err(r) => return record.refuse(r),
     };
-    let endpoints: Vec<(SocketAddr, usize)> = target
-        .endpoints
-        .iter()
-        .filter_map(|&i| applied.pod(i))
-        .collect();
+    let mut endpoints: Vec<Endpoint> = Vec::with_capacity(target.endpoints.len());
+    for &i in &target.endpoints {
+        let Some((addr, peer)) = applied.pod(i) else {
+            continue;
+        };
+        // What the destination's sidecar would do with the request.
+        let refusal = match applied.mesh.workloads.get(i) {
+            Some(w) if !applied.mesh.security.is_open() => {
+                admit(&l, &applied, Dest::Workload(w), req.headers(), &record)
+                    .await
+                    .err()
+            }
+            _ => None,
+        };
+        endpoints.push(Endpoint {
+            addr,
+            peer,
+            refusal,
+        });
+    }
     if endpoints.is_empty() {
         let detail = format!("{}: no healthy upstream", record.to);
         return record.refuse(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "UH", detail));
@@ -309,6 +371,60 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
     res
 }
 
+/// A pod the request may be sent to.
+struct Endpoint {
+    addr: SocketAddr,
+    /// Its index in `Stats::peers`.
+    peer: usize,
+    /// What its sidecar answers instead of the app, if it refuses the request.
+    refusal: Option<Refusal>,
+}
+
+/// mTLS, JWT and authorization of the request at `dest`, as its proxy takes
+/// them: the claims of a verified token, or the proxy's refusal. Keys of a
+/// `jwksUri` are fetched first when needed.
+async fn admit(
+    l: &Listener,
+    applied: &Applied,
+    dest: Dest<'_>,
+    headers: &axum::http::HeaderMap,
+    record: &Record<'_>,
+) -> Result<Option<mesh::authz::Claims>, Refusal> {
+    let security = &applied.mesh.security;
+    for p in security.providers(dest) {
+        if let Some(uri) = &p.jwks_uri {
+            l.plane.jwks.refresh(&l.plane, applied, uri).await;
+        }
+    }
+    let (path, query) = record.path.split_once('?').unwrap_or((&record.path, ""));
+    let headers = Headers(headers);
+    let arrival = Arrival {
+        caller: l.identity.as_deref(),
+        host: &record.authority,
+        method: record.method.as_str(),
+        path,
+        query,
+        headers: &headers,
+    };
+    let keys = |uri: &str| l.plane.jwks.get(uri);
+    let admission = security.admit(dest, &arrival, &keys);
+    if let Some(r) = admission.refusal() {
+        let at = match dest {
+            Dest::Ingress => "ingress".to_owned(),
+            Dest::Workload(w) => w.name.clone(),
+        };
+        tracing::debug!(
+            "{at} refused {} {}: {}",
+            record.method,
+            record.path,
+            admission.describe(&at).join("; ")
+        );
+        let realm = format!("http://{}{path}", record.authority);
+        return Err(Refusal::security(r, &realm));
+    }
+    Ok(admission.claims().cloned())
+}
+
 /// Routes the request and picks its destination; the route's timeout and
 /// retries come with it. Fills the record's rule and destination names when
 /// they are logged or traced.
@@ -316,6 +432,7 @@ fn decide<'a>(
     applied: &'a Applied,
     hop: &Hop,
     req: &Request<Body>,
+    claims: Option<&mesh::authz::Claims>,
     record: &mut Record<'_>,
 ) -> Result<(&'a Target, &'a Policy), Refusal> {
     let authority = record.authority.as_str();
@@ -325,7 +442,10 @@ fn decide<'a>(
             namespace, labels, ..
         } => Caller::Workload { namespace, labels },
     };
-    let headers = Headers(req.headers());
+    let headers = WithClaims {
+        headers: &Headers(req.headers()),
+        claims,
+    };
     let mreq = mesh::Request {
         authority,
         path: &record.path,
@@ -343,6 +463,12 @@ fn decide<'a>(
             targets,
             policy,
         } => (rule, targets, policy),
+        Routed::Blocked => {
+            let detail = format!(
+                "{authority}: not a host this workload's Sidecar resource reaches (REGISTRY_ONLY)"
+            );
+            return Err(Refusal::new(StatusCode::BAD_GATEWAY, "-", detail));
+        }
         Routed::Passthrough => {
             // Envoy would connect to the address the app sent it to; weather up
             // reaches nothing outside its own workloads.
@@ -484,7 +610,7 @@ fn backoff(n: u32) -> std::time::Duration {
 /// began to read it.
 async fn forward(
     plane: &Plane,
-    endpoints: &[(SocketAddr, usize)],
+    endpoints: &[Endpoint],
     policy: &Policy,
     req: Request<Body>,
     record: &mut Record<'_>,
@@ -515,8 +641,14 @@ async fn forward(
     let client_fault = || outgoing.as_ref().and_then(|o| o.fault.get()).copied();
     let mut attempt = 0u32;
     loop {
-        let (addr, peer) = endpoints[(first + attempt as usize) % endpoints.len()];
+        let endpoint = &endpoints[(first + attempt as usize) % endpoints.len()];
+        let (addr, peer) = (endpoint.addr, endpoint.peer);
         record.destination = Some(peer);
+        // The destination's proxy refuses it: its answer, never retried (a
+        // 401 or 403 is no reason to retry; a plaintext reset is not sent).
+        if let Some(r) = &endpoint.refusal {
+            return record.refuse(r.clone());
+        }
         let body = match &outgoing {
             None => Some(Body::empty()),
             Some(o) => o.attempt(),

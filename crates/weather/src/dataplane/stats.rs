@@ -536,6 +536,8 @@ mod tests {
             namespace: "weather".into(),
             labels,
             image: String::new(),
+            service_account: "default".into(),
+            port: None,
         }
     }
 

@@ -211,16 +211,17 @@ async fn edited_manifests_are_applied_while_running() {
     };
     assert_eq!(chain().await, "frontend:v2,forecast:v2,recommendation:v1");
     // The rollback: the frontend route of all-v1 replaces multiservice's.
+    let stage = paths.last().unwrap().clone();
     std::fs::copy(
         crate::root().join("istio/stages/all-v1/frontend.yaml"),
-        paths[2].join("frontend.yaml"),
+        stage.join("frontend.yaml"),
     )
     .unwrap();
     let plane = running.plane.clone();
     eventually("the edit applied", || plane.reloads().applied == 1).await;
     assert_eq!(chain().await, "frontend:v1,forecast:v1");
     // A broken edit is refused and the routes in force stay.
-    std::fs::write(paths[2].join("frontend.yaml"), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x, namespace: weather}\nspec: {hostz: []}\n").unwrap();
+    std::fs::write(stage.join("frontend.yaml"), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x, namespace: weather}\nspec: {hostz: []}\n").unwrap();
     eventually("the broken edit refused", || plane.reloads().refused == 1).await;
     let reloads = plane.reloads();
     assert!(

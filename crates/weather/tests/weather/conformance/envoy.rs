@@ -255,6 +255,8 @@ pub(super) async fn envoy_says(http: &reqwest::Client, addr: SocketAddr, ask: &A
         (200, _) if picked => Met::Cluster(cluster),
         (404, "NR" | "") if !picked => Met::NoRoute,
         (503, "NC") => Met::NoCluster,
+        // The `block_all` virtual host's direct response.
+        (502, "-" | "") if !picked => Met::Blocked,
         (status, _) => {
             panic!("Envoy answered {status} with flags {flags:?} (cluster {cluster:?}) for {ask:?}")
         }

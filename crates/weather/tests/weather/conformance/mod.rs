@@ -110,6 +110,8 @@ enum Met {
     NoRoute,
     /// The route names a cluster that does not exist: 503 `NC`.
     NoCluster,
+    /// A Sidecar resource with REGISTRY_ONLY hides the host: 502.
+    Blocked,
 }
 
 /// The cluster Envoy names for a model's destination.
@@ -162,6 +164,7 @@ fn model_says(mesh: &Mesh, ask: &Ask) -> Met {
     match mesh.route(caller, &req) {
         Routed::NoRoute(_) => Met::NoRoute,
         Routed::Passthrough => Met::Cluster("PassthroughCluster".into()),
+        Routed::Blocked => Met::Blocked,
         Routed::Route { targets, .. } => {
             let total = Routed::total(targets);
             match (total > 0)

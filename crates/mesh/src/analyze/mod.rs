@@ -4,6 +4,8 @@
 //! What the routing resolves (hosts, subsets, gateways, regexes) is read from the
 //! compiled [`Mesh`], so the analysis and the routing cannot disagree on it.
 
+mod security;
+
 use std::{collections::BTreeMap, fmt};
 
 use crate::{
@@ -65,6 +67,10 @@ pub const SELECTOR_MISMATCH: &str = "WEA0002";
 pub const MISSING_APP_VERSION_LABELS: &str = "WEA0003";
 pub const WEIGHTS_NOT_100: &str = "WEA0004";
 pub const NOT_MODELLED: &str = "WEA0005";
+pub const UNKNOWN_SERVICE_ACCOUNT: &str = "WEA0008";
+pub const PRINCIPAL_WITHOUT_STRICT_MTLS: &str = "WEA0009";
+pub const CLAIM_ROUTE_OUTSIDE_GATEWAY: &str = "WEA0010";
+pub const POD_SECURITY_RESTRICTED: &str = "WEA0011";
 
 fn includes(labels: &Labels, of: &Labels) -> bool {
     of.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -128,6 +134,7 @@ pub fn analyze(m: &Manifests, mesh: &Mesh) -> Vec<Message> {
     services(&mut out);
     virtual_services(&mut out);
     destination_rules(&mut out);
+    security::check(&mut out);
     for w in &m.warnings {
         // The loader's own words already name file, object and field.
         out.messages.push(Message {

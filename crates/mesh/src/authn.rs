@@ -1,0 +1,616 @@
+//! Istio's authentication, as the destination's proxy applies it
+//! (docs/architecture.md, "Security the model enforces"):
+//!
+//! - **PeerAuthentication**: the mTLS mode of a workload's port. The most
+//!   specific policy decides: one selecting the workload (its `portLevelMtls`
+//!   for the port first), then the namespace's policy without selector, then
+//!   the mesh's (root namespace, no selector); `UNSET` defers to the next; with
+//!   none, `PERMISSIVE`. Every caller in the model is a sidecar or the ingress
+//!   gateway, which speak mTLS whenever the destination does not `DISABLE` it
+//!   (Istio's auto mTLS): so the peer has its identity unless the mode is
+//!   `DISABLE`.
+//! - **RequestAuthentication**: the JWT rules of the workload, as istiod
+//!   configures Envoy's `jwt_authn` (`policy_applier.go`): each rule a provider,
+//!   required as "any provider, or no token at all" (`allow_missing`). A request
+//!   without a token passes unauthenticated; a token that fails is refused with
+//!   401 and Envoy's message; a valid one gives its claims to authorization and
+//!   to `@request.auth.claims` routes at a gateway. Tokens are read where the
+//!   rule says (`fromHeaders`, `fromParams`, `fromCookies`), else from
+//!   `Authorization: Bearer` and the `access_token` parameter; keys come from
+//!   `jwks` or `jwksUri` (fetched by the caller, see [`Keys`]); `exp` and `nbf`
+//!   are checked with Envoy's 60 s of clock skew, `aud` against `audiences`.
+
+use std::{borrow::Cow, sync::Arc};
+
+use jsonwebtoken::{
+    Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind, jwk::Jwk,
+};
+
+pub use jsonwebtoken::jwk::JwkSet;
+
+use crate::{
+    authz::{Claims, ROOT_NAMESPACE},
+    model::{Labels, PeerAuthentication, RequestAuthentication},
+    routing::HeaderLookup,
+};
+
+/// A PeerAuthentication mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mtls {
+    Permissive,
+    Strict,
+    Disable,
+}
+
+impl Mtls {
+    fn parse(mode: Option<&str>) -> Option<Mtls> {
+        match mode {
+            Some("STRICT") => Some(Mtls::Strict),
+            Some("PERMISSIVE") => Some(Mtls::Permissive),
+            Some("DISABLE") => Some(Mtls::Disable),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mtls::Permissive => "PERMISSIVE",
+            Mtls::Strict => "STRICT",
+            Mtls::Disable => "DISABLE",
+        }
+    }
+}
+
+fn selects(selector: Option<&Labels>, labels: &Labels) -> bool {
+    selector.is_none_or(|s| s.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
+fn selector_of(s: &Option<crate::model::WorkloadSelector>) -> Option<&Labels> {
+    s.as_ref()
+        .map(|s| &s.match_labels)
+        .filter(|l| !l.is_empty())
+}
+
+/// The mTLS mode of a workload's `port`, and the policy that decided it
+/// (`None`: Istio's default, PERMISSIVE).
+pub fn mtls_mode(
+    policies: &[PeerAuthentication],
+    namespace: &str,
+    labels: &Labels,
+    port: u16,
+) -> (Mtls, Option<String>) {
+    let named = |p: &PeerAuthentication| format!("{}/{}", p.metadata.ns(), p.metadata.name);
+    let workload = policies.iter().find(|p| {
+        p.metadata.ns() == namespace
+            && selector_of(&p.spec.selector).is_some_and(|s| selects(Some(s), labels))
+    });
+    if let Some(p) = workload {
+        let by_port = p
+            .spec
+            .port_level_mtls
+            .get(&u32::from(port))
+            .and_then(|m| Mtls::parse(m.mode.as_deref()));
+        let mode =
+            by_port.or_else(|| Mtls::parse(p.spec.mtls.as_ref().and_then(|m| m.mode.as_deref())));
+        if let Some(mode) = mode {
+            return (mode, Some(named(p)));
+        }
+    }
+    for ns in [namespace, ROOT_NAMESPACE] {
+        let wide = policies
+            .iter()
+            .find(|p| p.metadata.ns() == ns && selector_of(&p.spec.selector).is_none());
+        if let Some(p) = wide
+            && let Some(mode) = Mtls::parse(p.spec.mtls.as_ref().and_then(|m| m.mode.as_deref()))
+        {
+            return (mode, Some(named(p)));
+        }
+    }
+    (Mtls::Permissive, None)
+}
+
+/// Where a token is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Location {
+    Header { name: String, prefix: String },
+    Param(String),
+    Cookie(String),
+}
+
+/// One `jwtRules` entry of a RequestAuthentication, compiled.
+#[derive(Clone, Debug)]
+pub struct Provider {
+    /// `namespace/name` of its RequestAuthentication.
+    pub policy: String,
+    pub namespace: String,
+    pub selector: Option<Labels>,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub jwks_uri: Option<String>,
+    jwks: Option<Result<Arc<JwkSet>, String>>,
+    locations: Vec<Location>,
+}
+
+impl Provider {
+    /// The providers of one RequestAuthentication (one per JWT rule). A
+    /// `targetRef` policy applies to no sidecar and no classic gateway.
+    pub fn compile(ra: &RequestAuthentication) -> Vec<Provider> {
+        if ra.spec.target_ref.is_some() || ra.spec.target_refs.is_some() {
+            return Vec::new();
+        }
+        ra.spec
+            .jwt_rules
+            .iter()
+            .map(|r| {
+                let mut locations: Vec<Location> = r
+                    .from_headers
+                    .iter()
+                    .map(|h| Location::Header {
+                        name: h.name.to_ascii_lowercase(),
+                        prefix: h.prefix.clone().unwrap_or_default(),
+                    })
+                    .chain(r.from_params.iter().cloned().map(Location::Param))
+                    .chain(r.from_cookies.iter().cloned().map(Location::Cookie))
+                    .collect();
+                if locations.is_empty() {
+                    locations = vec![
+                        Location::Header {
+                            name: "authorization".into(),
+                            prefix: "Bearer ".into(),
+                        },
+                        Location::Param("access_token".into()),
+                    ];
+                }
+                Provider {
+                    policy: format!("{}/{}", ra.metadata.ns(), ra.metadata.name),
+                    namespace: ra.metadata.ns().to_owned(),
+                    selector: selector_of(&ra.spec.selector).cloned(),
+                    issuer: r.issuer.clone(),
+                    audiences: r.audiences.clone(),
+                    jwks_uri: r.jwks_uri.clone().filter(|_| r.jwks.is_none()),
+                    jwks: r.jwks.as_ref().map(|text| {
+                        serde_json::from_str::<JwkSet>(text)
+                            .map(Arc::new)
+                            .map_err(|e| format!("jwks does not parse: {e}"))
+                    }),
+                    locations,
+                }
+            })
+            .collect()
+    }
+
+    /// Whether it applies to a pod with these labels in `namespace` (in the
+    /// root namespace, to such pods everywhere), as for AuthorizationPolicy.
+    pub fn applies_to(&self, namespace: &str, labels: &Labels) -> bool {
+        (self.namespace == namespace || self.namespace == ROOT_NAMESPACE)
+            && selects(self.selector.as_ref(), labels)
+    }
+
+    /// A problem with its inline `jwks`, for `weather check`.
+    pub fn jwks_problem(&self) -> Option<&str> {
+        match &self.jwks {
+            Some(Err(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The keys of a `jwksUri`, as the caller fetched them (`None`: could not).
+pub type Keys<'a> = &'a dyn Fn(&str) -> Option<Arc<JwkSet>>;
+
+/// What the JWT filter made of a request.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// No RequestAuthentication applies, or it found no token: the request
+    /// goes on unauthenticated.
+    NoToken,
+    /// A token verified by `policy`.
+    Valid { policy: String, claims: Claims },
+    /// 401, with Envoy's message (`Jwt is expired`, ...).
+    Invalid { message: &'static str },
+}
+
+/// The request's parts a token may be in.
+pub struct Carrier<'a, H: HeaderLookup + ?Sized> {
+    pub headers: &'a H,
+    /// The query, without `?`.
+    pub query: &'a str,
+}
+
+fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
+
+impl Location {
+    fn read<'a, H: HeaderLookup + ?Sized>(&self, c: &'a Carrier<'a, H>) -> Option<Cow<'a, str>> {
+        match self {
+            Location::Header { name, prefix } => {
+                let v = c.headers.header(name)?;
+                let token = v.strip_prefix(prefix.as_str())?.trim().to_owned();
+                (!token.is_empty()).then_some(Cow::Owned(token))
+            }
+            Location::Param(p) => form_pairs(c.query)
+                .find(|(k, _)| k == p)
+                .map(|(_, v)| Cow::Owned(v)),
+            Location::Cookie(name) => {
+                let h = c.headers.header("cookie")?;
+                cookie(&h, name).map(|v| Cow::Owned(v.to_owned()))
+            }
+        }
+    }
+}
+
+fn form_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        (percent_decode(k), percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Envoy's `jwt_authn` messages for the failures the model tells apart.
+fn message(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::ExpiredSignature => "Jwt is expired",
+        ErrorKind::ImmatureSignature => "Jwt not yet valid",
+        ErrorKind::InvalidAudience => "Audiences in Jwt are not allowed",
+        ErrorKind::InvalidSignature => "Jwt verification fails",
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
+            "Jwks doesn't have key to match kid or alg from Jwt"
+        }
+        ErrorKind::Json(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidClaimFormat(_) => {
+            "Jwt payload is an invalid JSON"
+        }
+        _ => "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
+    }
+}
+
+/// The JWT filter of a workload: `providers` are those that apply to it.
+pub fn authenticate<H: HeaderLookup + ?Sized>(
+    providers: &[&Provider],
+    carrier: &Carrier<'_, H>,
+    keys: Keys<'_>,
+) -> Outcome {
+    let mut first_error = None;
+    let mut seen = Vec::new();
+    for p in providers {
+        for loc in &p.locations {
+            let Some(token) = loc.read(carrier) else {
+                continue;
+            };
+            if seen.contains(&token) {
+                continue;
+            }
+            seen.push(token.clone());
+            match verify(providers, &token, keys) {
+                Ok((policy, claims)) => return Outcome::Valid { policy, claims },
+                Err(m) => {
+                    first_error.get_or_insert(m);
+                }
+            }
+        }
+    }
+    match first_error {
+        Some(message) => Outcome::Invalid { message },
+        None => Outcome::NoToken,
+    }
+}
+
+/// The key of `set` the token names (`kid`), or the first of its algorithm.
+fn key_for<'s>(set: &'s JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<&'s Jwk> {
+    match kid {
+        Some(kid) => set.find(kid),
+        None => set
+            .keys
+            .iter()
+            .find(|k| DecodingKey::from_jwk(k).is_ok_and(|d| d.family() == alg.family())),
+    }
+}
+
+fn verify(
+    providers: &[&Provider],
+    token: &str,
+    keys: Keys<'_>,
+) -> Result<(String, Claims), &'static str> {
+    let part = |kind: &ErrorKind, header: &'static str, payload: &'static str| match kind {
+        ErrorKind::Base64(_) => header,
+        ErrorKind::Json(_) | ErrorKind::Utf8(_) => payload,
+        other => message(other),
+    };
+    let header = decode_header(token).map_err(|e| {
+        part(
+            e.kind(),
+            "Jwt header is an invalid Base64url encoded",
+            "Jwt header is an invalid JSON",
+        )
+    })?;
+    let unverified: Claims =
+        jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(|e| {
+            part(
+                e.kind(),
+                "Jwt payload is an invalid Base64url encoded",
+                "Jwt payload is an invalid JSON",
+            )
+        })?;
+    let iss = unverified.get("iss").and_then(|v| v.as_str()).unwrap_or("");
+    let provider = providers
+        .iter()
+        .find(|p| p.issuer == iss)
+        .ok_or("Jwt issuer is not configured")?;
+    let set = match (&provider.jwks, &provider.jwks_uri) {
+        (Some(Ok(set)), _) => Some(set.clone()),
+        (None, Some(uri)) => keys(uri),
+        _ => None,
+    };
+    const NO_KEY: &str = "Jwks doesn't have key to match kid or alg from Jwt";
+    let set = set.ok_or(NO_KEY)?;
+    let jwk = key_for(&set, header.kid.as_deref(), header.alg).ok_or(NO_KEY)?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|_| NO_KEY)?;
+    let mut v = Validation::new(header.alg);
+    v.leeway = 60;
+    v.validate_nbf = true;
+    v.required_spec_claims.clear();
+    if provider.audiences.is_empty() {
+        v.validate_aud = false;
+    } else {
+        v.set_audience(&provider.audiences);
+        v.required_spec_claims.insert("aud".into());
+    }
+    let data = decode::<Claims>(token, &key, &v).map_err(|e| message(e.kind()))?;
+    Ok((provider.policy.clone(), data.claims))
+}
+
+/// `iss/sub` of verified claims: the request principal.
+pub fn request_principal(claims: &Claims) -> Option<String> {
+    let iss = claims.get("iss")?.as_str()?;
+    let sub = claims.get("sub")?.as_str()?;
+    Some(format!("{iss}/{sub}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::Manifests;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+
+    // A P-256 key made for these tests only (openssl genpkey -algorithm EC
+    // -pkeyopt ec_paramgen_curve:P-256).
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgns5frTzLqSbcfoZv
+8nU+szbvlmBu/knB4NmxULUSBM+hRANCAATaF+AWcsN6YWrR4XEy6zPyihtyN5Hr
+bgS69dgzbmoFJNEAPlOqWhVlxhyE2pz/9ad/1oBY5PB2ZHSZv+e980CE
+-----END PRIVATE KEY-----
+";
+
+    fn manifests(yaml: &str) -> Manifests {
+        let mut m = Manifests::default();
+        m.add_yaml("test.yaml", yaml).expect("loads");
+        m
+    }
+
+    fn token(claims: serde_json::Value, kid: &str) -> String {
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some(kid.into());
+        encode(
+            &h,
+            &claims,
+            &EncodingKey::from_ec_pem(KEY.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn jwks() -> Arc<JwkSet> {
+        let key = EncodingKey::from_ec_pem(KEY.as_bytes()).unwrap();
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap();
+        jwk.common.key_id = Some("k1".into());
+        Arc::new(JwkSet { keys: vec![jwk] })
+    }
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    const RA: &str = "apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  jwtRules:
+    - issuer: weather-frontend
+      jwksUri: http://frontend.weather.svc.cluster.local:3000/.well-known/jwks.json
+      fromCookies: [token]
+";
+
+    #[test]
+    fn tokens_are_verified_and_failures_answered_as_envoy_does() {
+        let providers = Provider::compile(&manifests(RA).request_authentications[0]);
+        let refs: Vec<&Provider> = providers.iter().collect();
+        let set = jwks();
+        let keys = |uri: &str| uri.ends_with("/jwks.json").then(|| set.clone());
+        let run = |cookie: &str| {
+            let headers = [("cookie".to_owned(), cookie.to_owned())];
+            authenticate(
+                &refs,
+                &Carrier {
+                    headers: &headers[..],
+                    query: "",
+                },
+                &keys,
+            )
+        };
+        let good = token(
+            serde_json::json!({"iss": "weather-frontend", "sub": "tester", "exp": now() + 600, "groups": ["testers"]}),
+            "k1",
+        );
+        match run(&format!("user=tester; token={good}")) {
+            Outcome::Valid { policy, claims } => {
+                assert_eq!(policy, "istio-system/jwt");
+                assert_eq!(
+                    request_principal(&claims).unwrap(),
+                    "weather-frontend/tester"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(run("user=tester"), Outcome::NoToken));
+        let expired = token(
+            serde_json::json!({"iss": "weather-frontend", "sub": "t", "exp": now() - 120}),
+            "k1",
+        );
+        assert!(matches!(
+            run(&format!("token={expired}")),
+            Outcome::Invalid {
+                message: "Jwt is expired"
+            }
+        ));
+        let stranger = token(serde_json::json!({"iss": "someone", "sub": "t"}), "k1");
+        assert!(matches!(
+            run(&format!("token={stranger}")),
+            Outcome::Invalid {
+                message: "Jwt issuer is not configured"
+            }
+        ));
+        // A forged signature: the payload of one token on the signature of another.
+        let other = token(
+            serde_json::json!({"iss": "weather-frontend", "sub": "ann"}),
+            "k1",
+        );
+        let mut parts: Vec<&str> = good.split('.').collect();
+        parts[2] = other.split('.').nth(2).unwrap();
+        assert!(matches!(
+            run(&format!("token={}", parts.join("."))),
+            Outcome::Invalid {
+                message: "Jwt verification fails"
+            }
+        ));
+        assert!(matches!(run("token=not.a-jwt"), Outcome::Invalid { .. }));
+        let unknown_kid = token(
+            serde_json::json!({"iss": "weather-frontend", "sub": "t"}),
+            "k2",
+        );
+        assert!(matches!(
+            run(&format!("token={unknown_kid}")),
+            Outcome::Invalid {
+                message: "Jwks doesn't have key to match kid or alg from Jwt"
+            }
+        ));
+    }
+
+    #[test]
+    fn without_locations_the_bearer_header_and_access_token_are_read() {
+        let ra = manifests(
+            "apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: weather}
+spec:
+  jwtRules: [{issuer: weather-frontend, audiences: [weather]}]
+",
+        );
+        let mut providers = Provider::compile(&ra.request_authentications[0]);
+        let key = EncodingKey::from_ec_pem(KEY.as_bytes()).unwrap();
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap();
+        jwk.common.key_id = Some("k1".into());
+        providers[0].jwks = Some(Ok(Arc::new(JwkSet { keys: vec![jwk] })));
+        let refs: Vec<&Provider> = providers.iter().collect();
+        let none = |_: &str| None;
+        let t = token(
+            serde_json::json!({"iss": "weather-frontend", "sub": "t", "aud": "weather"}),
+            "k1",
+        );
+        let bearer = [("authorization".to_owned(), format!("Bearer {t}"))];
+        assert!(matches!(
+            authenticate(
+                &refs,
+                &Carrier {
+                    headers: &bearer[..],
+                    query: ""
+                },
+                &none
+            ),
+            Outcome::Valid { .. }
+        ));
+        let empty: [(String, String); 0] = [];
+        let q = format!("city=paris&access_token={t}");
+        assert!(matches!(
+            authenticate(
+                &refs,
+                &Carrier {
+                    headers: &empty[..],
+                    query: &q
+                },
+                &none
+            ),
+            Outcome::Valid { .. }
+        ));
+        let wrong_aud = token(
+            serde_json::json!({"iss": "weather-frontend", "sub": "t", "aud": "x"}),
+            "k1",
+        );
+        let bearer = [("authorization".to_owned(), format!("Bearer {wrong_aud}"))];
+        assert!(matches!(
+            authenticate(
+                &refs,
+                &Carrier {
+                    headers: &bearer[..],
+                    query: ""
+                },
+                &none
+            ),
+            Outcome::Invalid {
+                message: "Audiences in Jwt are not allowed"
+            }
+        ));
+    }
+
+    #[test]
+    fn the_most_specific_peer_authentication_decides() {
+        let m = manifests(
+            "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: weather}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: frontend, namespace: weather}
+spec:
+  selector: {matchLabels: {app: frontend}}
+  mtls: {mode: UNSET}
+  portLevelMtls: {9000: {mode: DISABLE}}
+",
+        );
+        let pa = &m.peer_authentications;
+        let frontend = Labels::from([("app".into(), "frontend".into())]);
+        assert_eq!(mtls_mode(pa, "weather", &frontend, 3000).0, Mtls::Strict);
+        assert_eq!(
+            mtls_mode(pa, "weather", &frontend, 9000),
+            (Mtls::Disable, Some("weather/frontend".into()))
+        );
+        assert_eq!(
+            mtls_mode(pa, "other", &frontend, 3000),
+            (Mtls::Permissive, None)
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! The keys of the `jwksUri`s of RequestAuthentications, fetched as a
+//! cluster's proxies get them (istiod fetches the URI and pushes the keys; with
+//! `PILOT_JWT_ENABLE_REMOTE_JWKS=envoy`, as `scripts/demo` installs Istio, the
+//! gateway's Envoy fetches it through the mesh). A URI whose host is a Service
+//! of the mesh is fetched from one of its pods; keys are kept five minutes, a
+//! failed fetch is tried again after a second.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::body::Body;
+use mesh::{
+    authn::JwkSet,
+    hosts::{resolve, split_authority},
+};
+
+use super::plane::{Applied, Plane};
+
+const FRESH: Duration = Duration::from_secs(300);
+const RETRY: Duration = Duration::from_secs(1);
+const MAX_JWKS: usize = 64 * 1024;
+
+/// The keys fetched (`None`: the fetch failed) and when.
+type Fetched = (Option<Arc<JwkSet>>, Instant);
+
+#[derive(Default)]
+pub struct Jwks {
+    entries: Mutex<HashMap<String, Fetched>>,
+}
+
+impl Jwks {
+    /// The keys of `uri` as last fetched, if fresh.
+    pub fn get(&self, uri: &str) -> Option<Arc<JwkSet>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(uri).and_then(|(k, _)| k.clone())
+    }
+
+    /// Fetches `uri` unless its keys are fresh or a fetch failed a moment ago.
+    pub async fn refresh(&self, plane: &Plane, applied: &Applied, uri: &str) {
+        {
+            let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((keys, at)) = entries.get(uri) {
+                let keep = if keys.is_some() { FRESH } else { RETRY };
+                if at.elapsed() < keep {
+                    return;
+                }
+            }
+        }
+        let keys = match fetch(plane, applied, uri).await {
+            Ok(k) => Some(Arc::new(k)),
+            Err(e) => {
+                tracing::warn!("jwksUri {uri}: {e}");
+                None
+            }
+        };
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.insert(uri.to_owned(), (keys, Instant::now()));
+    }
+}
+
+async fn fetch(plane: &Plane, applied: &Applied, uri: &str) -> Result<JwkSet, String> {
+    let rest = uri
+        .strip_prefix("http://")
+        .ok_or("only http:// URIs are fetched locally")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let (host, _) = split_authority(authority);
+    // A Service of the mesh: one of its pods.
+    let fqdn = resolve(&host, "default");
+    let addr = applied
+        .mesh
+        .service(&fqdn)
+        .or_else(|| applied.mesh.service(&host))
+        .and_then(|s| {
+            let svc = &applied.mesh.services[s];
+            applied
+                .mesh
+                .workloads
+                .iter()
+                .position(|w| {
+                    w.namespace == svc.namespace
+                        && svc.selector.iter().all(|(k, v)| w.labels.get(k) == Some(v))
+                })
+                .and_then(|i| applied.addr(i))
+        });
+    let target = match addr {
+        Some(a) => format!("http://{a}{path}"),
+        None => uri.to_owned(),
+    };
+    let req = axum::http::Request::get(&target)
+        .body(Body::empty())
+        .map_err(|e| e.to_string())?;
+    let res = tokio::time::timeout(Duration::from_secs(5), plane.client.request(req))
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    if !res.status().is_success() {
+        return Err(format!("answered {}", res.status()));
+    }
+    let body = axum::body::to_bytes(Body::new(res.into_body()), MAX_JWKS)
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(&body).map_err(|e| format!("not a JWKS: {e}"))
+}
