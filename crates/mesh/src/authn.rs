@@ -283,6 +283,8 @@ fn message(kind: &ErrorKind) -> &'static str {
         ErrorKind::Json(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidClaimFormat(_) => {
             "Jwt payload is an invalid JSON"
         }
+        // Header and payload were read before: what is left is the signature.
+        ErrorKind::Base64(_) => "Jwt signature is an invalid Base64url encoded",
         _ => "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
     }
 }

@@ -58,7 +58,39 @@ pub(crate) struct CompiledRule {
     /// A field of a match could not be compiled: the rule never matches.
     pub broken: bool,
     pub targets: Vec<Target>,
+    /// The destinations as proxies of these namespaces see them, where a
+    /// DestinationRule's `exportTo` hides a subset from them (they then have
+    /// no cluster for it: 503 `NC`).
+    pub scoped: Vec<(String, Vec<Target>)>,
     pub policy: Policy,
+}
+
+impl CompiledRule {
+    /// The destinations as a proxy of namespace `ns` sees them.
+    pub(crate) fn targets_for(&self, ns: &str) -> &[Target] {
+        self.scoped
+            .iter()
+            .find(|(n, _)| n == ns)
+            .map_or(&self.targets, |(_, t)| t)
+    }
+}
+
+/// `exportTo` resolved for an object of namespace `ns`: absent, to every
+/// namespace (Istio's default `*`); `.` is the object's own namespace.
+fn export_list(export_to: &Option<Vec<String>>, ns: &str) -> Vec<String> {
+    match export_to {
+        None => vec!["*".to_owned()],
+        Some(list) if list.is_empty() => vec!["*".to_owned()],
+        Some(list) => list
+            .iter()
+            .map(|e| if e == "." { ns.to_owned() } else { e.clone() })
+            .collect(),
+    }
+}
+
+/// Whether an object exported to `export` is seen by a proxy in `ns`.
+fn exported(export: &[String], ns: &str) -> bool {
+    export.iter().any(|e| e == "*" || e == ns)
 }
 
 pub(crate) struct CompiledVs {
@@ -68,6 +100,15 @@ pub(crate) struct CompiledVs {
     /// Resolved gateway references, `mesh` included when it applies to sidecars.
     pub gateways: Vec<String>,
     pub rules: Vec<CompiledRule>,
+    /// The namespaces whose proxies see it (`*`: all).
+    pub export: Vec<String>,
+}
+
+impl CompiledVs {
+    /// Whether a proxy of namespace `ns` sees it.
+    pub(crate) fn visible_from(&self, ns: &str) -> bool {
+        exported(&self.export, ns)
+    }
 }
 
 pub(crate) struct GatewayInfo {
@@ -164,10 +205,17 @@ impl Mesh {
             services: &services,
             by_fqdn: &by_fqdn,
             subsets: subsets(&m.destination_rules, &by_fqdn),
+            proxy_namespaces: {
+                let mut ns: Vec<String> = workloads.iter().map(|w| w.namespace.clone()).collect();
+                ns.push(crate::routing::INGRESS_NAMESPACE.to_owned());
+                ns.sort();
+                ns.dedup();
+                ns
+            },
         };
         let default_targets = services
             .iter()
-            .map(|s| vec![resolver.target(&s.name, &s.namespace, None, 100)])
+            .map(|s| vec![resolver.target(&s.name, &s.namespace, None, 100, None)])
             .collect();
         let destination_rules = m
             .destination_rules
@@ -259,20 +307,26 @@ fn gateway(g: &crate::model::Gateway) -> GatewayInfo {
     }
 }
 
+/// A subset: its name, labels, and the namespaces its DestinationRule is
+/// exported to.
+type SubsetDef = (String, Labels, Vec<String>);
+
 /// Every DestinationRule subset, by the Service its host names.
 fn subsets(
     drs: &[DestinationRule],
     by_fqdn: &HashMap<String, usize>,
-) -> HashMap<usize, Vec<(String, Labels)>> {
-    let mut out: HashMap<usize, Vec<(String, Labels)>> = HashMap::new();
+) -> HashMap<usize, Vec<SubsetDef>> {
+    let mut out: HashMap<usize, Vec<SubsetDef>> = HashMap::new();
     for dr in drs {
-        if let Some(&svc) = by_fqdn.get(&resolve(&dr.spec.host, dr.metadata.ns())) {
+        let ns = dr.metadata.ns();
+        if let Some(&svc) = by_fqdn.get(&resolve(&dr.spec.host, ns)) {
+            let export = export_list(&dr.spec.export_to, ns);
             let entry = out.entry(svc).or_default();
             entry.extend(
                 dr.spec
                     .subsets
                     .iter()
-                    .map(|s| (s.name.clone(), s.labels.clone())),
+                    .map(|s| (s.name.clone(), s.labels.clone(), export.clone())),
             );
         }
     }
@@ -298,7 +352,9 @@ struct Resolver<'a> {
     workloads: &'a [Workload],
     services: &'a [ServiceInfo],
     by_fqdn: &'a HashMap<String, usize>,
-    subsets: HashMap<usize, Vec<(String, Labels)>>,
+    subsets: HashMap<usize, Vec<SubsetDef>>,
+    /// The namespaces of the proxies: the workloads' and the ingress's.
+    proxy_namespaces: Vec<String>,
 }
 
 impl Resolver<'_> {
@@ -320,8 +376,16 @@ impl Resolver<'_> {
             .collect()
     }
 
-    /// A route destination, as written in an object of namespace `ns`.
-    fn target(&self, host: &str, ns: &str, subset: Option<&str>, weight: u32) -> Target {
+    /// A route destination, as written in an object of namespace `ns`, seen
+    /// by a proxy of namespace `seen_from` (`None`: whatever `exportTo` says).
+    fn target(
+        &self,
+        host: &str,
+        ns: &str,
+        subset: Option<&str>,
+        weight: u32,
+        seen_from: Option<&str>,
+    ) -> Target {
         let service = self.by_fqdn.get(&resolve(host, ns)).copied();
         let selected = match (service, subset) {
             (None, _) => Err(Problem::UnknownHost),
@@ -329,8 +393,12 @@ impl Resolver<'_> {
             (Some(svc), Some(name)) => self
                 .subsets
                 .get(&svc)
-                .and_then(|all| all.iter().find(|(n, _)| n == name))
-                .map(|(_, labels)| (svc, labels.clone()))
+                .and_then(|all| {
+                    all.iter().find(|(n, _, export)| {
+                        n == name && seen_from.is_none_or(|p| exported(export, p))
+                    })
+                })
+                .map(|(_, labels, _)| (svc, labels.clone()))
                 .ok_or(Problem::UnknownSubset),
         };
         let (endpoints, problem) = match selected {
@@ -401,6 +469,7 @@ fn virtual_service(
         hosts: vs.spec.hosts.iter().map(|h| resolve(h, ns)).collect(),
         gateways,
         rules,
+        export: export_list(&vs.spec.export_to, ns),
     }
 }
 
@@ -432,21 +501,37 @@ fn rule(
     // istiod gives a lone destination the whole route, whatever its weight
     // (applyHTTPRouteDestination: one destination is a plain cluster route).
     let lone = r.route.len() == 1;
-    let targets = r
-        .route
+    let resolve_all = |seen_from: Option<&str>| -> Vec<Target> {
+        r.route
+            .iter()
+            .map(|d| {
+                let weight = match d.weight {
+                    _ if lone => 100,
+                    Some(w) => w.clamp(0, 100) as u32,
+                    None => 0,
+                };
+                resolver.target(
+                    &d.destination.host,
+                    ns,
+                    d.destination.subset.as_deref(),
+                    weight,
+                    seen_from,
+                )
+            })
+            .collect()
+    };
+    let targets = resolve_all(None);
+    let same = |a: &[Target], b: &[Target]| {
+        a.iter()
+            .zip(b)
+            .all(|(x, y)| x.problem == y.problem && x.endpoints == y.endpoints)
+    };
+    let scoped = resolver
+        .proxy_namespaces
         .iter()
-        .map(|d| {
-            let weight = match d.weight {
-                _ if lone => 100,
-                Some(w) => w.clamp(0, 100) as u32,
-                None => 0,
-            };
-            resolver.target(
-                &d.destination.host,
-                ns,
-                d.destination.subset.as_deref(),
-                weight,
-            )
+        .filter_map(|p| {
+            let seen = resolve_all(Some(p));
+            (!same(&seen, &targets)).then(|| (p.clone(), seen))
         })
         .collect();
     let policy = match policy::compile(r.timeout.as_ref(), r.retries.as_ref()) {
@@ -472,6 +557,7 @@ fn rule(
         matches,
         broken,
         targets,
+        scoped,
         policy,
     }
 }

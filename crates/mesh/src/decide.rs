@@ -62,7 +62,9 @@ impl Mesh {
             .filter(|g| g.servers.iter().any(|(p, _)| *p == INGRESS_PORT))
             .any(|g| {
                 self.virtual_services.iter().any(|vs| {
-                    vs.gateways.contains(&g.reference) && vs.rules.iter().any(|r| !r.broken)
+                    vs.gateways.contains(&g.reference)
+                        && vs.visible_from(INGRESS_NAMESPACE)
+                        && vs.rules.iter().any(|r| !r.broken)
                 })
             })
     }
@@ -102,6 +104,7 @@ impl Mesh {
         let mut any = None;
         for vs in &self.virtual_services {
             if !vs.gateways.iter().any(|g| bound.contains(&g.as_str()))
+                || !vs.visible_from(INGRESS_NAMESPACE)
                 || !vs.hosts.iter().any(|h| host_matches(h, &host))
                 || !vs.kept(&proxy)
             {
@@ -111,7 +114,7 @@ impl Mesh {
             if let Some(r) = vs.first_match(&proxy, req) {
                 return Routed::Route {
                     rule: Some(&r.rule),
-                    targets: &r.targets,
+                    targets: r.targets_for(INGRESS_NAMESPACE),
                     policy: &r.policy,
                 };
             }
@@ -167,7 +170,11 @@ impl Mesh {
         let vs = self
             .virtual_services
             .iter()
-            .filter(|vs| vs.gateways.iter().any(|g| g == MESH) && vs.kept(&proxy))
+            .filter(|vs| {
+                vs.gateways.iter().any(|g| g == MESH)
+                    && vs.visible_from(namespace)
+                    && vs.kept(&proxy)
+            })
             .filter_map(|vs| Some((specificity(vs)?, vs)))
             .fold(
                 None,
@@ -181,7 +188,7 @@ impl Mesh {
             Some(vs) => match vs.first_match(&proxy, req) {
                 Some(r) => Routed::Route {
                     rule: Some(&r.rule),
-                    targets: &r.targets,
+                    targets: r.targets_for(namespace),
                     policy: &r.policy,
                 },
                 None => Routed::NoRoute(NoRoute::NoRuleMatched(&vs.name)),

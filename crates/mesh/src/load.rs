@@ -217,7 +217,6 @@ impl Manifests {
             ("networking.istio.io", "DestinationRule") => {
                 let dr: DestinationRule = parse(&origin, &id, doc)?;
                 for (field, set) in [
-                    ("exportTo", dr.spec.export_to.is_some()),
                     ("workloadSelector", dr.spec.workload_selector.is_some()),
                     ("trafficPolicy", dr.spec.traffic_policy.is_some()),
                 ] {
@@ -237,11 +236,6 @@ impl Manifests {
                             "{origin} ({id}): spec.http[{i}].{field} is not modelled: a local run ignores it, the cluster does not"
                         ));
                     }
-                }
-                if vs.spec.export_to.is_some() {
-                    self.warnings.push(format!(
-                        "{origin} ({id}): spec.exportTo is not modelled: every namespace sees the VirtualService locally"
-                    ));
                 }
                 if vs.spec.tcp.is_some() || vs.spec.tls.is_some() {
                     self.warnings.push(format!(

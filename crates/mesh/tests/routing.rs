@@ -474,6 +474,28 @@ fn rows() -> Vec<Row> {
             ask: Ask { authority: "forecast:3000", ..TO_FORECAST },
             want: (200, vec![], None),
         },
+        Row {
+            // istiod: VirtualServicesForGateway looks from the gateway pod's
+            // namespace, istio-system: `.` hides it there.
+            rule: "exportTo/a-gateway-sees-only-what-is-exported-to-its-namespace",
+            vs: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: frontend-route, namespace: weather}\nspec:\n  exportTo: ['.']\n  hosts: ['*']\n  gateways: [istio-system/weather-gateway]\n  http:\n  - route: [{destination: {host: frontend, subset: v2}}]\n".into(),
+            ask: Ask { from: From::Ingress, authority: "localhost:8080", path: "/", method: "GET", headers: &[] },
+            want: (404, vec![], None),
+        },
+        Row {
+            rule: "exportTo/a-sidecar-does-not-see-a-virtualservice-of-another-namespace",
+            vs: forecast_vs("  exportTo: [istio-system]\n  http:\n  - route: [{destination: {host: forecast, subset: v2}}]\n"),
+            ask: TO_FORECAST,
+            want: (200, vec![(None, 100)], None),
+        },
+        Row {
+            // istiod: a proxy finds a DestinationRule of another namespace only
+            // if it is exported to its own; without it, no subset cluster.
+            rule: "exportTo/a-destinationrule-not-exported-to-the-gateway-leaves-it-no-subset",
+            vs: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: frontend, namespace: weather}\nspec:\n  exportTo: ['.']\n  host: frontend\n  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: frontend-route, namespace: weather}\nspec:\n  exportTo: ['.', istio-system]\n  hosts: ['*']\n  gateways: [istio-system/weather-gateway]\n  http:\n  - route: [{destination: {host: frontend, subset: v2}}]\n".into(),
+            ask: Ask { from: From::Ingress, authority: "localhost:8080", path: "/", method: "GET", headers: &[] },
+            want: (503, vec![], Some("frontend-route http[0]")),
+        },
     ]
 }
 

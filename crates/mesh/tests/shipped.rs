@@ -13,13 +13,15 @@ use mesh::{
 };
 use serde_json::Value;
 
-const STAGES: [&str; 6] = [
+const STAGES: [&str; 7] = [
     "all-v1",
     "forecast-50-50",
     "forecast-v2",
     "forecast-user-agent",
     "frontend-combined",
     "multiservice",
+    // The multiservice release keyed on a verified JWT claim (istio/security).
+    "multiservice-jwt",
 ];
 
 fn root() -> PathBuf {

@@ -156,6 +156,9 @@ pub fn route(a: RouteArgs) -> ExitCode {
             .map(mesh::security::workload_principal),
     };
     if refused.is_none() && !mesh.security.is_open() {
+        if matches!(mesh.route(caller, &req), mesh::Routed::Blocked) {
+            security.push("were its Sidecar to let it through:".to_owned());
+        }
         let callee = identity.as_deref();
         for i in destination_workloads(&mesh, caller, &req) {
             let w = &mesh.workloads[i];
@@ -204,14 +207,33 @@ fn destination_workloads<H: mesh::routing::HeaderLookup + ?Sized>(
     req: &Request<'_, H>,
 ) -> Vec<usize> {
     let mut out = Vec::new();
-    if let mesh::Routed::Route { targets, .. } = mesh.route(caller, req) {
-        for t in targets.iter().filter(|t| t.weight > 0) {
-            for &i in &t.endpoints {
-                if !out.contains(&i) {
-                    out.push(i);
+    match mesh.route(caller, req) {
+        mesh::Routed::Route { targets, .. } => {
+            for t in targets.iter().filter(|t| t.weight > 0) {
+                for &i in &t.endpoints {
+                    if !out.contains(&i) {
+                        out.push(i);
+                    }
                 }
             }
         }
+        // Refused by the caller's own Sidecar: what the Service's pods would
+        // say, were it let through (the second line of defence).
+        mesh::Routed::Blocked => {
+            if let Caller::Workload { namespace, .. } = caller {
+                let (host, _) = mesh::hosts::split_authority(req.authority);
+                let fqdn = mesh::hosts::expand_authority(&host, namespace);
+                if let Some(s) = mesh.service(&fqdn) {
+                    let svc = &mesh.services[s];
+                    out.extend(mesh.workloads.iter().enumerate().filter_map(|(i, w)| {
+                        (w.namespace == svc.namespace
+                            && svc.selector.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
+                        .then_some(i)
+                    }));
+                }
+            }
+        }
+        _ => {}
     }
     out
 }

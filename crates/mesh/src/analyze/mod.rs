@@ -71,6 +71,7 @@ pub const UNKNOWN_SERVICE_ACCOUNT: &str = "WEA0008";
 pub const PRINCIPAL_WITHOUT_STRICT_MTLS: &str = "WEA0009";
 pub const CLAIM_ROUTE_OUTSIDE_GATEWAY: &str = "WEA0010";
 pub const POD_SECURITY_RESTRICTED: &str = "WEA0011";
+pub const EXPORT_HIDES: &str = "WEA0012";
 
 fn includes(labels: &Labels, of: &Labels) -> bool {
     of.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -243,6 +244,15 @@ fn virtual_services(out: &mut Out) {
         if !vs.spec.gateways.is_empty() {
             unknown_gateways(out, &o, "spec.gateways", &c.gateways);
         }
+        // A gateway's proxies run in the Gateway's namespace: they must see it.
+        for g in c.gateways.iter().filter(|g| *g != MESH) {
+            let gw_ns = g.split('/').next().unwrap_or("");
+            if !c.visible_from(gw_ns) {
+                out.push(Level::Error, EXPORT_HIDES, &o, "spec.exportTo", format!(
+                    "bound to gateway {g}, whose proxies run in namespace {gw_ns}, but not exported there: the gateway has no route from it (404 NR); add {gw_ns:?} to exportTo"
+                ));
+            }
+        }
         if c.gateways.iter().any(|g| g == MESH) {
             for h in &c.hosts {
                 mesh_hosts
@@ -270,6 +280,28 @@ fn virtual_services(out: &mut Out) {
                     Some(Problem::UnknownSubset) => out.push(Level::Error, REFERENCED_RESOURCE_NOT_FOUND, &o, format!("{at}.subset"),
                         format!("Referenced host+subset in destinationrule not found: \"{host}+{}\": Envoy answers 503 (NC)", t.subset.as_deref().unwrap_or(""))),
                     _ => {}
+                }
+            }
+            // Only the proxies that take the route: a gateway's for a
+            // VirtualService bound to one, sidecars' for one bound to `mesh`.
+            let takes = |ns: &str| {
+                c.visible_from(ns)
+                    && if ns == crate::routing::INGRESS_NAMESPACE {
+                        c.gateways.iter().any(|g| g != MESH)
+                    } else {
+                        c.gateways.iter().any(|g| g == MESH)
+                    }
+            };
+            for (ns, seen) in cr.scoped.iter().filter(|(ns, _)| takes(ns)) {
+                for (k, t) in seen.iter().enumerate() {
+                    if t.problem == Some(Problem::UnknownSubset)
+                        && cr.targets.get(k).is_some_and(|d| d.problem.is_none())
+                    {
+                        out.push(Level::Error, EXPORT_HIDES, &o, format!("spec.http[{i}].route[{k}].destination.subset"), format!(
+                            "the DestinationRule defining subset {:?} of {} is not exported to namespace {ns}, whose proxies take this route: they have no such cluster (503 NC)",
+                            t.subset.as_deref().unwrap_or(""), t.host
+                        ));
+                    }
                 }
             }
             if r.route.len() > 1 {

@@ -283,7 +283,21 @@ fn local_jwt_key() -> Result<String, String> {
             .map_err(|e| format!("{}: {e}", tmp.display()))?;
         f.write_all(pem.as_bytes())
             .map_err(|e| format!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // A link, unlike a rename, never replaces a key another weather up
+        // made meanwhile: every frontend of this machine signs with one key.
+        let linked = std::fs::hard_link(&tmp, &path).or_else(|_| {
+            let made_meanwhile = std::fs::read_to_string(&path)
+                .ok()
+                .is_some_and(|pem| frontend::token::Signer::from_pem(&pem).is_ok());
+            if made_meanwhile {
+                return Ok(());
+            }
+            // Not a key: replaced.
+            let _ = std::fs::remove_file(&path);
+            std::fs::hard_link(&tmp, &path)
+        });
+        let _ = std::fs::remove_file(&tmp);
+        linked.map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(path.to_string_lossy().into_owned())
 }

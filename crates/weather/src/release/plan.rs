@@ -156,6 +156,10 @@ pub fn virtual_services(train: &Train, m: &Manifests, phase: Phase) -> Vec<Value
         if i == 0 {
             spec["gateways"] = json!([gateway]);
         }
+        // Seen by whom the VirtualService it replaces was (istio/stages/).
+        if let Some(export) = found.and_then(|v| v.spec.export_to.as_ref()) {
+            spec["exportTo"] = json!(export);
+        }
         out.push(json!({
             "apiVersion": "networking.istio.io/v1",
             "kind": "VirtualService",

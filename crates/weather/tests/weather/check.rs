@@ -67,6 +67,42 @@ const VS_V2: &str =
 
 const ROWS: &[Row] = &[
     Row {
+        analysis: "ingress VirtualService hidden from the gateway's namespace",
+        replace: "  exportTo: [\".\", istio-system]\n  # Bound to the ingress only",
+        with: "  exportTo: [\".\"]\n  # Bound to the ingress only",
+        code: "WEA0012",
+        resource: "VirtualService frontend-route.weather",
+        field: "spec.exportTo",
+        text: "not exported there: the gateway has no route from it",
+    },
+    Row {
+        analysis: "DestinationRule hidden from the gateway that routes to its subsets",
+        replace: "  exportTo: [\".\", istio-system]\n  host: frontend",
+        with: "  exportTo: [\".\"]\n  host: frontend",
+        code: "WEA0012",
+        resource: "VirtualService frontend-route.weather",
+        field: "spec.http[0].route[0].destination.subset",
+        text: "is not exported to namespace istio-system",
+    },
+    Row {
+        analysis: "AuthorizationPolicy naming a ServiceAccount that does not exist",
+        replace: "              - cluster.local/ns/weather/sa/frontend",
+        with: "              - cluster.local/ns/weather/sa/frontnd",
+        code: "WEA0008",
+        resource: "AuthorizationPolicy forecast.weather",
+        field: "spec.rules[0].from[0].source.principals",
+        text: "no ServiceAccount frontnd in namespace weather",
+    },
+    Row {
+        analysis: "a pod Pod Security's restricted level refuses",
+        replace: "allowPrivilegeEscalation: false",
+        with: "allowPrivilegeEscalation: true",
+        code: "WEA0011",
+        resource: "Deployment forecast-v1.weather",
+        field: "spec.template.spec.containers[0].securityContext.allowPrivilegeEscalation",
+        text: "Pod Security Admission (restricted",
+    },
+    Row {
         analysis: "undefined subset",
         replace: VS_V2,
         with: "      route:\n        - destination:\n            host: forecast\n            subset: v3",

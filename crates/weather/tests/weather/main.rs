@@ -10,6 +10,7 @@ mod metrics;
 mod model;
 mod proxy;
 mod release;
+mod security;
 mod up;
 
 use std::path::PathBuf;
