@@ -62,6 +62,17 @@ type object struct {
 			Metadata struct {
 				Labels map[string]string `json:"labels"`
 			} `json:"metadata"`
+			Spec struct {
+				ServiceAccountName string `json:"serviceAccountName"`
+				Containers         []struct {
+					Name  string `json:"name"`
+					Image string `json:"image"`
+					Ports []struct {
+						Name          string `json:"name,omitempty"`
+						ContainerPort uint32 `json:"containerPort"`
+					} `json:"ports"`
+				} `json:"containers"`
+			} `json:"spec"`
 		} `json:"template"`
 	} `json:"spec"`
 }

@@ -5,7 +5,7 @@
 use super::*;
 
 /// Where `./scripts/test` installs Envoy; `WEATHER_ENVOY` overrides it.
-fn envoy_binary() -> PathBuf {
+pub(super) fn envoy_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("WEATHER_ENVOY") {
         return PathBuf::from(p);
     }

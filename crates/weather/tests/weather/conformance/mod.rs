@@ -28,6 +28,7 @@ use weather::verify::{ANONYMOUS_COOKIES, TESTER_COOKIES, USER_AGENTS};
 
 use crate::{root, stage_paths, stages};
 
+mod authz;
 mod corpus;
 mod end_to_end;
 mod envoy;
@@ -43,11 +44,25 @@ const ROLL: &str = "x-weather-roll";
 /// Runs the Go test `test` of `conformance/` on `manifests`, the job passed in
 /// the environment variable `var`, and returns what it wrote.
 pub fn go_job(test: &str, var: &str, manifests: &[PathBuf], name: &str) -> Value {
+    go_job_with(test, var, manifests, name, json!({}))
+}
+
+/// [`go_job`], with more fields in the job (`extra`, a JSON object).
+pub fn go_job_with(
+    test: &str,
+    var: &str,
+    manifests: &[PathBuf],
+    name: &str,
+    extra: Value,
+) -> Value {
     let dir = std::env::temp_dir().join(format!("weather-oracle-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join(format!("{name}-{test}.json"));
     let job = dir.join(format!("{name}-{test}-job.json"));
-    let job_text = json!({"manifests": manifests, "out": out});
+    let mut job_text = json!({"manifests": manifests, "out": out});
+    if let (Some(o), Some(e)) = (job_text.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
     std::fs::write(&job, job_text.to_string()).unwrap();
     let run = Command::new("go")
         .current_dir(root().join("conformance"))
