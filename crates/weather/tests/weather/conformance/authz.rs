@@ -72,7 +72,7 @@ fn asks(mesh: &Mesh) -> Vec<Ask> {
                         method,
                         path,
                         host: HOSTS[n % HOSTS.len()],
-                        probe: n % 3 == 0,
+                        probe: n.is_multiple_of(3),
                     });
                 }
             }
