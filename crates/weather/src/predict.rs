@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use mesh::{
     Manifests, Mesh, Routed,
     routing::{Caller, Request},
+    security::WithClaims,
 };
 
 use crate::workloads::parse_image;
@@ -20,12 +21,19 @@ pub type Prediction = BTreeMap<String, f64>;
 
 pub fn predict(manifests: &Manifests, mesh: &Mesh, headers: &[(String, String)]) -> Prediction {
     let mut out = Prediction::new();
+    // A JWT in the `token` cookie is one the frontend's own login issued to
+    // `weather verify` a moment ago: its claims are what the gateway verifies.
+    let claims = token_claims(headers);
+    let with_claims = WithClaims {
+        headers,
+        claims: claims.as_ref(),
+    };
     let req = Request {
         authority: "weather.local",
         path: "/",
         method: "GET",
         scheme: "http",
-        headers,
+        headers: &with_claims,
     };
     let mut first = Vec::new();
     let mut failed = 0.0;
@@ -42,6 +50,21 @@ pub fn predict(manifests: &Manifests, mesh: &Mesh, headers: &[(String, String)])
         out.insert("(no answer)".into(), failed);
     }
     out
+}
+
+/// The claims of the JWT in the `token` cookie, read without verifying it.
+fn token_claims(headers: &[(String, String)]) -> Option<mesh::authz::Claims> {
+    use base64::Engine;
+    let cookie = headers.iter().find(|(k, _)| k == "cookie")?;
+    let token = cookie
+        .1
+        .split(';')
+        .find_map(|kv| kv.trim().strip_prefix("token="))?;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Calls `to(workload, p)` for each endpoint a routing outcome spreads over, and

@@ -189,11 +189,20 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
         });
     }
 
+    // Testers log in as a browser does: on a stage that routes on a signed
+    // token (multiservice-jwt), the cookie alone no longer makes a tester.
+    let token = tester_token(&http, &base).await;
     let gate = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let mut tasks = Vec::new();
     for class in [Class::Anonymous, Class::Tester] {
         for i in 0..opts.requests {
-            let headers = request_headers(class, i);
+            let mut headers = request_headers(class, i);
+            if let (Class::Tester, Some(t)) = (class, &token) {
+                match headers.iter_mut().find(|(k, _)| k == "cookie") {
+                    Some((_, c)) => c.push_str(&format!("; token={t}")),
+                    None => headers.push(("cookie".into(), format!("token={t}"))),
+                }
+            }
             let url = format!("{base}/?city={}", CITIES[i % CITIES.len()]);
             let http = http.clone();
             let gate = gate.clone();
@@ -246,6 +255,24 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
     }
     judge(&opts.judge, &mut report);
     Ok(report)
+}
+
+/// Logs in as `tester` through the ingress; the JWT the login set (cookie
+/// `token`), if the frontend issues one.
+async fn tester_token(http: &reqwest::Client, base: &str) -> Option<String> {
+    let res = http
+        .post(format!("{base}/login"))
+        .header("origin", base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=tester")
+        .send()
+        .await
+        .ok()?;
+    res.headers().get_all("set-cookie").iter().find_map(|v| {
+        let v = v.to_str().ok()?;
+        let t = v.strip_prefix("token=")?.split(';').next()?;
+        (!t.is_empty()).then(|| t.to_owned())
+    })
 }
 
 /// How far an observed share may stray from the expected one: 3 points, or four

@@ -4,7 +4,10 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use weather::dataplane::{self, Options, Running};
+use weather::{
+    dataplane::{self, Options, Running},
+    verify::{self, Class, Judge},
+};
 
 use crate::{root, stage_paths};
 
@@ -126,6 +129,30 @@ async fn on_the_jwt_stage_only_a_verified_tester_token_reaches_v2() {
         .unwrap();
     let (status, _, body) = page(ingress, &format!("token={expired}")).await;
     assert_eq!((status, body.trim()), (401, "Jwt is expired"));
+
+    // `weather verify` logs its testers in: the promise holds on this stage
+    // too, and the model's prediction for it agrees.
+    let (manifests, mesh) = crate::shipped("multiservice-jwt");
+    for judge in [
+        Judge::Promise,
+        Judge::Stage {
+            name: "multiservice-jwt".into(),
+            manifests: Box::new(manifests),
+            mesh: Box::new(mesh),
+        },
+    ] {
+        let report = verify::run(verify::Options {
+            url: format!("http://{ingress}"),
+            requests: 300,
+            concurrency: 8,
+            judge,
+        })
+        .await
+        .unwrap();
+        assert!(report.ok(), "{}", report.render("the JWT stage"));
+        assert_eq!(report.crossings, 0);
+        assert_eq!(report.rows[&Class::Tester].observed.get(V2), Some(&300));
+    }
     running.shutdown().await;
 }
 
