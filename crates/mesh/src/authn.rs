@@ -182,8 +182,7 @@ impl Provider {
     /// Whether it applies to a pod with these labels in `namespace` (in the
     /// root namespace, to such pods everywhere), as for AuthorizationPolicy.
     pub fn applies_to(&self, namespace: &str, labels: &Labels) -> bool {
-        (self.namespace == namespace || self.namespace == ROOT_NAMESPACE)
-            && selects(self.selector.as_ref(), labels)
+        crate::authz::selects(&self.namespace, self.selector.as_ref(), namespace, labels)
     }
 
     /// A problem with its inline `jwks`, for `weather check`.

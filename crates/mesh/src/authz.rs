@@ -158,6 +158,20 @@ impl Pattern {
     }
 }
 
+/// Whether a security object of namespace `policy_ns` with this selector
+/// applies to a pod with `labels` in `namespace`: a selector's labels must be
+/// the pod's (none: every pod); the namespace must be the object's, unless
+/// that is the root namespace.
+pub fn selects(
+    policy_ns: &str,
+    selector: Option<&Labels>,
+    namespace: &str,
+    labels: &Labels,
+) -> bool {
+    (policy_ns == namespace || policy_ns == ROOT_NAMESPACE)
+        && selector.is_none_or(|s| s.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
 /// Istio's value patterns: `*` is any non-empty value, `*x` a suffix, `x*` a
 /// prefix, anything else exact.
 pub fn glob(pattern: &str, value: &str) -> bool {
@@ -220,12 +234,7 @@ impl Policy {
 
     /// Whether the policy applies to a pod with these labels in `namespace`.
     pub fn applies_to(&self, namespace: &str, labels: &Labels) -> bool {
-        !self.targeted
-            && (self.namespace == namespace || self.namespace == ROOT_NAMESPACE)
-            && self
-                .selector
-                .as_ref()
-                .is_none_or(|s| s.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        !self.targeted && selects(&self.namespace, self.selector.as_ref(), namespace, labels)
     }
 
     /// The first rule that matches, by its index in `rules`.
@@ -363,19 +372,9 @@ impl Attribute {
 /// one string matching it (Envoy's list matcher `oneOf`, and the string
 /// itself, as `MetadataListValueMatcher` builds it for Istio's extended JWT).
 fn claim_matches(claims: Option<&Claims>, path: &[&str], g: &str) -> bool {
-    let Some(claims) = claims else { return false };
-    let Some((first, rest)) = path.split_first() else {
-        return false;
-    };
-    let mut at = claims.get(*first);
-    for key in rest {
-        at = at.and_then(|v| v.get(key));
-    }
-    match at {
-        Some(Value::String(v)) => glob(g, v),
-        Some(Value::Array(items)) => items.iter().any(|i| i.as_str().is_some_and(|v| glob(g, v))),
-        _ => false,
-    }
+    crate::security::claim_values(claims, path)
+        .iter()
+        .any(|v| glob(g, v))
 }
 
 fn list(v: &Option<Vec<String>>) -> &[String] {
