@@ -7,10 +7,13 @@
 //! - a policy applies to the pods its `selector` picks in its namespace, or to
 //!   every pod of its namespace without one; a policy in the root namespace
 //!   (`istio-system`) applies in every namespace;
-//! - DENY policies first: one that matches denies (403 `RBAC: access denied`);
-//!   then ALLOW policies: if any applies, one must match, or the request is
-//!   denied; with none, everything is allowed. AUDIT changes nothing; CUSTOM
-//!   needs an external authorizer and is not modelled;
+//! - CUSTOM policies first: they name an external authorizer among the mesh's
+//!   extension providers, and the mesh this project installs has none, so
+//!   istiod turns each into a DENY of what its rules match ("failed to process
+//!   CUSTOM action ..., will generate deny configs"); then DENY policies: one
+//!   that matches denies (403 `RBAC: access denied`); then ALLOW policies: if
+//!   any applies, one must match, or the request is denied; with none,
+//!   everything is allowed. AUDIT changes nothing;
 //! - a rule matches when one of its `from`, one of its `to` and every `when`
 //!   hold (an empty list holds); within a `source` or `operation` every field
 //!   set must hold, by one of its values, and none of its `not` values;
@@ -257,6 +260,9 @@ pub enum Decision {
     Allowed { policy: String, rule: usize },
     /// A DENY policy's rule matched.
     DeniedBy { policy: String, rule: usize },
+    /// A CUSTOM policy's rule matched, and its provider is no extension
+    /// provider of the mesh: istiod denies what it matches.
+    DeniedByCustom { policy: String, rule: usize },
     /// ALLOW policies apply, and none matched: these.
     NotAllowed { policies: Vec<String> },
 }
@@ -278,6 +284,9 @@ impl Decision {
                     "denied by AuthorizationPolicy {policy} (DENY) rules[{rule}]: 403 RBAC: access denied"
                 )
             }
+            Decision::DeniedByCustom { policy, rule } => format!(
+                "denied by AuthorizationPolicy {policy} (CUSTOM) rules[{rule}]: its provider is no extension provider of the mesh, so istiod denies what it matches: 403 RBAC: access denied"
+            ),
             Decision::NotAllowed { policies } => format!(
                 "denied: no rule of the ALLOW polic{} {} matches: 403 RBAC: access denied",
                 if policies.len() == 1 { "y" } else { "ies" },
@@ -287,11 +296,20 @@ impl Decision {
     }
 }
 
-/// DENY, then ALLOW, over the policies that apply (in the order given).
+/// CUSTOM, DENY, then ALLOW, over the policies that apply (in the order
+/// given).
 pub fn decide<'p, H: HeaderLookup + ?Sized>(
     policies: impl Iterator<Item = &'p Policy> + Clone,
     s: &Subject<'_, H>,
 ) -> Decision {
+    for p in policies.clone().filter(|p| p.action == Action::Custom) {
+        if let Some(rule) = p.matching_rule(s) {
+            return Decision::DeniedByCustom {
+                policy: p.reference(),
+                rule,
+            };
+        }
+    }
     for p in policies.clone().filter(|p| p.action == Action::Deny) {
         if let Some(rule) = p.matching_rule(s) {
             return Decision::DeniedBy {

@@ -261,7 +261,7 @@ impl Manifests {
                 }
                 if ap.spec.action.as_deref() == Some("CUSTOM") {
                     self.warnings.push(format!(
-                        "{origin} ({id}): action CUSTOM (an external authorizer) is not modelled: a local run ignores the policy, the cluster does not"
+                        "{origin} ({id}): action CUSTOM: weather up has no external authorizer; as istiod does when the provider is no extension provider of the mesh (this project's meshConfig has none), it denies what the rules match"
                     ));
                 }
                 upsert(&mut self.authorization_policies, ap, |o| &o.metadata);

@@ -21,7 +21,7 @@ pub(super) fn check(out: &mut Out) {
     let m = out.m;
     for (i, ap) in m.authorization_policies.iter().enumerate() {
         let o = Object::of("AuthorizationPolicy", &ap.metadata);
-        if ap.spec.action.as_deref() == Some("DENY")
+        if let Some(action @ ("DENY" | "CUSTOM")) = ap.spec.action.as_deref()
             && ap.spec.rules.as_ref().is_none_or(Vec::is_empty)
         {
             out.push(
@@ -29,7 +29,7 @@ pub(super) fn check(out: &mut Out) {
                 super::SCHEMA_VALIDATION_ERROR,
                 &o,
                 "spec.rules",
-                "DENY action without `rules` is meaningless as it will never be triggered: Istio refuses the policy; add an empty rule `{}` to deny every request",
+                format!("{action} action without `rules` is meaningless as it will never be triggered: Istio refuses the policy; add an empty rule `{{}}` to match every request"),
             );
         }
         service_accounts(out, &o, ap);

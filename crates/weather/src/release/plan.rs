@@ -145,7 +145,7 @@ pub fn virtual_services(train: &Train, m: &Manifests, phase: Phase) -> Vec<Value
                 vec![
                     json!({
                         "name": "train-lane",
-                        "match": [{"sourceLabels": {"app": caller.name, "version": caller.to}}],
+                        "match": [{"sourceLabels": {"app": caller.name, "version": caller.to}, "sourceNamespace": ns}],
                         "route": [destination(&s.name, &s.to, 100)],
                     }),
                     all(100, 0),

@@ -225,11 +225,21 @@ fn random_policies(seed: u64) -> String {
     const APPS: &[&str] = &["frontend", "forecast", "recommendation"];
     let mut yaml = String::new();
     for i in 0..10 {
-        let action = if rng.bool() { "ALLOW" } else { "DENY" };
+        // CUSTOM names an authorizer the mesh does not have: istiod denies
+        // what its rules match. Its rules may not name identities.
+        let action = match rng.u8(..6) {
+            0 => "CUSTOM",
+            1..=2 => "DENY",
+            _ => "ALLOW",
+        };
+        let custom = action == "CUSTOM";
         let _ = write!(
             yaml,
             "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: random-{i}, namespace: weather}}\nspec:\n  action: {action}\n"
         );
+        if custom {
+            yaml.push_str("  provider: {name: ext-authz}\n");
+        }
         if rng.u8(..3) > 0 {
             let app = APPS[rng.usize(..APPS.len())];
             let _ = writeln!(yaml, "  selector: {{matchLabels: {{app: {app}}}}}");
@@ -243,7 +253,7 @@ fn random_policies(seed: u64) -> String {
             yaml.push_str("    - {}\n");
             let rule_at = yaml.len() - 3;
             let mut parts = Vec::new();
-            if rng.bool() {
+            if !custom && rng.bool() {
                 let (field, pool): (&str, &[&'static str]) = match rng.u8(..6) {
                     0 => ("principals", PRINCIPALS),
                     1 => ("notPrincipals", PRINCIPALS),
@@ -274,7 +284,7 @@ fn random_policies(seed: u64) -> String {
             }
             if rng.u8(..3) == 0 {
                 let values = if rng.bool() { "values" } else { "notValues" };
-                let (key, v) = match rng.u8(..3) {
+                let (key, v) = match if custom { 0 } else { rng.u8(..3) } {
                     0 => ("request.headers[x-probe]", "1"),
                     1 => ("source.namespace", "weather"),
                     _ => ("source.principal", "cluster.local/ns/weather/sa/frontend"),
@@ -325,6 +335,7 @@ fn random_policies_decide_as_istiod_and_envoy_do() {
     let dir = std::env::temp_dir().join(format!("weather-authz-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut total = (0, 0, Vec::new());
+    let mut actions = std::collections::BTreeSet::new();
     for seed in 0..=4u64 {
         let file = dir.join(format!("random-{seed}.yaml"));
         let policies = if seed == 0 {
@@ -344,6 +355,7 @@ fn random_policies_decide_as_istiod_and_envoy_do() {
         assert!(mesh.security.policies.len() >= 3);
         for p in &mesh.security.policies {
             assert!(p.skipped.is_empty(), "{}: {:?}", p.name, p.skipped);
+            actions.insert(format!("{:?}", p.action));
         }
         let (n, refused, diffs) = differences(&paths, &format!("authz-random-{seed}"));
         total.0 += n;
