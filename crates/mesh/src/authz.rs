@@ -252,24 +252,34 @@ impl Policy {
 }
 
 /// What the policies of a workload say of one request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// No ALLOW or DENY policy applies.
+#[derive(Clone, Debug)]
+pub enum Decision<'p> {
+    /// No ALLOW, DENY or CUSTOM policy applies.
     NoPolicy,
-    /// An ALLOW policy's rule matched: `(policy, rule index)`.
-    Allowed { policy: String, rule: usize },
+    /// An ALLOW policy's rule matched: the policy, the rule's index.
+    Allowed { policy: &'p Policy, rule: usize },
     /// A DENY policy's rule matched.
-    DeniedBy { policy: String, rule: usize },
+    DeniedBy { policy: &'p Policy, rule: usize },
     /// A CUSTOM policy's rule matched, and its provider is no extension
     /// provider of the mesh: istiod denies what it matches.
-    DeniedByCustom { policy: String, rule: usize },
+    DeniedByCustom { policy: &'p Policy, rule: usize },
     /// ALLOW policies apply, and none matched: these.
-    NotAllowed { policies: Vec<String> },
+    NotAllowed { policies: Vec<&'p Policy> },
 }
 
-impl Decision {
+impl Decision<'_> {
     pub fn allowed(&self) -> bool {
         matches!(self, Decision::NoPolicy | Decision::Allowed { .. })
+    }
+
+    /// The policy and rule that decided, as `namespace/name` and index.
+    pub fn by(&self) -> Option<(String, usize)> {
+        match self {
+            Decision::Allowed { policy, rule }
+            | Decision::DeniedBy { policy, rule }
+            | Decision::DeniedByCustom { policy, rule } => Some((policy.reference(), *rule)),
+            _ => None,
+        }
     }
 
     /// One line, for `weather route` and logs.
@@ -277,21 +287,27 @@ impl Decision {
         match self {
             Decision::NoPolicy => "no AuthorizationPolicy applies: allowed".to_owned(),
             Decision::Allowed { policy, rule } => {
-                format!("allowed by AuthorizationPolicy {policy} rules[{rule}]")
-            }
-            Decision::DeniedBy { policy, rule } => {
                 format!(
-                    "denied by AuthorizationPolicy {policy} (DENY) rules[{rule}]: 403 RBAC: access denied"
+                    "allowed by AuthorizationPolicy {} rules[{rule}]",
+                    policy.reference()
                 )
             }
+            Decision::DeniedBy { policy, rule } => format!(
+                "denied by AuthorizationPolicy {} (DENY) rules[{rule}]: 403 RBAC: access denied",
+                policy.reference()
+            ),
             Decision::DeniedByCustom { policy, rule } => format!(
-                "denied by AuthorizationPolicy {policy} (CUSTOM) rules[{rule}]: its provider is no extension provider of the mesh, so istiod denies what it matches: 403 RBAC: access denied"
+                "denied by AuthorizationPolicy {} (CUSTOM) rules[{rule}]: its provider is no extension provider of the mesh, so istiod denies what it matches: 403 RBAC: access denied",
+                policy.reference()
             ),
-            Decision::NotAllowed { policies } => format!(
-                "denied: no rule of the ALLOW polic{} {} matches: 403 RBAC: access denied",
-                if policies.len() == 1 { "y" } else { "ies" },
-                policies.join(", ")
-            ),
+            Decision::NotAllowed { policies } => {
+                let names: Vec<String> = policies.iter().map(|p| p.reference()).collect();
+                format!(
+                    "denied: no rule of the ALLOW polic{} {} matches: 403 RBAC: access denied",
+                    if names.len() == 1 { "y" } else { "ies" },
+                    names.join(", ")
+                )
+            }
         }
     }
 }
@@ -301,38 +317,29 @@ impl Decision {
 pub fn decide<'p, H: HeaderLookup + ?Sized>(
     policies: impl Iterator<Item = &'p Policy> + Clone,
     s: &Subject<'_, H>,
-) -> Decision {
+) -> Decision<'p> {
     for p in policies.clone().filter(|p| p.action == Action::Custom) {
         if let Some(rule) = p.matching_rule(s) {
-            return Decision::DeniedByCustom {
-                policy: p.reference(),
-                rule,
-            };
+            return Decision::DeniedByCustom { policy: p, rule };
         }
     }
     for p in policies.clone().filter(|p| p.action == Action::Deny) {
         if let Some(rule) = p.matching_rule(s) {
-            return Decision::DeniedBy {
-                policy: p.reference(),
-                rule,
-            };
+            return Decision::DeniedBy { policy: p, rule };
         }
     }
     let mut allow = policies.filter(|p| p.action == Action::Allow).peekable();
     if allow.peek().is_none() {
         return Decision::NoPolicy;
     }
-    let mut names = Vec::new();
+    let mut tried = Vec::new();
     for p in allow {
         if let Some(rule) = p.matching_rule(s) {
-            return Decision::Allowed {
-                policy: p.reference(),
-                rule,
-            };
+            return Decision::Allowed { policy: p, rule };
         }
-        names.push(p.reference());
+        tried.push(p);
     }
-    Decision::NotAllowed { policies: names }
+    Decision::NotAllowed { policies: tried }
 }
 
 impl Rule {
@@ -728,11 +735,11 @@ spec:
         let h: [(String, String); 0] = [];
         let d = |peer, method, path| decide(p.iter(), &subject(peer, method, path, &h));
         assert!(d(Some(FRONTEND), "GET", "/forecast").allowed());
+        let denied = d(Some(RECOMMENDATION), "GET", "/forecast");
+        assert!(matches!(denied, Decision::NotAllowed { .. }));
         assert_eq!(
-            d(Some(RECOMMENDATION), "GET", "/forecast"),
-            Decision::NotAllowed {
-                policies: vec!["weather/forecast".into()]
-            }
+            denied.describe(),
+            "denied: no rule of the ALLOW policy weather/forecast matches: 403 RBAC: access denied"
         );
         assert!(!d(Some(FRONTEND), "POST", "/forecast").allowed());
         assert!(!d(Some(FRONTEND), "GET", "/metrics").allowed());
@@ -759,18 +766,12 @@ spec:
         let h: [(String, String); 0] = [];
         let d = |peer, path| decide(p.iter(), &subject(peer, "GET", path, &h));
         assert_eq!(
-            d(None, "/metrics"),
-            Decision::DeniedBy {
-                policy: "weather/no-metrics".into(),
-                rule: 0
-            }
+            d(None, "/metrics").by(),
+            Some(("weather/no-metrics".to_owned(), 0))
         );
         assert_eq!(
-            d(Some(FRONTEND), "/metrics"),
-            Decision::Allowed {
-                policy: "weather/allow-all".into(),
-                rule: 0
-            }
+            d(Some(FRONTEND), "/metrics").by(),
+            Some(("weather/allow-all".to_owned(), 0))
         );
         let nothing = policies(
             "apiVersion: security.istio.io/v1
@@ -780,13 +781,13 @@ spec: {}
 ",
         );
         assert!(!decide(nothing.iter(), &subject(Some(FRONTEND), "GET", "/", &h)).allowed());
-        assert_eq!(
+        assert!(matches!(
             decide(
                 std::iter::empty::<&Policy>(),
                 &subject(None, "GET", "/", &h)
             ),
             Decision::NoPolicy
-        );
+        ));
     }
 
     #[test]
@@ -823,11 +824,8 @@ spec:
             .allowed()
         );
         assert_eq!(
-            decide(p.iter(), &subject(Some(RECOMMENDATION), "GET", "/", &probe)),
-            Decision::Allowed {
-                policy: "weather/a".into(),
-                rule: 0
-            }
+            decide(p.iter(), &subject(Some(RECOMMENDATION), "GET", "/", &probe)).by(),
+            Some(("weather/a".to_owned(), 0))
         );
     }
 

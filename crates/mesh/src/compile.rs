@@ -228,6 +228,7 @@ impl Mesh {
             .iter()
             .map(|vs| virtual_service(vs, &resolver, &mut errors))
             .collect();
+        let security = crate::security::Security::compile(m, &workloads);
         Mesh {
             gateways: m.gateways.iter().map(gateway).collect(),
             workloads,
@@ -237,7 +238,7 @@ impl Mesh {
             default_targets,
             by_fqdn,
             errors,
-            security: crate::security::Security::compile(m),
+            security,
             sidecars: m.sidecars.iter().map(sidecar).collect(),
         }
     }

@@ -11,7 +11,7 @@ use crate::{
     authn::{self, Carrier, Keys, Mtls, Outcome, Provider},
     authz::{self, Decision, Policy, Subject},
     load::Manifests,
-    model::{Labels, PeerAuthentication},
+    model::Labels,
     routing::{HeaderLookup, INGRESS_NAMESPACE, Workload, ingress_labels},
 };
 
@@ -31,44 +31,38 @@ pub fn workload_principal(w: &Workload) -> String {
     authz::principal(&w.namespace, &w.service_account)
 }
 
-/// The security objects, compiled.
+/// The security objects, compiled, and what applies where, resolved once per
+/// destination when the manifests are applied (no request pays for finding
+/// its policies).
 #[derive(Debug, Default)]
 pub struct Security {
     pub policies: Vec<Policy>,
     pub providers: Vec<Provider>,
-    peer: Vec<PeerAuthentication>,
+    /// Per workload of the mesh, by index; then the ingress gateway.
+    scopes: Vec<Scope>,
+}
+
+/// What applies at one destination.
+#[derive(Debug)]
+struct Scope {
+    mtls: Mtls,
+    /// The PeerAuthentication that set the mode (`None`: Istio's default).
+    mtls_policy: Option<String>,
+    /// Indices into `policies` and `providers`.
+    policies: Vec<usize>,
+    providers: Vec<usize>,
+    /// The port its proxy receives on.
+    port: u16,
 }
 
 /// Where a request arrives.
-#[derive(Clone, Copy, Debug)]
-pub enum Dest<'a> {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dest {
     /// Istio's ingress gateway, from outside the mesh.
     Ingress,
-    /// A workload's pod, through its sidecar.
-    Workload(&'a Workload),
-}
-
-impl Dest<'_> {
-    fn namespace(&self) -> &str {
-        match self {
-            Dest::Ingress => INGRESS_NAMESPACE,
-            Dest::Workload(w) => &w.namespace,
-        }
-    }
-
-    fn labels(&self) -> &Labels {
-        match self {
-            Dest::Ingress => ingress_labels(),
-            Dest::Workload(w) => &w.labels,
-        }
-    }
-
-    fn port(&self) -> u16 {
-        match self {
-            Dest::Ingress => INGRESS_TARGET_PORT,
-            Dest::Workload(w) => w.port.unwrap_or(0),
-        }
-    }
+    /// A workload's pod, through its sidecar: its index in the mesh's
+    /// workloads.
+    Workload(usize),
 }
 
 /// A request as it arrives.
@@ -87,15 +81,15 @@ pub struct Arrival<'a, H: HeaderLookup + ?Sized> {
 
 /// What the destination's proxy decided.
 #[derive(Clone, Debug)]
-pub struct Admission {
+pub struct Admission<'a> {
     pub mtls: Mtls,
     /// The PeerAuthentication that set the mode; `None`: Istio's default.
-    pub mtls_policy: Option<String>,
+    pub mtls_policy: Option<&'a str>,
     /// The peer identity authorization sees: the caller's, over mTLS.
-    pub peer: Option<String>,
+    pub peer: Option<&'a str>,
     pub jwt: Outcome,
     /// `None` when the request was refused before authorization.
-    pub decision: Option<Decision>,
+    pub decision: Option<Decision<'a>>,
 }
 
 /// How the proxy refuses a request.
@@ -105,7 +99,7 @@ pub struct Refusal {
     pub body: &'static str,
 }
 
-impl Admission {
+impl Admission<'_> {
     /// `None`: the request goes to the app.
     pub fn refusal(&self) -> Option<Refusal> {
         if let Outcome::Invalid { message } = self.jwt {
@@ -172,59 +166,102 @@ impl Admission {
 }
 
 impl Security {
-    pub fn compile(m: &Manifests) -> Security {
+    /// Compiles the security objects of `m` for the mesh's `workloads`.
+    pub fn compile(m: &Manifests, workloads: &[Workload]) -> Security {
+        let policies: Vec<Policy> = m
+            .authorization_policies
+            .iter()
+            .map(Policy::compile)
+            .collect();
+        let providers: Vec<Provider> = m
+            .request_authentications
+            .iter()
+            .flat_map(Provider::compile)
+            .collect();
+        let pa = &m.peer_authentications;
+        let scope = |ns: &str, labels: &Labels, port: u16, mtls: Option<(Mtls, Option<String>)>| {
+            let (mtls, mtls_policy) =
+                mtls.unwrap_or_else(|| authn::mtls_mode(pa, ns, labels, port));
+            Scope {
+                mtls,
+                mtls_policy,
+                policies: (0..policies.len())
+                    .filter(|&i| policies[i].applies_to(ns, labels))
+                    .collect(),
+                providers: (0..providers.len())
+                    .filter(|&i| providers[i].applies_to(ns, labels))
+                    .collect(),
+                port,
+            }
+        };
+        let mut scopes: Vec<Scope> = workloads
+            .iter()
+            .map(|w| scope(&w.namespace, &w.labels, w.port.unwrap_or(0), None))
+            .collect();
+        // The gateway's clients are outside the mesh: no mTLS to speak of.
+        scopes.push(scope(
+            INGRESS_NAMESPACE,
+            ingress_labels(),
+            INGRESS_TARGET_PORT,
+            Some((Mtls::Permissive, None)),
+        ));
         Security {
-            policies: m
-                .authorization_policies
-                .iter()
-                .map(Policy::compile)
-                .collect(),
-            providers: m
-                .request_authentications
-                .iter()
-                .flat_map(Provider::compile)
-                .collect(),
-            peer: m.peer_authentications.clone(),
+            policies,
+            providers,
+            scopes,
+        }
+    }
+
+    fn scope(&self, dest: Dest) -> Option<&Scope> {
+        match dest {
+            Dest::Ingress => self.scopes.last(),
+            Dest::Workload(i) => self.scopes.get(i).filter(|_| i + 1 < self.scopes.len()),
         }
     }
 
     /// The mTLS mode of a destination's port, and the policy that set it.
-    pub fn mtls(&self, dest: Dest<'_>) -> (Mtls, Option<String>) {
-        authn::mtls_mode(&self.peer, dest.namespace(), dest.labels(), dest.port())
+    pub fn mtls(&self, dest: Dest) -> (Mtls, Option<&str>) {
+        self.scope(dest).map_or((Mtls::Permissive, None), |s| {
+            (s.mtls, s.mtls_policy.as_deref())
+        })
     }
 
     /// The JWT providers of a destination.
-    pub fn providers(&self, dest: Dest<'_>) -> Vec<&Provider> {
-        self.providers
-            .iter()
-            .filter(|p| p.applies_to(dest.namespace(), dest.labels()))
-            .collect()
+    pub fn providers(&self, dest: Dest) -> impl Iterator<Item = &Provider> {
+        self.scope(dest)
+            .into_iter()
+            .flat_map(|s| s.providers.iter().map(|&i| &self.providers[i]))
     }
 
-    /// Whether anything here can refuse a request: no policy, no JWT rule, no
-    /// STRICT mode.
+    /// The AuthorizationPolicies of a destination.
+    pub fn policies(&self, dest: Dest) -> impl Iterator<Item = &Policy> + Clone {
+        self.scope(dest)
+            .into_iter()
+            .flat_map(|s| s.policies.iter().map(|&i| &self.policies[i]))
+    }
+
+    /// Whether nothing here can refuse a request: no policy, no JWT rule, no
+    /// STRICT mode anywhere.
     pub fn is_open(&self) -> bool {
-        self.policies.is_empty() && self.providers.is_empty() && self.peer.is_empty()
+        self.policies.is_empty()
+            && self.providers.is_empty()
+            && self.scopes.iter().all(|s| s.mtls != Mtls::Strict)
     }
 
     /// mTLS, JWT and authorization of one request at `dest`. `keys` gives the
     /// keys of a `jwksUri`.
-    pub fn admit<H: HeaderLookup + ?Sized>(
-        &self,
-        dest: Dest<'_>,
-        a: &Arrival<'_, H>,
+    pub fn admit<'a, H: HeaderLookup + ?Sized>(
+        &'a self,
+        dest: Dest,
+        a: &Arrival<'a, H>,
         keys: Keys<'_>,
-    ) -> Admission {
-        let (mtls, mtls_policy) = match dest {
-            // The gateway's clients are outside the mesh.
-            Dest::Ingress => (Mtls::Permissive, None),
-            Dest::Workload(_) => self.mtls(dest),
-        };
+    ) -> Admission<'a> {
+        let (mtls, mtls_policy) = self.mtls(dest);
         let peer = match (dest, mtls) {
             (Dest::Ingress, _) | (_, Mtls::Disable) => None,
-            _ => a.caller.map(str::to_owned),
+            _ => a.caller,
         };
-        let providers = self.providers(dest);
+        let providers: Vec<&Provider> = self.providers(dest).collect();
         let jwt = if providers.is_empty() {
             Outcome::NoToken
         } else {
@@ -247,22 +284,16 @@ impl Security {
         if admission.refusal().is_some() {
             return admission;
         }
-        let (namespace, labels) = (dest.namespace(), dest.labels());
         let subject = Subject {
-            peer: admission.peer.as_deref(),
+            peer,
             jwt: admission.claims(),
             host: a.host,
-            port: dest.port(),
+            port: self.scope(dest).map_or(0, |s| s.port),
             method: a.method,
             path: a.path,
             headers: a.headers,
         };
-        let decision = authz::decide(
-            self.policies
-                .iter()
-                .filter(|p| p.applies_to(namespace, labels)),
-            &subject,
-        );
+        let decision = authz::decide(self.policies(dest), &subject);
         admission.decision = Some(decision);
         admission
     }

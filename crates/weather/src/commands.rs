@@ -166,7 +166,7 @@ pub fn route(a: RouteArgs) -> ExitCode {
                 caller: callee,
                 ..arrival(None)
             };
-            let admission = mesh.security.admit(Dest::Workload(w), &arrival, &keys);
+            let admission = mesh.security.admit(Dest::Workload(i), &arrival, &keys);
             security.extend(admission.describe(&w.name));
         }
     }
@@ -542,15 +542,24 @@ fn print_banner(
         println!("    {name:<14} {:<17} {sidecar}", addr.to_string());
     }
     let secured = !running.plane.applied().mesh.security.is_open();
-    if let Some((_, addr)) = running
-        .sidecars
-        .iter()
-        .find(|(n, _)| n.starts_with("recommendation"))
-        .filter(|_| secured)
-    {
-        println!(
-            "  Least privilege: curl -i -H 'Host: forecast:3002' 'http://{addr}/forecast?city=paris'   (403 RBAC: access denied)"
-        );
+    let sidecar_of = |prefix: &str| {
+        running
+            .sidecars
+            .iter()
+            .find(|(n, _)| n.starts_with(prefix))
+            .map(|(_, a)| *a)
+    };
+    if secured {
+        if let Some(addr) = sidecar_of("frontend") {
+            println!(
+                "  Least privilege: curl -i -X POST 'http://{addr}/forecast?city=paris'   (the frontend may only GET forecast: 403 RBAC: access denied)"
+            );
+        }
+        if let Some(addr) = sidecar_of("recommendation") {
+            println!(
+                "                   curl -i -H 'Host: forecast:3002' 'http://{addr}/forecast'   (recommendation calls nobody: its Sidecar answers 502)"
+            );
+        }
     }
     println!();
     if let Some(url) = prometheus {

@@ -167,9 +167,10 @@ fn without_strict(out: &mut Out, o: &Object<'_>, ap: &AuthorizationPolicy, p: &P
     let open: Vec<String> = mesh
         .workloads
         .iter()
-        .filter(|w| p.applies_to(&w.namespace, &w.labels))
-        .filter_map(|w| {
-            let (mode, _) = mesh.security.mtls(Dest::Workload(w));
+        .enumerate()
+        .filter(|(_, w)| p.applies_to(&w.namespace, &w.labels))
+        .filter_map(|(i, w)| {
+            let (mode, _) = mesh.security.mtls(Dest::Workload(i));
             (mode != Mtls::Strict).then(|| format!("{} ({})", w.name, mode.name()))
         })
         .collect();

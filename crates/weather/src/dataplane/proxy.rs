@@ -323,13 +323,12 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
             continue;
         };
         // What the destination's sidecar would do with the request.
-        let refusal = match applied.mesh.workloads.get(i) {
-            Some(w) if !applied.mesh.security.is_open() => {
-                admit(&l, &applied, Dest::Workload(w), req.headers(), &record)
-                    .await
-                    .err()
-            }
-            _ => None,
+        let refusal = if applied.mesh.security.is_open() {
+            None
+        } else {
+            admit(&l, &applied, Dest::Workload(i), req.headers(), &record)
+                .await
+                .err()
         };
         endpoints.push(Endpoint {
             addr,
@@ -386,7 +385,7 @@ struct Endpoint {
 async fn admit(
     l: &Listener,
     applied: &Applied,
-    dest: Dest<'_>,
+    dest: Dest,
     headers: &axum::http::HeaderMap,
     record: &Record<'_>,
 ) -> Result<Option<mesh::authz::Claims>, Refusal> {
@@ -410,14 +409,14 @@ async fn admit(
     let admission = security.admit(dest, &arrival, &keys);
     if let Some(r) = admission.refusal() {
         let at = match dest {
-            Dest::Ingress => "ingress".to_owned(),
-            Dest::Workload(w) => w.name.clone(),
+            Dest::Ingress => "ingress",
+            Dest::Workload(i) => applied.mesh.workloads.get(i).map_or("?", |w| &w.name),
         };
         tracing::debug!(
             "{at} refused {} {}: {}",
             record.method,
             record.path,
-            admission.describe(&at).join("; ")
+            admission.describe(at).join("; ")
         );
         let realm = format!("http://{}{path}", record.authority);
         return Err(Refusal::security(r, &realm));
