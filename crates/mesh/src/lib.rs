@@ -1,4 +1,4 @@
-//! A model of Istio's HTTP routing, on the very YAML that goes to the cluster
+//! A model of Istio's HTTP routing and security, on the very YAML that goes to the cluster
 //! (docs/architecture.md, "The Istio the model follows"). It knows Istio and
 //! Kubernetes, never a Weather service.
 //!
@@ -7,7 +7,10 @@
 //! - [`compile`] resolves hosts, subsets and regexes once into a [`Mesh`];
 //! - [`decide`] routes one request on it as istiod and Envoy would;
 //! - [`explain`] says why, for `weather route`; [`analyze`] reports what is
-//!   wrong, for `weather check`.
+//!   wrong, for `weather check`;
+//! - [`security`] is what a request meets at its destination's proxy
+//!   (docs/architecture.md, "Security the model enforces"): mTLS and JWT
+//!   ([`authn`]), then AuthorizationPolicy ([`authz`]).
 
 pub mod analyze;
 pub mod authn;
