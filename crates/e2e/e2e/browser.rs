@@ -4,7 +4,8 @@
 //! markup. Screenshots land in target/screenshots/ (docs/ keeps copies).
 //!
 //! One journey, one browser session: its steps build on each other, so they
-//! stay in one file with the helpers they use.
+//! stay in one file with the helpers they use. The JWT stage and the admin
+//! page have journeys of their own.
 
 use std::{
     net::TcpListener,
@@ -429,6 +430,73 @@ async fn the_tester_journey_in_a_real_browser() {
     save(&c, "verify.png").await;
 
     c.close().await.unwrap();
+    running.shutdown().await;
+}
+
+/// The safe way in a browser (the `multiservice-jwt` stage): a `user=tester`
+/// cookie set by the page itself is not enough; logging in is, because the
+/// login's signed token rides along in a cookie no script can read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_jwt_stage_only_logging_in_makes_a_tester() {
+    let paths = weather::stages::paths(&root(), "multiservice-jwt").unwrap();
+    let running = dataplane::start(dataplane::Options::local(
+        paths,
+        Some("multiservice-jwt".into()),
+    ))
+    .await
+    .unwrap();
+    let origin = format!("http://{}/", running.ingress);
+    let (_driver, c) = browser().await;
+    c.goto(&origin).await.unwrap();
+    assert_buttons(&c, GREY).await;
+
+    // The cookie stage's trick: set the cookie by hand. Still v1.
+    js(&c, "document.cookie = 'user=tester; path=/'; return null").await;
+    c.refresh().await.unwrap();
+    assert_eq!(user_cookie(&c).await.as_deref(), Some("tester"));
+    assert_buttons(&c, GREY).await;
+    let served = text(&c, "[data-testid=served-by]").await;
+    assert!(!served.contains("v2"), "{served}");
+
+    // Logging in (the page takes the hand-set cookie for a login, and offers
+    // to log out first): the token cookie is set, HttpOnly, and the v2 chain
+    // answers.
+    click_and_load(&c, "[data-testid=logout]").await;
+    log_in_as(&c, "tester").await;
+    assert_buttons(&c, BLUE).await;
+    let served = text(&c, "[data-testid=served-by]").await;
+    assert!(
+        served.contains("frontend v2") && served.contains("forecast v2"),
+        "{served}"
+    );
+    let token = c
+        .get_all_cookies()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.name() == "token")
+        .expect("the login sets a token cookie");
+    assert_eq!(token.http_only(), Some(true));
+    let visible = js(&c, "return document.cookie").await;
+    assert!(
+        !visible.as_str().unwrap_or_default().contains("token="),
+        "{visible}"
+    );
+
+    // Logging out clears both cookies: back to v1.
+    click_and_load(&c, "[data-testid=logout]").await;
+    assert_buttons(&c, GREY).await;
+    let names: Vec<String> = c
+        .get_all_cookies()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.name().to_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == "token" || n == "user"),
+        "{names:?}"
+    );
     running.shutdown().await;
 }
 
