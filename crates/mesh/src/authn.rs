@@ -30,6 +30,7 @@ pub use jsonwebtoken::jwk::JwkSet;
 
 use crate::{
     authz::{Claims, ROOT_NAMESPACE},
+    compile::subset_of,
     model::{Labels, PeerAuthentication, RequestAuthentication},
     routing::HeaderLookup,
 };
@@ -61,10 +62,6 @@ impl Mtls {
     }
 }
 
-fn selects(selector: Option<&Labels>, labels: &Labels) -> bool {
-    selector.is_none_or(|s| s.iter().all(|(k, v)| labels.get(k) == Some(v)))
-}
-
 fn selector_of(s: &Option<crate::model::WorkloadSelector>) -> Option<&Labels> {
     s.as_ref()
         .map(|s| &s.match_labels)
@@ -82,7 +79,7 @@ pub fn mtls_mode(
     let named = |p: &PeerAuthentication| format!("{}/{}", p.metadata.ns(), p.metadata.name);
     let workload = policies.iter().find(|p| {
         p.metadata.ns() == namespace
-            && selector_of(&p.spec.selector).is_some_and(|s| selects(Some(s), labels))
+            && selector_of(&p.spec.selector).is_some_and(|s| subset_of(labels, s))
     });
     if let Some(p) = workload {
         let by_port = p
@@ -216,7 +213,8 @@ pub struct Carrier<'a, H: HeaderLookup + ?Sized> {
     pub query: &'a str,
 }
 
-fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+/// The value of cookie `name` in a `Cookie` header.
+pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     header.split(';').find_map(|kv| {
         let (k, v) = kv.trim().split_once('=')?;
         (k == name).then_some(v)

@@ -172,7 +172,7 @@ pub fn selects(
     labels: &Labels,
 ) -> bool {
     (policy_ns == namespace || policy_ns == ROOT_NAMESPACE)
-        && selector.is_none_or(|s| s.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        && selector.is_none_or(|s| crate::compile::subset_of(labels, s))
 }
 
 /// Istio's value patterns: `*` is any non-empty value, `*x` a suffix, `x*` a

@@ -248,6 +248,14 @@ impl Mesh {
         self.virtual_services.len()
     }
 
+    /// The workloads (indices) behind Service `service`: its pods.
+    pub fn endpoints(&self, service: usize) -> &[usize] {
+        self.default_targets
+            .get(service)
+            .and_then(|t| t.first())
+            .map_or(&[], |t| &t.endpoints)
+    }
+
     /// The Service a host resolved as istiod does names, if any.
     pub fn service(&self, fqdn: &str) -> Option<usize> {
         self.by_fqdn.get(fqdn).copied()

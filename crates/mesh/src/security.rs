@@ -40,6 +40,8 @@ pub struct Security {
     pub providers: Vec<Provider>,
     /// Per workload of the mesh, by index; then the ingress gateway.
     scopes: Vec<Scope>,
+    /// Nothing here can refuse a request: read on every hop.
+    open: bool,
 }
 
 /// What applies at one destination.
@@ -205,10 +207,14 @@ impl Security {
             INGRESS_TARGET_PORT,
             Some((Mtls::Permissive, None)),
         ));
+        let open = policies.is_empty()
+            && providers.is_empty()
+            && scopes.iter().all(|s| s.mtls != Mtls::Strict);
         Security {
             policies,
             providers,
             scopes,
+            open,
         }
     }
 
@@ -243,9 +249,7 @@ impl Security {
     /// Whether nothing here can refuse a request: no policy, no JWT rule, no
     /// STRICT mode anywhere.
     pub fn is_open(&self) -> bool {
-        self.policies.is_empty()
-            && self.providers.is_empty()
-            && self.scopes.iter().all(|s| s.mtls != Mtls::Strict)
+        self.open
     }
 
     /// mTLS, JWT and authorization of one request at `dest`. `keys` gives the

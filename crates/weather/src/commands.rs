@@ -224,12 +224,7 @@ fn destination_workloads<H: mesh::routing::HeaderLookup + ?Sized>(
                 let (host, _) = mesh::hosts::split_authority(req.authority);
                 let fqdn = mesh::hosts::expand_authority(&host, namespace);
                 if let Some(s) = mesh.service(&fqdn) {
-                    let svc = &mesh.services[s];
-                    out.extend(mesh.workloads.iter().enumerate().filter_map(|(i, w)| {
-                        (w.namespace == svc.namespace
-                            && svc.selector.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
-                        .then_some(i)
-                    }));
+                    out.extend_from_slice(mesh.endpoints(s));
                 }
             }
         }

@@ -56,10 +56,7 @@ pub fn predict(manifests: &Manifests, mesh: &Mesh, headers: &[(String, String)])
 fn token_claims(headers: &[(String, String)]) -> Option<mesh::authz::Claims> {
     use base64::Engine;
     let cookie = headers.iter().find(|(k, _)| k == "cookie")?;
-    let token = cookie
-        .1
-        .split(';')
-        .find_map(|kv| kv.trim().strip_prefix("token="))?;
+    let token = mesh::authn::cookie(&cookie.1, "token")?;
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)

@@ -74,18 +74,8 @@ async fn fetch(plane: &Plane, applied: &Applied, uri: &str) -> Result<JwkSet, St
         .mesh
         .service(&fqdn)
         .or_else(|| applied.mesh.service(&host))
-        .and_then(|s| {
-            let svc = &applied.mesh.services[s];
-            applied
-                .mesh
-                .workloads
-                .iter()
-                .position(|w| {
-                    w.namespace == svc.namespace
-                        && svc.selector.iter().all(|(k, v)| w.labels.get(k) == Some(v))
-                })
-                .and_then(|i| applied.addr(i))
-        });
+        .and_then(|s| applied.mesh.endpoints(s).first())
+        .and_then(|&i| applied.addr(i));
     let target = match addr {
         Some(a) => format!("http://{a}{path}"),
         None => uri.to_owned(),
