@@ -303,6 +303,9 @@ func TestAuthz(t *testing.T) {
 		listeners = append(listeners, map[string]any{
 			"name":    name,
 			"address": map[string]any{"socket_address": map[string]any{"address": host, "port_value": port}},
+			// A port taken by anything else fails to bind, loudly, instead of
+			// being shared (Envoy's default SO_REUSEPORT).
+			"enable_reuse_port": false,
 			"filter_chains": []any{map[string]any{
 				"filters": []any{map[string]any{"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}},
 				"transport_socket": map[string]any{

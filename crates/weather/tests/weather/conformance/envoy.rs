@@ -84,11 +84,24 @@ fn roll_from_header(v: &mut Value) {
 
 /// A free port, held by `held` until Envoy is about to bind it, so that no two
 /// listeners are given the same one.
-fn free_port(held: &mut Vec<TcpListener>) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+fn free_port(ip: [u8; 4], held: &mut Vec<TcpListener>) -> u16 {
+    let l = TcpListener::bind(SocketAddr::from((ip, 0))).unwrap();
     let port = l.local_addr().unwrap().port();
     held.push(l);
     port
+}
+
+/// A loopback address no other Envoy of this process uses, and unlikely to
+/// be another process's: 127.P.N.1 (P from the process id, N counted).
+fn own_loopback() -> [u8; 4] {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    [
+        127,
+        1 + (std::process::id() % 250) as u8,
+        (n % 250) as u8,
+        1,
+    ]
 }
 
 pub(super) struct Envoy {
@@ -128,6 +141,11 @@ pub(super) fn start_envoy_with(
     let mut listeners = BTreeMap::new();
     let mut held = Vec::new();
     let mut clusters = BTreeSet::new();
+    // Every Envoy of the test run listens on a loopback address of its own:
+    // Envoy binds with SO_REUSEPORT by default, so two Envoys given one port
+    // in a race would silently share its connections. (And reuse is turned
+    // off, so that such a race fails loudly instead.)
+    let ip = own_loopback();
     for (proxy, p) in export["proxies"].as_object().unwrap() {
         for (name, rc) in p["routes"].as_object().unwrap() {
             let mut rc = rc.clone();
@@ -137,14 +155,13 @@ pub(super) fn start_envoy_with(
                 {"header": {"key": "x-oracle-cluster", "value": "%UPSTREAM_CLUSTER%"}},
                 {"header": {"key": "x-oracle-flags", "value": "%RESPONSE_FLAGS%"}},
             ]);
-            let port = free_port(&mut held);
-            listeners.insert(
-                (proxy.clone(), name.clone()),
-                SocketAddr::from(([127, 0, 0, 1], port)),
-            );
+            let port = free_port(ip, &mut held);
+            let addr = SocketAddr::from((ip, port));
+            listeners.insert((proxy.clone(), name.clone()), addr);
             listeners_json.push(json!({
                 "name": format!("{proxy}/{name}"),
-                "address": {"socketAddress": {"address": "127.0.0.1", "portValue": port}},
+                "address": {"socketAddress": {"address": addr.ip().to_string(), "portValue": port}},
+                "enableReusePort": false,
                 "filterChains": [{"filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
                     "typedConfig": {
