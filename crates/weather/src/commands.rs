@@ -414,6 +414,7 @@ pub struct UpArgs {
 }
 
 pub async fn up(a: UpArgs) -> ExitCode {
+    let stop = weather_core::server::StopSignal::install();
     let (paths, stage) = if a.paths.is_empty() {
         match stages::paths(&a.root, &a.stage) {
             Ok(p) => (p, Some(a.stage.clone())),
@@ -482,7 +483,7 @@ pub async fn up(a: UpArgs) -> ExitCode {
         admin.addr,
         prometheus_url,
     );
-    weather_core::server::stop_signal().await;
+    stop.wait().await;
     println!("stopping");
     if let Some(p) = prometheus {
         p.stop().await;
@@ -663,6 +664,7 @@ pub struct ReleaseArgs {
 /// `weather release`: exit 0 promoted, 3 rolled back, 1 on error (2 on bad
 /// usage), 130 when interrupted.
 pub async fn release(a: ReleaseArgs) -> ExitCode {
+    let stop = weather_core::server::StopSignal::install();
     use crate::release::run::{self, Outcome, Target};
     let mut lane = Vec::new();
     for h in &a.lane_headers {
@@ -723,7 +725,7 @@ pub async fn release(a: ReleaseArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let interrupt = async {
-        weather_core::server::stop_signal().await;
+        stop.wait().await;
     };
     match run::run(&opts, &train, &m, interrupt).await {
         Ok(report) => {

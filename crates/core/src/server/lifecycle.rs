@@ -156,6 +156,7 @@ pub async fn run(
     serve: ServeArgs,
     build: impl FnOnce(Health) -> Router,
 ) -> ExitCode {
+    let signal = StopSignal::install();
     telemetry::init();
     let health = Health::default();
     let router = build(health.clone());
@@ -174,7 +175,13 @@ pub async fn run(
         drain: serve.drain_timeout(),
         ..Limits::default()
     };
-    let result = serve_bounded(listener, router, limits, shutdown_signal(health, drain)).await;
+    let result = serve_bounded(
+        listener,
+        router,
+        limits,
+        shutdown_signal(signal, health, drain),
+    )
+    .await;
     // Send the spans still buffered before the process ends.
     let _ = tokio::task::spawn_blocking(telemetry::shutdown_all).await;
     match result {
@@ -198,33 +205,62 @@ pub enum Stop {
     Terminate,
 }
 
-/// Resolves at the first Ctrl-C or SIGTERM.
-pub async fn stop_signal() -> Stop {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C and SIGTERM, caught from the moment [`StopSignal::install`] returns.
+/// Install it before the process can be seen (before it binds or prints), or a
+/// SIGTERM sent right after would meet the default action and kill it.
+#[derive(Debug)]
+pub struct StopSignal {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignal {
+    /// Registers the handlers now. Must run inside a tokio runtime.
+    pub fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => Stop::Interrupt,
-        () = term => Stop::Terminate,
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Resolves at the first Ctrl-C or SIGTERM since [`StopSignal::install`].
+    pub async fn wait(self) -> Stop {
+        #[cfg(unix)]
+        {
+            async fn recv(s: Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = recv(self.interrupt) => Stop::Interrupt,
+                () = recv(self.terminate) => Stop::Terminate,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Stop::Interrupt
+        }
     }
 }
 
 /// Resolves when the server should stop accepting. On SIGTERM readiness turns 503
 /// for `drain` first, so the endpoint is removed before the listener closes;
 /// Ctrl-C stops at once. Either way in-flight requests finish.
-async fn shutdown_signal(health: Health, drain: Duration) {
-    let stop = stop_signal().await;
+async fn shutdown_signal(signal: StopSignal, health: Health, drain: Duration) {
+    let stop = signal.wait().await;
     health.start_draining();
     match stop {
         Stop::Interrupt => tracing::info!("interrupted: finishing in-flight requests"),

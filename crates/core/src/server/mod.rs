@@ -9,5 +9,5 @@ pub mod listen;
 
 pub use layers::{not_found, service};
 pub use lifecycle::{
-    AppInfo, Health, RunningServer, Service, Stop, main, run, spawn, spawn_local, stop_signal,
+    AppInfo, Health, RunningServer, Service, Stop, StopSignal, main, run, spawn, spawn_local,
 };
