@@ -9,7 +9,11 @@ use std::time::Duration;
 use axum::{
     body::Bytes,
     extract::FromRequestParts,
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, request::Parts},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, request::Parts},
+};
+use hyper_util::{
+    client::legacy::{Client as HyperClient, connect::HttpConnector},
+    rt::{TokioExecutor, TokioTimer},
 };
 
 use opentelemetry::{
@@ -84,25 +88,31 @@ pub enum ClientError {
 }
 
 /// A pooled HTTP client, built once per service and shared by every request.
+/// hyper's own pooled client: the calls are plain HTTP/1.1 GETs between
+/// services, so nothing of a browser-grade client (URL parsing, redirects,
+/// cookies, proxies) is wanted on their path.
 #[derive(Clone, Debug)]
 pub struct Client {
-    http: reqwest::Client,
+    http: HyperClient<HttpConnector, http_body_util::Empty<Bytes>>,
     timeout: Duration,
     telemetry: Telemetry,
 }
 
+/// The largest answer a downstream may send (past it the call fails): the
+/// services' answers are a few KiB.
+pub const MAX_ANSWER: usize = 4 * 1024 * 1024;
+
 impl Client {
     pub fn new(connect_timeout: Duration, timeout: Duration, telemetry: Telemetry) -> Self {
-        let http = reqwest::Client::builder()
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        // Services talk to each other directly (through the sidecar in a
+        // mesh): no HTTP_PROXY is read, so a developer's cannot capture them.
+        let http = HyperClient::builder(TokioExecutor::new())
             .pool_idle_timeout(crate::server::listen::POOL_IDLE)
-            .connect_timeout(connect_timeout)
-            .timeout(timeout)
-            // Services talk to each other directly (through the sidecar in a mesh):
-            // a developer's HTTP_PROXY must not capture those calls.
-            .no_proxy()
-            .build()
-            // Only fails when the TLS backend or resolver cannot start; neither is used.
-            .expect("the HTTP client builds without TLS");
+            .pool_timer(TokioTimer::new())
+            .build(connector);
         Client {
             http,
             timeout,
@@ -122,26 +132,19 @@ impl Client {
         } else {
             parent
         };
-        let mut headers = fwd.headers().clone();
-        propagator().inject_context(&cx, &mut HeaderInjector(&mut headers));
-        let result: Result<Upstream, ClientError> = async {
-            let res = self
-                .http
-                .get(url)
-                .headers(headers)
-                .send()
-                .await
-                .map_err(|e| self.classify(e))?;
-            let status = res.status();
-            let chain = res.headers().get(CHAIN_HEADER).cloned();
-            let body = res.bytes().await.map_err(|e| self.classify(e))?;
-            Ok(Upstream {
-                status,
-                chain,
-                body,
-            })
-        }
-        .await;
+        let result = match url.parse::<Uri>() {
+            Ok(uri) if uri.scheme() == Some(&axum::http::uri::Scheme::HTTP) => {
+                let mut req = axum::http::Request::new(http_body_util::Empty::new());
+                *req.uri_mut() = uri;
+                let headers = req.headers_mut();
+                headers.clone_from(fwd.headers());
+                propagator().inject_context(&cx, &mut HeaderInjector(headers));
+                tokio::time::timeout(self.timeout, self.send(req))
+                    .await
+                    .unwrap_or(Err(ClientError::Timeout(self.timeout)))
+            }
+            _ => Err(ClientError::Other(format!("not an http:// URL: {url}"))),
+        };
         if exporting {
             let span = cx.span();
             match &result {
@@ -159,6 +162,38 @@ impl Client {
             span.end();
         }
         result
+    }
+
+    async fn send(
+        &self,
+        req: axum::http::Request<http_body_util::Empty<Bytes>>,
+    ) -> Result<Upstream, ClientError> {
+        use http_body_util::BodyExt;
+        let res = self.http.request(req).await.map_err(|e| {
+            if e.is_connect() {
+                ClientError::Connect(root_cause(&e))
+            } else {
+                ClientError::Other(root_cause(&e))
+            }
+        })?;
+        let status = res.status();
+        let chain = res.headers().get(CHAIN_HEADER).cloned();
+        let body = http_body_util::Limited::new(res.into_body(), MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    ClientError::Other(format!("the answer is over {MAX_ANSWER} bytes"))
+                } else {
+                    ClientError::Other(root_cause(&*e))
+                }
+            })?
+            .to_bytes();
+        Ok(Upstream {
+            status,
+            chain,
+            body,
+        })
     }
 
     fn client_span(
@@ -185,19 +220,9 @@ impl Client {
             .with_attributes(attributes)
             .start_with_context(tracer, parent)
     }
-
-    fn classify(&self, e: reqwest::Error) -> ClientError {
-        if e.is_timeout() {
-            ClientError::Timeout(self.timeout)
-        } else if e.is_connect() {
-            ClientError::Connect(root_cause(&e))
-        } else {
-            ClientError::Other(root_cause(&e))
-        }
-    }
 }
 
-/// reqwest's top-level message hides the cause ("error sending request"); the
+/// A client's top-level message hides the cause ("client error (Connect)"); the
 /// innermost source says what actually happened ("Connection refused").
 pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut msg = e.to_string();

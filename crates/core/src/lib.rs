@@ -3,10 +3,12 @@
 //! forwards the tracing and routing headers, the `x-weather-chain` header, and the one
 //! error type that maps to clear JSON 4xx/5xx responses.
 
+pub mod calendar;
 pub mod chain;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod json;
 pub mod metrics;
 pub mod origin;
 pub mod params;
@@ -20,6 +22,7 @@ pub use chain::{CHAIN_HEADER, Downstream};
 pub use client::{Client, ClientError, Forwarded};
 pub use config::{AppArgs, AppVersion, ClientArgs, ServeArgs};
 pub use error::AppError;
+pub use json::Json;
 pub use params::Params;
 pub use server::{AppInfo, Health, RunningServer};
 pub use sky::Condition;

@@ -25,22 +25,33 @@ enum Part {
 
 impl Params {
     pub fn parse(input: &[u8]) -> Self {
-        let raw = String::from_utf8_lossy(input).into_owned();
-        let (base, end) = (raw.as_ptr() as usize, raw.as_ptr() as usize + raw.len());
-        let part = |c: std::borrow::Cow<'_, str>| match c {
-            // A slice of `raw` (an empty value may be a static "" instead).
-            std::borrow::Cow::Borrowed(b)
-                if (base..=end).contains(&(b.as_ptr() as usize))
-                    && b.as_ptr() as usize + b.len() <= end =>
-            {
-                let start = b.as_ptr() as usize - base;
-                Part::Range(start, start + b.len())
-            }
-            other => Part::Decoded(other.into_owned()),
+        let raw = match std::str::from_utf8(input) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(input).into_owned(),
         };
-        let pairs = form_urlencoded::parse(raw.as_bytes())
-            .map(|(k, v)| (part(k), part(v)))
-            .collect();
+        // As `form_urlencoded::parse` splits (on `&`, empty pieces skipped,
+        // name and value at the first `=`), but a piece with nothing to
+        // decode is kept as a range of `raw`; the others it decodes.
+        let mut pairs = Vec::new();
+        let mut start = 0;
+        for piece in raw.split('&') {
+            let at = start;
+            start += piece.len() + 1;
+            if piece.is_empty() {
+                continue;
+            }
+            if piece.bytes().any(|b| b == b'%' || b == b'+') {
+                if let Some((k, v)) = form_urlencoded::parse(piece.as_bytes()).next() {
+                    pairs.push((Part::Decoded(k.into_owned()), Part::Decoded(v.into_owned())));
+                }
+                continue;
+            }
+            let (k, v) = match piece.find('=') {
+                Some(eq) => (at..at + eq, at + eq + 1..at + piece.len()),
+                None => (at..at + piece.len(), at + piece.len()..at + piece.len()),
+            };
+            pairs.push((Part::Range(k.start, k.end), Part::Range(v.start, v.end)));
+        }
         Params { raw, pairs }
     }
 
@@ -64,9 +75,7 @@ impl Params {
     pub fn number(&self, name: &str, min: f64, max: f64) -> Result<Option<f64>, AppError> {
         match self.get(name).map(str::trim).filter(|v| !v.is_empty()) {
             None => Ok(None),
-            Some(v) => v
-                .parse::<f64>()
-                .ok()
+            Some(v) => parse_number(v)
                 .filter(|n| n.is_finite() && (min..=max).contains(n))
                 .map(Some)
                 .ok_or_else(|| {
@@ -80,6 +89,19 @@ impl Params {
         self.number(name, min, max)?
             .ok_or_else(|| AppError::BadRequest(format!("`{name}` is required")))
     }
+}
+
+/// `v` as a number, as `str::parse::<f64>` reads it; plain integers (what the
+/// services send each other) without its general algorithm.
+fn parse_number(v: &str) -> Option<f64> {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    if !digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        let n = digits
+            .bytes()
+            .fold(0i64, |n, b| n * 10 + i64::from(b - b'0')) as f64;
+        return Some(if digits.len() < v.len() { -n } else { n });
+    }
+    v.parse::<f64>().ok()
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Params {
@@ -149,6 +171,25 @@ mod tests {
             }
             let p = Params::parse(&junk);
             let _ = p.number("days", 1.0, 7.0);
+        }
+
+        /// Any query reads as `form_urlencoded` reads it, pair for pair.
+        #[test]
+        fn pairs_are_those_form_urlencoded_reads(query in "[a-c=&%+2-4A-F\\x00-\\x7f]{0,40}") {
+            let p = Params::parse(query.as_bytes());
+            let ours: Vec<(&str, &str)> = p.pairs.iter().map(|(k, v)| (p.text(k), p.text(v))).collect();
+            let theirs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let theirs: Vec<(&str, &str)> = theirs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            proptest::prop_assert_eq!(ours, theirs);
+        }
+
+        /// Numbers read as `str::parse::<f64>` reads them.
+        #[test]
+        fn numbers_are_read_as_the_standard_library_reads_them(v in "-?[0-9]{0,17}(\\.[0-9]{0,3})?|[-+.eE0-9a-z]{0,8}") {
+            let ours = parse_number(&v).map(f64::to_bits);
+            proptest::prop_assert_eq!(ours, v.parse::<f64>().ok().map(f64::to_bits), "{}", v);
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Calendar dates without a time-zone database: a city's local date is UTC plus its
-//! standard offset, and days are counted from 1970-01-01 (Howard Hinnant's
-//! civil-from-days algorithm).
+//! standard offset, and days are counted from 1970-01-01
+//! ([`weather_core::calendar`]).
 
 use std::fmt;
 
@@ -20,23 +20,14 @@ impl Date {
     }
 
     pub fn ymd(self) -> (i64, u32, u32) {
-        let z = self.0 + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        (
-            if m <= 2 {
-                yoe + era * 400 + 1
-            } else {
-                yoe + era * 400
-            },
-            m,
-            d,
-        )
+        weather_core::calendar::civil_from_days(self.0)
+    }
+
+    /// `YYYY-MM-DD`, as the answers carry it.
+    pub fn iso(self) -> String {
+        let mut s = String::with_capacity(10);
+        weather_core::calendar::push_iso_date(&mut s, self.ymd());
+        s
     }
 
     pub fn add_days(self, n: i64) -> Date {
@@ -58,8 +49,7 @@ impl Date {
 
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (y, m, d) = self.ymd();
-        write!(f, "{y:04}-{m:02}-{d:02}")
+        f.write_str(&self.iso())
     }
 }
 

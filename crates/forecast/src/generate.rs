@@ -51,17 +51,19 @@ pub fn day(city: &City, date: Date) -> Day {
     let low = seasonal(&c.low, month, dom);
     let p_wet = (seasonal(&c.wet_days, month, dom) / 30.0).clamp(0.0, 0.85);
 
-    let r = |salt: u64| unit(city.id, date, salt);
+    let seed = seed(city.id);
+    let var = variability(c);
+    let r = |salt: u64| unit(seed, date, salt);
     // A spell: today's draw plus fading echoes of the two days before.
     let spell = 3.5
-        * variability(c)
-        * (0.6 * normal(city.id, date, 1)
-            + 0.5 * normal(city.id, date.add_days(-1), 1)
-            + 0.35 * normal(city.id, date.add_days(-2), 1));
+        * var
+        * (0.6 * normal(seed, date, 1)
+            + 0.5 * normal(seed, date.add_days(-1), 1)
+            + 0.35 * normal(seed, date.add_days(-2), 1));
 
     let wet = r(2) < p_wet;
-    let mut max = high + spell + 1.2 * variability(c) * normal(city.id, date, 3);
-    let mut min = low + spell + 1.2 * variability(c) * normal(city.id, date, 4);
+    let mut max = high + spell + 1.2 * var * normal(seed, date, 3);
+    let mut min = low + spell + 1.2 * var * normal(seed, date, 4);
     if wet {
         // Clouds and rain cap the afternoon and keep the night mild.
         max -= 2.0;
@@ -116,7 +118,7 @@ pub fn day(city: &City, date: Date) -> Day {
         Condition::Snow | Condition::Sleet => 1.0 + 7.0 * r(9),
         _ => 0.0,
     };
-    let humidity = (c.humidity + if wet { 15.0 } else { -5.0 } + 8.0 * normal(city.id, date, 10))
+    let humidity = (c.humidity + if wet { 15.0 } else { -5.0 } + 8.0 * normal(seed, date, 10))
         .clamp(12.0, 100.0);
     let gust = if r(11) < 0.08 { 25.0 } else { 0.0 };
     let wind = (6.0 + 14.0 * r(12) + gust + if wet { 6.0 } else { 0.0 }).round();
@@ -137,7 +139,7 @@ pub fn day(city: &City, date: Date) -> Day {
     };
 
     Day {
-        date: date.to_string(),
+        date: date.iso(),
         weekday: WEEKDAYS[date.weekday() as usize],
         condition,
         temp_min_c: min.round() as i32,
@@ -154,7 +156,11 @@ pub fn day(city: &City, date: Date) -> Day {
 /// The conditions now, from today's forecast and the local hour: coolest near
 /// 05:00, warmest near 15:00, no sun at night.
 pub fn current(city: &City, now: LocalTime) -> Current {
-    let today = day(city, now.date);
+    current_of(&day(city, now.date), now)
+}
+
+/// [`current`] from today's forecast, when it is already made.
+pub fn current_of(today: &Day, now: LocalTime) -> Current {
     let phase = ((now.hour - 15.0) / 24.0 * std::f64::consts::TAU).cos();
     // cos is 1 at 15:00 and -1 at 03:00; the curve is close enough to the real one.
     let t = today.temp_min_c as f64
@@ -242,13 +248,18 @@ fn cloud_factor(c: Condition) -> f64 {
     }
 }
 
-/// A uniform number in [0, 1) that depends only on (city, date, salt).
-fn unit(city: &str, date: Date, salt: u64) -> f64 {
+/// A city's share of every draw: its id, hashed (FNV-1a) once per day drawn.
+fn seed(city: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in city.bytes() {
         h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
     }
-    let mut x = h
+    h
+}
+
+/// A uniform number in [0, 1) that depends only on (city, date, salt).
+fn unit(seed: u64, date: Date, salt: u64) -> f64 {
+    let mut x = seed
         ^ (date.0 as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
         ^ salt.wrapping_mul(0xd1b5_4a32_d192_ed03);
     // splitmix64's finaliser
@@ -259,10 +270,10 @@ fn unit(city: &str, date: Date, salt: u64) -> f64 {
 }
 
 /// Roughly standard normal (mean 0, sd 1), from three uniforms.
-fn normal(city: &str, date: Date, salt: u64) -> f64 {
-    let s = unit(city, date, salt * 3)
-        + unit(city, date, salt * 3 + 1)
-        + unit(city, date, salt * 3 + 2);
+fn normal(seed: u64, date: Date, salt: u64) -> f64 {
+    let s = unit(seed, date, salt * 3)
+        + unit(seed, date, salt * 3 + 1)
+        + unit(seed, date, salt * 3 + 2);
     (s - 1.5) * 2.0
 }
 

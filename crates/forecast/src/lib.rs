@@ -9,16 +9,17 @@ pub mod generate;
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    Json, Router,
+    Router,
+    body::Bytes,
     extract::State,
-    http::{HeaderMap, StatusCode},
+    http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
 };
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use weather_core::{
-    AppArgs, AppError, AppVersion, Client, ClientArgs, Downstream, Forwarded, Health, Params,
+    AppArgs, AppError, AppVersion, Client, ClientArgs, Downstream, Forwarded, Health, Json, Params,
     server,
 };
 
@@ -99,14 +100,41 @@ async fn list_cities() -> Json<&'static [City]> {
 }
 
 #[derive(Serialize)]
-struct Forecast {
+struct Forecast<'a> {
     city: &'static City,
     /// Always `synthetic`: see the README.
     source: &'static str,
     current: Current,
     days: Vec<Day>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    recommendation: Option<Value>,
+    recommendation: Option<Recommendation<'a>>,
+}
+
+/// v2's `recommendation`: recommendation's answer for today, tagged with its
+/// status and date, or why there is none.
+#[derive(Debug, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+enum Recommendation<'a> {
+    Available {
+        date: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        feels_like_c: Option<f64>,
+        /// Passed on as recommendation wrote it (checked to be JSON): forecast
+        /// has nothing to change in it.
+        advice: &'a RawValue,
+    },
+    Unavailable {
+        reason: String,
+    },
+}
+
+/// What forecast reads of recommendation's answer.
+#[derive(Deserialize)]
+struct Advised<'a> {
+    #[serde(default)]
+    feels_like_c: Option<f64>,
+    #[serde(borrow)]
+    advice: &'a RawValue,
 }
 
 async fn forecast(State(ctx): State<Arc<Ctx>>, params: Params, headers: HeaderMap) -> Response {
@@ -115,22 +143,37 @@ async fn forecast(State(ctx): State<Arc<Ctx>>, params: Params, headers: HeaderMa
         Err(e) => return e.into_response(),
     };
     let now = LocalTime::now(city.utc_offset_minutes);
+    let days = generate::days(city, now.date, n);
     let mut body = Forecast {
         city,
         source: "synthetic",
-        current: generate::current(city, now),
-        days: generate::days(city, now.date, n),
+        current: generate::current_of(&days[0], now),
+        days,
         recommendation: None,
     };
-    let mut downstream = Downstream::none();
-    if ctx.version == AppVersion::V2 {
-        // Only v2 calls on, so only v2 gathers what it forwards.
-        let fwd = Forwarded::from_headers(&headers);
-        let (advice, chain) = recommend(&ctx, &body.days[0], &fwd).await;
-        body.recommendation = Some(advice);
-        downstream = Downstream(chain);
+    if ctx.version == AppVersion::V1 {
+        return Json(body).into_response();
     }
-    (downstream, Json(body)).into_response()
+    // Only v2 calls on, so only v2 gathers what it forwards.
+    let fwd = Forwarded::from_headers(&headers);
+    let (answer, chain) = recommend(&ctx, &body.days[0], &fwd).await;
+    body.recommendation = Some(match &answer {
+        Ok(bytes) => match serde_json::from_slice::<Advised>(bytes) {
+            Ok(a) => Recommendation::Available {
+                date: body.days[0].date.clone(),
+                feels_like_c: a.feels_like_c,
+                advice: a.advice,
+            },
+            Err(_) => unavailable("recommendation sent a malformed answer".into()),
+        },
+        Err(reason) => unavailable(reason.clone()),
+    });
+    (Downstream(chain), Json(body)).into_response()
+}
+
+fn unavailable(reason: String) -> Recommendation<'static> {
+    tracing::warn!(%reason, "recommendation unavailable");
+    Recommendation::Unavailable { reason }
 }
 
 fn parse(p: &Params) -> Result<(&'static City, usize), AppError> {
@@ -162,13 +205,14 @@ fn parse(p: &Params) -> Result<(&'static City, usize), AppError> {
     Ok((city, days))
 }
 
-/// Asks recommendation about `today`. Whatever goes wrong, the forecast is still
-/// served: the advice is marked unavailable with the reason.
+/// Asks recommendation about `today`: its answer when it is a 200, else why
+/// not, and its chain header. Whatever goes wrong, the forecast is still
+/// served, the advice marked unavailable with the reason.
 async fn recommend(
     ctx: &Ctx,
     today: &Day,
     fwd: &Forwarded,
-) -> (Value, Option<axum::http::HeaderValue>) {
+) -> (Result<Bytes, String>, Option<HeaderValue>) {
     let url = format!(
         "{}/recommendation?temp_min={}&temp_max={}&condition={}&precip_chance={}&wind_kph={}&humidity={}&uv={}&aqi={}",
         ctx.recommendation_url,
@@ -181,27 +225,13 @@ async fn recommend(
         today.uv,
         today.aqi
     );
-    let unavailable = |reason: String| {
-        tracing::warn!(%reason, "recommendation unavailable");
-        json!({ "status": "unavailable", "reason": reason })
-    };
     match ctx.client.get(&url, fwd).await {
-        Ok(up) if up.status == StatusCode::OK => match serde_json::from_slice::<Value>(&up.body) {
-            Ok(Value::Object(mut advice)) => {
-                advice.insert("status".into(), json!("available"));
-                advice.insert("date".into(), json!(today.date));
-                (Value::Object(advice), up.chain)
-            }
-            _ => (
-                unavailable("recommendation sent a malformed answer".into()),
-                up.chain,
-            ),
-        },
+        Ok(up) if up.status == StatusCode::OK => (Ok(up.body), up.chain),
         Ok(up) => (
-            unavailable(format!("recommendation answered {}", up.status)),
+            Err(format!("recommendation answered {}", up.status)),
             up.chain,
         ),
-        Err(e) => (unavailable(format!("recommendation {e}")), None),
+        Err(e) => (Err(format!("recommendation {e}")), None),
     }
 }
 

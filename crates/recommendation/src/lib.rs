@@ -4,9 +4,9 @@
 
 pub mod rules;
 
-use axum::{Json, Router, routing::get};
+use axum::{Router, routing::get};
 use serde::Serialize;
-use weather_core::{AppArgs, AppError, Condition, Health, Params, server};
+use weather_core::{AppArgs, AppError, Condition, Health, Json, Params, server};
 
 pub use rules::{Advice, Conditions, advise};
 

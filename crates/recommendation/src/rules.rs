@@ -25,7 +25,7 @@ pub struct Conditions {
     pub aqi: Option<f64>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
     Clothing,
@@ -36,7 +36,7 @@ pub enum Category {
 }
 
 /// How much attention an item deserves; the page colours it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Good,
@@ -52,13 +52,70 @@ pub struct Text {
     pub zh: Cow<'static, str>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Advice {
     pub category: Category,
     /// A stable key for the advice, for clients that word it themselves.
     pub code: &'static str,
     pub level: Level,
     pub text: Text,
+}
+
+/// How an [`Advice`] is written as JSON.
+#[derive(Serialize)]
+struct AdviceJson<'a> {
+    category: Category,
+    code: &'static str,
+    level: Level,
+    text: &'a Text,
+}
+
+/// An advice whose words are all the program's own constants, by where
+/// they are: there are as many as the rules have rows.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Fixed(Category, usize, Level, usize, usize);
+
+/// The JSON of each fixed advice, written once (escaping two languages' text
+/// on every answer was a fifth of recommendation's cost: README,
+/// "Benchmarks").
+static WRITTEN: std::sync::LazyLock<
+    std::sync::RwLock<std::collections::HashMap<Fixed, Box<serde_json::value::RawValue>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+impl Serialize for Advice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let json = AdviceJson {
+            category: self.category,
+            code: self.code,
+            level: self.level,
+            text: &self.text,
+        };
+        let (Cow::Borrowed(en), Cow::Borrowed(zh)) = (&self.text.en, &self.text.zh) else {
+            return json.serialize(s);
+        };
+        let key = Fixed(
+            self.category,
+            self.code.as_ptr() as usize,
+            self.level,
+            en.as_ptr() as usize,
+            zh.as_ptr() as usize,
+        );
+        if let Ok(written) = WRITTEN.read()
+            && let Some(raw) = written.get(&key)
+        {
+            return raw.serialize(s);
+        }
+        match serde_json::value::to_raw_value(&json) {
+            Ok(raw) => {
+                let out = raw.serialize(s);
+                if let Ok(mut written) = WRITTEN.write() {
+                    written.insert(key, raw);
+                }
+                out
+            }
+            Err(_) => json.serialize(s),
+        }
+    }
 }
 
 fn advice(
@@ -378,6 +435,31 @@ pub fn air(c: &Conditions) -> Advice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fixed advice is written from its cache, figures fresh; both as the
+    /// fields say, the first time and every time after.
+    #[test]
+    fn advice_is_written_as_its_fields_say() {
+        let swinging = day(2.0, 16.0, Condition::Sunny);
+        let calm = day(14.0, 16.0, Condition::Rain);
+        for c in [&swinging, &calm, &swinging, &calm] {
+            for a in advise(c) {
+                let expected = serde_json::json!({
+                    "category": a.category,
+                    "code": a.code,
+                    "level": a.level,
+                    "text": {"en": a.text.en, "zh": a.text.zh},
+                });
+                assert_eq!(serde_json::to_value(&a).unwrap(), expected);
+            }
+        }
+        assert!(
+            advise(&swinging)
+                .iter()
+                .any(|a| matches!(a.text.en, Cow::Owned(_))),
+            "a row with figures is exercised"
+        );
+    }
 
     fn day(min: f64, max: f64, condition: Condition) -> Conditions {
         Conditions {

@@ -1,13 +1,13 @@
 //! Log lines: time, level, target, message and fields, then the trace and span
 //! id of the request being served, as text or JSON (`LOG_FORMAT=json`).
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use opentelemetry::trace::TraceContextExt;
 use tracing::{Event, Subscriber, field::Field};
 use tracing_subscriber::{
     EnvFilter,
-    fmt::{FmtContext, FormatEvent, FormatFields, format::Writer, time::FormatTime},
+    fmt::{FmtContext, FormatEvent, FormatFields, format::Writer},
     prelude::*,
     registry::LookupSpan,
 };
@@ -43,40 +43,103 @@ pub struct LineFormat {
     pub json: bool,
 }
 
+/// An event's fields, written once into one buffer as they are visited (no
+/// allocation per field): the message apart, the others as `name` and a
+/// range of `text`, with whether JSON must quote the value.
 #[derive(Default)]
 struct Fields {
     message: String,
-    pairs: Vec<(String, serde_json::Value)>,
+    text: String,
+    pairs: Vec<(&'static str, bool, std::ops::Range<usize>)>,
+}
+
+impl Fields {
+    fn push(&mut self, field: &Field, quoted: bool, write: impl FnOnce(&mut String)) {
+        let start = self.text.len();
+        write(&mut self.text);
+        self.pairs
+            .push((field.name(), quoted, start..self.text.len()));
+    }
 }
 
 impl tracing::field::Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            self.message = value.to_owned();
+            value.clone_into(&mut self.message);
         } else {
-            self.pairs.push((field.name().to_owned(), value.into()));
+            self.push(field, true, |t| t.push_str(value));
         }
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.pairs.push((field.name().to_owned(), value.into()));
+        self.push(field, false, |t| {
+            t.push_str(itoa::Buffer::new().format(value))
+        });
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.pairs.push((field.name().to_owned(), value.into()));
+        self.push(field, false, |t| {
+            t.push_str(itoa::Buffer::new().format(value))
+        });
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.pairs.push((field.name().to_owned(), value.into()));
+        // JSON has no NaN or infinity: those are written as strings.
+        self.push(field, !value.is_finite(), |t| {
+            let _ = write!(t, "{value}");
+        });
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.pairs.push((field.name().to_owned(), value.into()));
+        self.push(field, false, |t| {
+            t.push_str(if value { "true" } else { "false" })
+        });
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" {
-            self.message = format!("{value:?}");
+            let _ = write!(self.message, "{value:?}");
         } else {
-            self.pairs
-                .push((field.name().to_owned(), format!("{value:?}").into()));
+            self.push(field, true, |t| {
+                let _ = write!(t, "{value:?}");
+            });
         }
     }
+}
+
+/// Writes `s` as a JSON string.
+fn json_str(w: &mut Writer<'_>, s: &str) -> fmt::Result {
+    match serde_json::to_string(s) {
+        Ok(q) => w.write_str(&q),
+        Err(_) => Err(fmt::Error),
+    }
+}
+
+/// UTC now as RFC 3339 with microseconds (`2026-11-25T07:55:00.123456Z`, as
+/// tracing-subscriber writes it). The part up to the second is made once per
+/// second and thread.
+fn write_now(w: &mut Writer<'_>) -> fmt::Result {
+    use std::cell::RefCell;
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    SECOND.with_borrow_mut(|(cached, text)| {
+        if *cached != secs {
+            *cached = secs;
+            text.clear();
+            crate::calendar::push_iso_date(
+                text,
+                crate::calendar::civil_from_days((secs / 86_400) as i64),
+            );
+            let s = secs % 86_400;
+            let _ = write!(text, "T{:02}:{:02}:{:02}.", s / 3600, s / 60 % 60, s % 60);
+        }
+        w.write_str(text)
+    })?;
+    let micros = now.subsec_micros();
+    let mut digits = *b"000000Z";
+    let formatted = itoa::Buffer::new().format(micros).as_bytes().to_owned();
+    digits[6 - formatted.len()..6].copy_from_slice(&formatted);
+    w.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)
 }
 
 impl<S, N> FormatEvent<S, N> for LineFormat
@@ -92,42 +155,46 @@ where
     ) -> fmt::Result {
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let mut time = String::new();
-        tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(&mut time))?;
         let meta = event.metadata();
         let ids = current_ids();
         if self.json {
-            let mut obj = serde_json::Map::new();
-            obj.insert("timestamp".into(), time.into());
-            obj.insert("level".into(), meta.level().as_str().into());
-            obj.insert("target".into(), meta.target().into());
-            obj.insert("message".into(), fields.message.into());
-            for (k, v) in fields.pairs {
-                obj.insert(k, v);
+            w.write_str("{\"timestamp\":\"")?;
+            write_now(&mut w)?;
+            write!(w, "\",\"level\":\"{}\",\"target\":", meta.level().as_str())?;
+            json_str(&mut w, meta.target())?;
+            w.write_str(",\"message\":")?;
+            json_str(&mut w, &fields.message)?;
+            for (k, quoted, range) in &fields.pairs {
+                w.write_char(',')?;
+                json_str(&mut w, k)?;
+                w.write_char(':')?;
+                let v = &fields.text[range.clone()];
+                if *quoted {
+                    json_str(&mut w, v)?;
+                } else {
+                    w.write_str(v)?;
+                }
             }
             if let Some((trace, span)) = ids {
-                obj.insert("trace_id".into(), trace.into());
-                obj.insert("span_id".into(), span.into());
+                write!(w, ",\"trace_id\":\"{trace}\",\"span_id\":\"{span}\"")?;
             }
-            writeln!(w, "{}", serde_json::Value::Object(obj))
+            w.write_str("}\n")
         } else {
-            write!(
-                w,
-                "{time} {:>5} {}: {}",
-                meta.level(),
-                meta.target(),
-                fields.message
-            )?;
-            for (k, v) in fields.pairs {
-                match v {
-                    serde_json::Value::String(s) => write!(w, " {k}={s}")?,
-                    other => write!(w, " {k}={other}")?,
-                }
+            write_now(&mut w)?;
+            write!(w, " {:>5} ", meta.level())?;
+            w.write_str(meta.target())?;
+            w.write_str(": ")?;
+            w.write_str(&fields.message)?;
+            for (k, _, range) in &fields.pairs {
+                w.write_char(' ')?;
+                w.write_str(k)?;
+                w.write_char('=')?;
+                w.write_str(&fields.text[range.clone()])?;
             }
             if let Some((trace, span)) = ids {
                 write!(w, " trace_id={trace} span_id={span}")?;
             }
-            writeln!(w)
+            w.write_char('\n')
         }
     }
 }
@@ -192,6 +259,27 @@ mod tests {
         assert_eq!(v["status"], 503);
         assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(v["span_id"], "00f067aa0ba902b7");
+    }
+
+    #[test]
+    fn the_time_is_written_as_tracing_subscriber_writes_it() {
+        use tracing_subscriber::fmt::time::FormatTime;
+        let (mut ours, mut theirs) = (String::new(), String::new());
+        write_now(&mut Writer::new(&mut ours)).unwrap();
+        tracing_subscriber::fmt::time::SystemTime
+            .format_time(&mut Writer::new(&mut theirs))
+            .unwrap();
+        assert_eq!(ours.len(), "2026-11-25T07:55:00.123456Z".len(), "{ours}");
+        assert_eq!(ours.len(), theirs.len(), "{ours} / {theirs}");
+        // The same up to the minute (both were read within one).
+        let minute = "2026-11-25T07:55".len();
+        if ours[..minute] != theirs[..minute] {
+            assert!(
+                ours[17..19] == *"59" || theirs[17..19] == *"00",
+                "{ours} / {theirs}"
+            );
+        }
+        assert!(ours.ends_with('Z') && ours.as_bytes()[19] == b'.', "{ours}");
     }
 
     #[test]
