@@ -109,6 +109,9 @@ impl Config {
 
 type CityList = Arc<Vec<view::CityData>>;
 
+/// What a page takes, and some: the weather page is about 7 KiB.
+const PAGE_CAPACITY: usize = 16 * 1024;
+
 struct Ctx {
     version: AppVersion,
     /// This service's link of the chain, `frontend:vN`.
@@ -138,22 +141,22 @@ pub fn app(config: &Config, health: Health) -> Router {
             .clone()
             .map(|k| (k, config.jwt_issuer.clone(), config.jwt_ttl_s)),
     });
+    // A login form is a few dozen bytes: the forms' routes take 8 KiB of it.
+    let form = middleware::from_fn_with_state(
+        config.app.body_bounds(MAX_FORM),
+        weather_core::server::layers::bounded_body,
+    );
     let routes = Router::new()
         .route("/", get(index))
         .route("/api/weather", get(api_weather))
-        .route("/login", post(login))
-        .route("/logout", post(logout))
+        .route("/login", post(login).layer(form.clone()))
+        .route("/logout", post(logout).layer(form))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/static/style.css", get(style))
         .route("/static/favicon.svg", get(favicon))
         .route("/favicon.ico", get(favicon))
         .fallback(page_not_found)
         .layer(middleware::from_fn(bounded_query))
-        // A login form is a few dozen bytes.
-        .layer(middleware::from_fn_with_state(
-            config.app.body_bounds(MAX_FORM),
-            weather_core::server::layers::bounded_body,
-        ))
         .with_state(ctx);
     server::service(APP, &config.app, health, telemetry, routes)
 }
@@ -526,8 +529,11 @@ fn message_page(status: StatusCode, frame: Frame, title: &str, message: String) 
 /// Renders a page with the headers every page carries: nothing is loaded from
 /// anywhere but this origin.
 fn html(status: StatusCode, page: &impl Template) -> Response {
-    match page.render() {
-        Ok(body) => (
+    // Room for a whole page up front: grown from askama's size hint, the
+    // buffer was copied a few times over on every page.
+    let mut body = String::with_capacity(PAGE_CAPACITY);
+    match page.render_into(&mut body) {
+        Ok(()) => (
             status,
             [
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),

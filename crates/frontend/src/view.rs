@@ -1,20 +1,56 @@
 //! What the pages show: the forecast's JSON as frontend reads it, and the view
 //! models the askama templates render.
 
+use std::borrow::Cow;
+
 use askama::Template;
 use serde::Deserialize;
 use weather_core::{Condition, sky::Current};
 
 use crate::i18n::{Lang, Texts};
 
-// The forecast service's answer, as far as the page needs it.
+// The forecast service's answer, as far as the page needs it. Its text is
+// borrowed from the answer where it needs no unescaping: a string per field
+// copied out of it was a fifth of the page's cost (README, "Benchmarks").
 
 #[derive(Debug, Deserialize)]
-pub struct ForecastData {
-    pub city: CityData,
+pub struct ForecastData<'a> {
+    #[serde(borrow)]
+    pub city: CityNames<'a>,
     pub current: Current,
-    pub days: Vec<DayData>,
-    pub recommendation: Option<RecommendationData>,
+    #[serde(borrow)]
+    pub days: Vec<DayData<'a>>,
+    #[serde(borrow)]
+    pub recommendation: Option<RecommendationData<'a>>,
+}
+
+/// The forecast's city, as the page names it.
+#[derive(Debug, Deserialize)]
+pub struct CityNames<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow)]
+    pub name_zh: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub country: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub country_zh: Cow<'a, str>,
+}
+
+impl CityNames<'_> {
+    pub fn name(&self, lang: Lang) -> &str {
+        match lang {
+            Lang::En => &self.name,
+            Lang::Zh => &self.name_zh,
+        }
+    }
+
+    pub fn country(&self, lang: Lang) -> &str {
+        match lang {
+            Lang::En => &self.country,
+            Lang::Zh => &self.country_zh,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -35,19 +71,14 @@ impl CityData {
             Lang::Zh => &self.name_zh,
         }
     }
-
-    pub fn country(&self, lang: Lang) -> &str {
-        match lang {
-            Lang::En => &self.country,
-            Lang::Zh => &self.country_zh,
-        }
-    }
 }
 
 #[derive(Debug, Deserialize)]
-pub struct DayData {
-    pub date: String,
-    pub weekday: String,
+pub struct DayData<'a> {
+    #[serde(borrow)]
+    pub date: Cow<'a, str>,
+    #[serde(borrow)]
+    pub weekday: Cow<'a, str>,
     pub condition: Condition,
     pub temp_min_c: i32,
     pub temp_max_c: i32,
@@ -55,23 +86,29 @@ pub struct DayData {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct RecommendationData {
-    pub status: String,
-    #[serde(default)]
-    pub advice: Vec<AdviceData>,
+pub struct RecommendationData<'a> {
+    #[serde(borrow)]
+    pub status: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub advice: Vec<AdviceData<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct AdviceData {
-    pub category: String,
-    pub level: String,
-    pub text: TextData,
+pub struct AdviceData<'a> {
+    #[serde(borrow)]
+    pub category: Cow<'a, str>,
+    #[serde(borrow)]
+    pub level: Cow<'a, str>,
+    #[serde(borrow)]
+    pub text: TextData<'a>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct TextData {
-    pub en: String,
-    pub zh: String,
+pub struct TextData<'a> {
+    #[serde(borrow)]
+    pub en: Cow<'a, str>,
+    #[serde(borrow)]
+    pub zh: Cow<'a, str>,
 }
 
 // View models.
@@ -224,10 +261,10 @@ impl WeatherPage {
                     .iter()
                     .map(|a| AdviceView {
                         category: t.category(&a.category),
-                        level: a.level.clone(),
+                        level: a.level.to_string(),
                         text: match lang {
-                            Lang::En => a.text.en.clone(),
-                            Lang::Zh => a.text.zh.clone(),
+                            Lang::En => a.text.en.to_string(),
+                            Lang::Zh => a.text.zh.to_string(),
                         },
                     })
                     .collect(),
