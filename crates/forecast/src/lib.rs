@@ -158,7 +158,7 @@ async fn forecast(State(ctx): State<Arc<Ctx>>, params: Params, headers: HeaderMa
     let fwd = Forwarded::from_headers(&headers);
     let (answer, chain) = recommend(&ctx, &body.days[0], &fwd).await;
     body.recommendation = Some(match &answer {
-        Ok(bytes) => match serde_json::from_slice::<Advised>(bytes) {
+        Ok(bytes) => match weather_core::client::json::<Advised>(bytes) {
             Ok(a) => Recommendation::Available {
                 date: body.days[0].date.clone(),
                 feels_like_c: a.feels_like_c,

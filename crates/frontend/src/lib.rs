@@ -107,7 +107,7 @@ impl Config {
     }
 }
 
-type CityList = Arc<Vec<view::CityData>>;
+type CityList = Arc<view::Picker>;
 
 /// What a page takes, and some: the weather page is about 7 KiB.
 const PAGE_CAPACITY: usize = 16 * 1024;
@@ -200,13 +200,13 @@ impl Ctx {
         let url = format!("{}/cities", self.forecast_url);
         let fetched = match self.client.get(&url, fwd).await {
             Ok(up) if up.status == StatusCode::OK => {
-                serde_json::from_slice::<Vec<view::CityData>>(&up.body).ok()
+                weather_core::client::json::<Vec<view::CityData>>(&up.body).ok()
             }
             _ => None,
         };
         let mut slot = self.cities.write().await;
         if let Some(list) = fetched {
-            let list = Arc::new(list);
+            let list = Arc::new(view::Picker::new(list));
             *slot = Some((Instant::now(), list.clone()));
             return Some(list);
         }
@@ -318,7 +318,7 @@ async fn index(
 fn page_from(up: Upstream, frame: Frame, lang: Lang, city: &str) -> Response {
     let t = frame.t;
     match up.status {
-        StatusCode::OK => match serde_json::from_slice::<ForecastData>(&up.body) {
+        StatusCode::OK => match weather_core::client::json::<ForecastData>(&up.body) {
             Ok(data) => html(StatusCode::OK, &WeatherPage::new(frame, lang, &data)),
             Err(e) => {
                 tracing::warn!(error = %e, "forecast sent a malformed answer");
@@ -384,7 +384,7 @@ async fn api_weather(
     let res = match up.status {
         // Checked against the shape the page needs, so the API and the page agree
         // on what a usable answer is.
-        StatusCode::OK => match serde_json::from_slice::<ForecastData>(&up.body)
+        StatusCode::OK => match weather_core::client::json::<ForecastData>(&up.body)
             .and_then(|_| serde_json::from_slice::<Value>(&up.body))
         {
             Ok(Value::Object(mut data)) => {
