@@ -36,6 +36,10 @@ struct Observe {
     telemetry: Telemetry,
     body: BodyBounds,
     timeout: std::time::Duration,
+    /// At most MAX_IN_FLIGHT of the app's own requests are handled at once;
+    /// the rest wait their turn on their connection. The standard routes
+    /// never wait behind them (a probe stays a probe).
+    in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Adds `/healthz`, `/readyz`, `/version` and `/metrics` to a service's routes and
@@ -58,14 +62,9 @@ pub fn service(
         telemetry,
         body: args.body_bounds(MAX_BODY),
         timeout: args.request_timeout(),
+        in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
     };
     let version = serde_json::json!({ "app": info.app, "version": info.version });
-    // At most MAX_IN_FLIGHT of the app's own requests are handled at once; the
-    // rest wait their turn on their connection. The standard routes never
-    // wait behind them (a probe stays a probe).
-    let routes = routes.layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-        MAX_IN_FLIGHT,
-    ));
     // Faults apply to the app's own routes only, added before the standard ones.
     let routes = if args.fault.any() {
         tracing::warn!(
@@ -250,7 +249,19 @@ async fn observe_request(State(o): State<Observe>, req: Request, next: Next) -> 
             Ok(req) => req,
             Err(refused) => return refused,
         };
-        match tokio::time::timeout(o.timeout, next.run(req)).await {
+        let standard = matches!(
+            route_label,
+            "/healthz" | "/readyz" | "/version" | "/metrics"
+        );
+        let run = async {
+            let _turn = if standard {
+                None
+            } else {
+                o.in_flight.acquire().await.ok()
+            };
+            next.run(req).await
+        };
+        match tokio::time::timeout(o.timeout, run).await {
             Ok(res) => res,
             Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
         }
