@@ -5,6 +5,7 @@
 pub mod cities;
 pub mod date;
 pub mod generate;
+pub mod made;
 
 use std::{sync::Arc, time::Duration};
 
@@ -71,6 +72,7 @@ impl Config {
 
 struct Ctx {
     version: AppVersion,
+    days: made::Days,
     recommendation_url: String,
     client: Client,
 }
@@ -80,6 +82,7 @@ pub fn app(config: &Config, health: Health) -> Router {
     let telemetry = config.app.telemetry(APP);
     let ctx = Arc::new(Ctx {
         version: config.app.app_version,
+        days: made::Days::default(),
         recommendation_url: config.recommendation_url.trim_end_matches('/').to_owned(),
         client: Client::new(
             config.client.connect_timeout(),
@@ -101,11 +104,11 @@ async fn list_cities() -> Json<&'static [City]> {
 
 #[derive(Serialize)]
 struct Forecast<'a> {
-    city: &'static City,
+    city: made::Written,
     /// Always `synthetic`: see the README.
     source: &'static str,
     current: Current,
-    days: Vec<Day>,
+    days: Vec<Arc<made::Made>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     recommendation: Option<Recommendation<'a>>,
 }
@@ -143,11 +146,14 @@ async fn forecast(State(ctx): State<Arc<Ctx>>, params: Params, headers: HeaderMa
         Err(e) => return e.into_response(),
     };
     let now = LocalTime::now(city.utc_offset_minutes);
-    let days = generate::days(city, now.date, n);
+    let days = ctx.days.get(city, now.date, n);
+    let Some(today) = days.first().map(|m| &m.day) else {
+        return AppError::BadRequest("no days asked for".into()).into_response();
+    };
     let mut body = Forecast {
-        city,
+        city: made::Written::new(city),
         source: "synthetic",
-        current: generate::current_of(&days[0], now),
+        current: generate::current_of(today, now),
         days,
         recommendation: None,
     };
@@ -156,11 +162,11 @@ async fn forecast(State(ctx): State<Arc<Ctx>>, params: Params, headers: HeaderMa
     }
     // Only v2 calls on, so only v2 gathers what it forwards.
     let fwd = Forwarded::from_headers(&headers);
-    let (answer, chain) = recommend(&ctx, &body.days[0], &fwd).await;
+    let (answer, chain) = recommend(&ctx, &body.days[0].day, &fwd).await;
     body.recommendation = Some(match &answer {
         Ok(bytes) => match weather_core::client::json::<Advised>(bytes) {
             Ok(a) => Recommendation::Available {
-                date: body.days[0].date.clone(),
+                date: body.days[0].day.date.clone(),
                 feels_like_c: a.feels_like_c,
                 advice: a.advice,
             },
