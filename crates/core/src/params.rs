@@ -30,27 +30,34 @@ impl Params {
             Err(_) => String::from_utf8_lossy(input).into_owned(),
         };
         // As `form_urlencoded::parse` splits (on `&`, empty pieces skipped,
-        // name and value at the first `=`), but a piece with nothing to
-        // decode is kept as a range of `raw`; the others it decodes.
-        let mut pairs = Vec::new();
-        let mut start = 0;
-        for piece in raw.split('&') {
-            let at = start;
-            start += piece.len() + 1;
-            if piece.is_empty() {
-                continue;
-            }
-            if piece.bytes().any(|b| b == b'%' || b == b'+') {
-                if let Some((k, v)) = form_urlencoded::parse(piece.as_bytes()).next() {
-                    pairs.push((Part::Decoded(k.into_owned()), Part::Decoded(v.into_owned())));
+        // name and value at the first `=`), in one pass over the bytes; a
+        // piece with nothing to decode is kept as a range of `raw`, the
+        // others `form_urlencoded` decodes.
+        let bytes = raw.as_bytes();
+        let mut pairs = Vec::with_capacity(8);
+        let (mut start, mut eq, mut decode) = (0, None, false);
+        for i in 0..=bytes.len() {
+            match bytes.get(i) {
+                Some(b'=') if eq.is_none() => eq = Some(i),
+                Some(b'%' | b'+') => decode = true,
+                Some(b'&') | None => {
+                    if i > start {
+                        if decode {
+                            if let Some((k, v)) = form_urlencoded::parse(&bytes[start..i]).next() {
+                                pairs.push((
+                                    Part::Decoded(k.into_owned()),
+                                    Part::Decoded(v.into_owned()),
+                                ));
+                            }
+                        } else {
+                            let eq = eq.unwrap_or(i);
+                            pairs.push((Part::Range(start, eq), Part::Range((eq + 1).min(i), i)));
+                        }
+                    }
+                    (start, eq, decode) = (i + 1, None, false);
                 }
-                continue;
+                Some(_) => {}
             }
-            let (k, v) = match piece.find('=') {
-                Some(eq) => (at..at + eq, at + eq + 1..at + piece.len()),
-                None => (at..at + piece.len(), at + piece.len()..at + piece.len()),
-            };
-            pairs.push((Part::Range(k.start, k.end), Part::Range(v.start, v.end)));
         }
         Params { raw, pairs }
     }

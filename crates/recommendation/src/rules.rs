@@ -78,9 +78,39 @@ struct Fixed(Category, usize, Level, usize, usize);
 /// The JSON of each fixed advice, written once (escaping two languages' text
 /// on every answer was a fifth of recommendation's cost: README,
 /// "Benchmarks").
-static WRITTEN: std::sync::LazyLock<
-    std::sync::RwLock<std::collections::HashMap<Fixed, Box<serde_json::value::RawValue>>>,
-> = std::sync::LazyLock::new(Default::default);
+static WRITTEN: std::sync::LazyLock<std::sync::RwLock<WrittenAdvice>> =
+    std::sync::LazyLock::new(Default::default);
+
+type WrittenAdvice = std::collections::HashMap<
+    Fixed,
+    Box<serde_json::value::RawValue>,
+    std::hash::BuildHasherDefault<WordHasher>,
+>;
+
+/// A hasher for [`Fixed`]'s few words (SipHash, the default, is built for
+/// keys an attacker chooses; these are the program's own addresses).
+#[derive(Default)]
+struct WordHasher(u64);
+
+impl std::hash::Hasher for WordHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn write_isize(&mut self, n: isize) {
+        self.write_u64(n as u64);
+    }
+}
 
 impl Serialize for Advice {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

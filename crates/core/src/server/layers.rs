@@ -294,15 +294,13 @@ async fn observe_request(State(o): State<Observe>, req: Request, next: Next) -> 
     let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
     if matches!(route_label, "/healthz" | "/readyz" | "/metrics") {
         tracing::debug!(%method, route = route_label, status, latency_ms, "request");
-    } else if tracing::enabled!(tracing::Level::INFO) {
+    } else {
         // The line leads to its trace when the request belongs to one.
         let sc = span.span_context();
-        if sc.is_valid() {
-            let (trace_id, span_id) = (sc.trace_id().to_string(), sc.span_id().to_string());
-            tracing::info!(%method, route = route_label, status, latency_ms, trace_id, span_id, "request");
-        } else {
-            tracing::info!(%method, route = route_label, status, latency_ms, "request");
-        }
+        let ids = sc
+            .is_valid()
+            .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()));
+        telemetry::log::access(method.as_str(), route_label, status, latency_ms, ids);
     }
     res
 }

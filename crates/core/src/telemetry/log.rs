@@ -31,11 +31,85 @@ pub fn init() {
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .event_format(LineFormat { json });
-    let _ = tracing_subscriber::registry()
+    if tracing_subscriber::registry()
         .with(filter)
         .with(layer)
-        .try_init();
+        .try_init()
+        .is_ok()
+    {
+        let _ = JSON.set(json);
+    }
 }
+
+/// Whether the installed subscriber writes JSON lines.
+static JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// A request's access-log line, as `tracing::info!(method, route, status,
+/// latency_ms, trace_id, span_id, "request")` would write it under [`init`],
+/// and under the same filter (`RUST_LOG`), but written straight to stderr:
+/// through the subscriber it cost a small answer's whole budget (README,
+/// "Benchmarks").
+pub fn access(
+    method: &str,
+    route: &str,
+    status: u16,
+    latency_ms: f64,
+    ids: Option<(String, String)>,
+) {
+    use std::{cell::RefCell, io::Write as _};
+    if !tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
+        return;
+    }
+    thread_local! {
+        static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    let json = JSON.get().copied().unwrap_or(false);
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        let request = Request {
+            method,
+            route,
+            status,
+            latency_ms,
+        };
+        if access_line(line, json, &request, ids).is_ok() {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }
+    });
+}
+
+/// What an access-log line tells of a request.
+struct Request<'a> {
+    method: &'a str,
+    route: &'a str,
+    status: u16,
+    latency_ms: f64,
+}
+
+fn access_line(
+    line: &mut String,
+    json: bool,
+    r: &Request<'_>,
+    ids: Option<(String, String)>,
+) -> fmt::Result {
+    let status = itoa::Buffer::new().format(r.status).to_owned();
+    let latency = r.latency_ms.to_string();
+    let pairs = [
+        ("method", true, r.method),
+        ("route", true, r.route),
+        ("status", false, status.as_str()),
+        ("latency_ms", false, latency.as_str()),
+    ];
+    let head = Head {
+        level: tracing::Level::INFO,
+        target: ACCESS_TARGET,
+        message: "request",
+    };
+    write_line(line, json, &head, &pairs, ids)
+}
+
+/// Where access-log lines say they come from (`RUST_LOG` filters on it).
+const ACCESS_TARGET: &str = "weather_core::server::layers";
 
 /// One log line: time, level, target, message and fields, then the trace and
 /// span id of the request being served, so that a line leads to its trace.
@@ -103,7 +177,7 @@ impl tracing::field::Visit for Fields {
 }
 
 /// Writes `s` as a JSON string.
-fn json_str(w: &mut Writer<'_>, s: &str) -> fmt::Result {
+fn json_str(w: &mut impl fmt::Write, s: &str) -> fmt::Result {
     match serde_json::to_string(s) {
         Ok(q) => w.write_str(&q),
         Err(_) => Err(fmt::Error),
@@ -113,7 +187,7 @@ fn json_str(w: &mut Writer<'_>, s: &str) -> fmt::Result {
 /// UTC now as RFC 3339 with microseconds (`2026-11-25T07:55:00.123456Z`, as
 /// tracing-subscriber writes it). The part up to the second is made once per
 /// second and thread.
-fn write_now(w: &mut Writer<'_>) -> fmt::Result {
+fn write_now(w: &mut impl fmt::Write) -> fmt::Result {
     use std::cell::RefCell;
     thread_local! {
         static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
@@ -156,46 +230,80 @@ where
         let mut fields = Fields::default();
         event.record(&mut fields);
         let meta = event.metadata();
-        let ids = current_ids();
-        if self.json {
-            w.write_str("{\"timestamp\":\"")?;
-            write_now(&mut w)?;
-            write!(w, "\",\"level\":\"{}\",\"target\":", meta.level().as_str())?;
-            json_str(&mut w, meta.target())?;
-            w.write_str(",\"message\":")?;
-            json_str(&mut w, &fields.message)?;
-            for (k, quoted, range) in &fields.pairs {
-                w.write_char(',')?;
-                json_str(&mut w, k)?;
-                w.write_char(':')?;
-                let v = &fields.text[range.clone()];
-                if *quoted {
-                    json_str(&mut w, v)?;
-                } else {
-                    w.write_str(v)?;
-                }
+        let pairs: Vec<(&str, bool, &str)> = fields
+            .pairs
+            .iter()
+            .map(|(k, quoted, range)| (*k, *quoted, &fields.text[range.clone()]))
+            .collect();
+        let head = Head {
+            level: *meta.level(),
+            target: meta.target(),
+            message: &fields.message,
+        };
+        write_line(&mut w, self.json, &head, &pairs, current_ids())
+    }
+}
+
+/// What a line says first.
+struct Head<'a> {
+    level: tracing::Level,
+    target: &'a str,
+    message: &'a str,
+}
+
+/// One line, text or JSON: time, level, target, message, the fields (name,
+/// whether JSON quotes the value, the value), the trace and span id.
+fn write_line(
+    w: &mut impl fmt::Write,
+    json: bool,
+    head: &Head<'_>,
+    pairs: &[(&str, bool, &str)],
+    ids: Option<(String, String)>,
+) -> fmt::Result {
+    if json {
+        w.write_str("{\"timestamp\":\"")?;
+        write_now(w)?;
+        write!(w, "\",\"level\":\"{}\",\"target\":", head.level.as_str())?;
+        json_str(w, head.target)?;
+        w.write_str(",\"message\":")?;
+        json_str(w, head.message)?;
+        for (k, quoted, v) in pairs {
+            w.write_char(',')?;
+            json_str(w, k)?;
+            w.write_char(':')?;
+            if *quoted {
+                json_str(w, v)?;
+            } else {
+                w.write_str(v)?;
             }
-            if let Some((trace, span)) = ids {
-                write!(w, ",\"trace_id\":\"{trace}\",\"span_id\":\"{span}\"")?;
-            }
-            w.write_str("}\n")
-        } else {
-            write_now(&mut w)?;
-            write!(w, " {:>5} ", meta.level())?;
-            w.write_str(meta.target())?;
-            w.write_str(": ")?;
-            w.write_str(&fields.message)?;
-            for (k, _, range) in &fields.pairs {
-                w.write_char(' ')?;
-                w.write_str(k)?;
-                w.write_char('=')?;
-                w.write_str(&fields.text[range.clone()])?;
-            }
-            if let Some((trace, span)) = ids {
-                write!(w, " trace_id={trace} span_id={span}")?;
-            }
-            w.write_char('\n')
         }
+        if let Some((trace, span)) = ids {
+            write!(w, ",\"trace_id\":\"{trace}\",\"span_id\":\"{span}\"")?;
+        }
+        w.write_str("}\n")
+    } else {
+        write_now(w)?;
+        // `{:>5}` of the level, without the formatter.
+        w.write_str(match head.level {
+            tracing::Level::TRACE => " TRACE ",
+            tracing::Level::DEBUG => " DEBUG ",
+            tracing::Level::INFO => "  INFO ",
+            tracing::Level::WARN => "  WARN ",
+            tracing::Level::ERROR => " ERROR ",
+        })?;
+        w.write_str(head.target)?;
+        w.write_str(": ")?;
+        w.write_str(head.message)?;
+        for (k, _, v) in pairs {
+            w.write_char(' ')?;
+            w.write_str(k)?;
+            w.write_char('=')?;
+            w.write_str(v)?;
+        }
+        if let Some((trace, span)) = ids {
+            write!(w, " trace_id={trace} span_id={span}")?;
+        }
+        w.write_char('\n')
     }
 }
 
@@ -218,6 +326,47 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    /// The access line written by hand is the line the subscriber writes
+    /// for the same event, in both formats.
+    #[test]
+    fn access_lines_are_what_the_subscriber_writes() {
+        for json in [false, true] {
+            let theirs = capture(json, || {
+                let (method, route, status, latency_ms) = ("GET", "/forecast", 200u64, 1.25);
+                let (trace_id, span_id) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+                tracing::info!(target: "weather_core::server::layers", %method, route, status, latency_ms, trace_id, span_id, "request");
+            });
+            let mut ours = String::new();
+            let request = Request {
+                method: "GET",
+                route: "/forecast",
+                status: 200,
+                latency_ms: 1.25,
+            };
+            let ids = Some((
+                "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+                "00f067aa0ba902b7".into(),
+            ));
+            access_line(&mut ours, json, &request, ids).unwrap();
+            // Past the timestamp, which is `2026-11-25T07:55:00.123456Z`'s length.
+            let at = if json { 13 + 27 } else { 27 };
+            assert_eq!(ours[at..], theirs[at..], "json: {json}");
+        }
+    }
+
+    fn capture(json: bool, log: impl FnOnce()) -> String {
+        let buf = Buffer::default();
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || sink.clone())
+                .with_ansi(false)
+                .event_format(LineFormat { json }),
+        );
+        tracing::subscriber::with_default(subscriber, log);
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
     }
 
     fn log_line(json: bool) -> String {
