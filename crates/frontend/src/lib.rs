@@ -181,7 +181,10 @@ impl Ctx {
         fwd: &Forwarded,
     ) -> Result<Upstream, ClientError> {
         // `city` is a checked slug; `days` is re-encoded, forecast validates it.
-        let mut url = format!("{}/forecast?city={city}", self.forecast_url);
+        let mut url = String::with_capacity(self.forecast_url.len() + 32);
+        url.push_str(&self.forecast_url);
+        url.push_str("/forecast?city=");
+        url.push_str(city);
         if let Some(d) = days {
             url.push_str("&days=");
             url.extend(form_urlencoded::byte_serialize(d.as_bytes()));
@@ -225,10 +228,10 @@ impl Ctx {
         cities: Option<&CityList>,
         downstream: Option<&HeaderValue>,
     ) -> Frame {
-        let me = format!("{APP}:{}", self.version);
+        let me = self.me.to_str().unwrap_or(APP);
         let chain = match downstream.and_then(|d| d.to_str().ok()) {
-            Some(d) => format!("{me},{d}"),
-            None => me,
+            Some(d) => [me, d].join(","),
+            None => me.to_owned(),
         };
         let other = lang.texts().other_lang_code;
         Frame {
@@ -239,7 +242,7 @@ impl Ctx {
             cities: cities.cloned(),
             selected: city.to_owned(),
             lang,
-            lang_href: format!("/?city={city}&lang={other}"),
+            lang_href: ["/?city=", city, "&lang=", other].concat(),
             chain: view::links(&chain),
         }
     }
@@ -533,24 +536,46 @@ fn html(status: StatusCode, page: &impl Template) -> Response {
     // buffer was copied a few times over on every page.
     let mut body = String::with_capacity(PAGE_CAPACITY);
     match page.render_into(&mut body) {
-        Ok(()) => (
-            status,
-            [
-                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        Ok(()) => {
+            // Every header a page carries, in a map sized for them (and for
+            // the chain and nosniff the service layer adds) at once.
+            const PAGE_HEADERS: [(header::HeaderName, HeaderValue); 5] = [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                ),
                 (
                     header::CONTENT_SECURITY_POLICY,
-                    "default-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                    HeaderValue::from_static(
+                        "default-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                    ),
                 ),
-                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-                (header::REFERRER_POLICY, "same-origin"),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            body,
-        )
-            .into_response(),
+                (
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ),
+                (
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("same-origin"),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ];
+            let mut res = Response::new(axum::body::Body::from(body));
+            *res.status_mut() = status;
+            let headers = res.headers_mut();
+            headers.reserve(PAGE_HEADERS.len() + 4);
+            for (name, value) in PAGE_HEADERS {
+                headers.insert(name, value);
+            }
+            res
+        }
         Err(e) => {
             tracing::error!(error = %e, "template failed to render");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
         }
     }
 }
