@@ -370,14 +370,6 @@ mod tests {
     }
 
     fn log_line(json: bool) -> String {
-        let buf = Buffer::default();
-        let sink = buf.clone();
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(move || sink.clone())
-                .with_ansi(false)
-                .event_format(LineFormat { json }),
-        );
         let sc = SpanContext::new(
             TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
             SpanId::from_hex("00f067aa0ba902b7").unwrap(),
@@ -388,14 +380,13 @@ mod tests {
         let _cx = opentelemetry::Context::new()
             .with_remote_span_context(sc)
             .attach();
-        tracing::subscriber::with_default(subscriber, || {
+        capture(json, || {
             tracing::warn!(
                 reason = "timed out",
                 status = 503u64,
                 "recommendation unavailable"
             )
-        });
-        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+        })
     }
 
     #[test]
