@@ -411,6 +411,34 @@ async fn fault_delay_holds_each_forecast_and_not_the_probes() {
     assert!(start.elapsed() < Duration::from_millis(5_000));
 }
 
+/// A delayed request waits as a slow network would, holding no turn: twice
+/// as many delayed requests as may be in flight all answer after one delay,
+/// not two (tokio's clock is paused, so this is the delay's arithmetic, not
+/// the machine's speed).
+#[tokio::test(start_paused = true)]
+async fn delayed_requests_do_not_hold_a_turn() {
+    use tower::ServiceExt;
+    let mut config = forecast::Config::new(AppVersion::V1, "http://127.0.0.1:1");
+    config.app.fault.fault_delay_ms = 5_000;
+    let app = forecast::app(&config, Health::default());
+    let start = tokio::time::Instant::now();
+    let mut all = tokio::task::JoinSet::new();
+    for _ in 0..2 * weather_core::server::layers::MAX_IN_FLIGHT {
+        let req = axum::http::Request::get("/forecast?city=beijing")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        all.spawn(app.clone().oneshot(req));
+    }
+    while let Some(res) = all.join_next().await {
+        assert_eq!(res.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(5_000) && elapsed < Duration::from_millis(10_000),
+        "{elapsed:?}"
+    );
+}
+
 /// A client that sends half a request and waits does not hold the process:
 /// after SIGTERM it exits within its drain window (DRAIN_TIMEOUT_MS), as a pod
 /// must before its grace period ends.

@@ -40,6 +40,10 @@ struct Observe {
     /// the rest wait their turn on their connection. The standard routes
     /// never wait behind them (a probe stays a probe).
     in_flight: std::sync::Arc<tokio::sync::Semaphore>,
+    /// FAULT_DELAY_MS and FAULT_ERROR_RATE, when either is set: the app's own
+    /// routes only, before they take their turn (a delayed request waits as
+    /// a slow network would, holding no turn).
+    fault: Option<FaultArgs>,
 }
 
 /// Adds `/healthz`, `/readyz`, `/version` and `/metrics` to a service's routes and
@@ -63,22 +67,16 @@ pub fn service(
         body: args.body_bounds(MAX_BODY),
         timeout: args.request_timeout(),
         in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+        fault: args.fault.any().then(|| args.fault.clone()),
     };
     let version = serde_json::json!({ "app": info.app, "version": info.version });
-    // Faults apply to the app's own routes only, added before the standard ones.
-    let routes = if args.fault.any() {
+    if let Some(f) = &observe.fault {
         tracing::warn!(
-            error_rate = args.fault.fault_error_rate,
-            delay_ms = args.fault.fault_delay_ms,
+            error_rate = f.fault_error_rate,
+            delay_ms = f.fault_delay_ms,
             "fault injection is on (FAULT_ERROR_RATE, FAULT_DELAY_MS)"
         );
-        routes.layer(middleware::from_fn_with_state(
-            args.fault.clone(),
-            inject_fault,
-        ))
-    } else {
-        routes
-    };
+    }
     routes
         .route(
             "/healthz",
@@ -210,18 +208,18 @@ async fn read_body(b: BodyBounds, req: Request) -> Result<Request, Response> {
 #[derive(Clone, Copy)]
 struct BodyRead;
 
-/// The failure switches: the delay first, then a 500 for that share of requests.
-async fn inject_fault(State(f): State<FaultArgs>, req: Request, next: Next) -> Response {
+/// The failure switches: the delay first, then a 500 for that share of
+/// requests (the answer, when it fails).
+async fn inject_fault(f: &FaultArgs) -> Option<Response> {
     if f.fault_delay_ms > 0 {
         tokio::time::sleep(f.delay()).await;
     }
-    if f.fault_error_rate > 0.0 && fastrand::f64() < f.fault_error_rate {
-        return json_error(
+    (f.fault_error_rate > 0.0 && fastrand::f64() < f.fault_error_rate).then(|| {
+        json_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "injected fault (FAULT_ERROR_RATE)",
-        );
-    }
-    next.run(req).await
+        )
+    })
 }
 
 /// Everything a request passes before its route, in one layer (each layer
@@ -254,11 +252,15 @@ async fn observe_request(State(o): State<Observe>, req: Request, next: Next) -> 
             "/healthz" | "/readyz" | "/version" | "/metrics"
         );
         let run = async {
-            let _turn = if standard {
-                None
-            } else {
-                o.in_flight.acquire().await.ok()
-            };
+            if standard {
+                return next.run(req).await;
+            }
+            if let Some(f) = &o.fault
+                && let Some(failed) = inject_fault(f).await
+            {
+                return failed;
+            }
+            let _turn = o.in_flight.acquire().await.ok();
             next.run(req).await
         };
         match tokio::time::timeout(o.timeout, run).await {
