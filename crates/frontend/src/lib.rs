@@ -109,8 +109,10 @@ impl Config {
 
 type CityList = Arc<view::Picker>;
 
-/// What a page takes, and some: the weather page is about 7 KiB.
-const PAGE_CAPACITY: usize = 16 * 1024;
+/// The length of the last page rendered: the next one's buffer is sized from
+/// it (pages are about 7 KiB; one buffer of a fixed 16 KiB per page being
+/// written was memory held for nothing at 200 connections).
+static LAST_PAGE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(8 * 1024);
 
 struct Ctx {
     version: AppVersion,
@@ -534,9 +536,11 @@ fn message_page(status: StatusCode, frame: Frame, title: &str, message: String) 
 fn html(status: StatusCode, page: &impl Template) -> Response {
     // Room for a whole page up front: grown from askama's size hint, the
     // buffer was copied a few times over on every page.
-    let mut body = String::with_capacity(PAGE_CAPACITY);
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut body = String::with_capacity(LAST_PAGE.load(Relaxed) + 1024);
     match page.render_into(&mut body) {
         Ok(()) => {
+            LAST_PAGE.store(body.len(), Relaxed);
             // Every header a page carries, in a map sized for them (and for
             // the chain and nosniff the service layer adds) at once.
             const PAGE_HEADERS: [(header::HeaderName, HeaderValue); 5] = [
