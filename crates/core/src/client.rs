@@ -143,14 +143,15 @@ impl Client {
     pub async fn get(&self, url: &str, fwd: &Forwarded) -> Result<Upstream, ClientError> {
         let parent = opentelemetry::Context::current();
         let exporting = self.telemetry.is_exporting();
+        let uri = url.parse::<Uri>();
         // Without an exporter no span is built: the caller's context is injected
         // as it came, so the sidecars' spans still join up.
         let cx = if exporting {
-            parent.with_span(self.client_span(url, &parent))
+            parent.with_span(self.client_span(url, uri.as_ref().ok(), &parent))
         } else {
             parent
         };
-        let result = match url.parse::<Uri>() {
+        let result = match uri {
             Ok(uri) if uri.scheme() == Some(&axum::http::uri::Scheme::HTTP) => {
                 let mut req = axum::http::Request::new(http_body_util::Empty::new());
                 *req.uri_mut() = uri;
@@ -217,6 +218,7 @@ impl Client {
     fn client_span(
         &self,
         url: &str,
+        uri: Option<&Uri>,
         parent: &opentelemetry::Context,
     ) -> opentelemetry::global::BoxedSpan {
         let tracer = self.telemetry.tracer();
@@ -224,7 +226,7 @@ impl Client {
             KeyValue::new("http.request.method", "GET"),
             KeyValue::new("url.full", url.to_owned()),
         ];
-        if let Ok(u) = url.parse::<axum::http::Uri>() {
+        if let Some(u) = uri {
             if let Some(h) = u.host() {
                 attributes.push(KeyValue::new("server.address", h.to_owned()));
             }

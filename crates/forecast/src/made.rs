@@ -81,11 +81,18 @@ fn index(city: &'static City) -> usize {
 
 /// A city as its answers write it, written once.
 #[derive(Debug)]
-pub struct Written(&'static City);
+pub struct Written {
+    city: &'static City,
+    /// Its place in [`CITIES`], found once.
+    index: usize,
+}
 
 impl Written {
     pub fn new(city: &'static City) -> Self {
-        Written(city)
+        Written {
+            city,
+            index: index(city),
+        }
     }
 }
 
@@ -97,9 +104,9 @@ impl Serialize for Written {
                 .map(|c| serde_json::value::to_raw_value(c).ok())
                 .collect()
         });
-        match CITY_JSON.get(index(self.0)) {
+        match CITY_JSON.get(self.index) {
             Some(Some(json)) => json.serialize(s),
-            _ => self.0.serialize(s),
+            _ => self.city.serialize(s),
         }
     }
 }

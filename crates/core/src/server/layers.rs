@@ -298,10 +298,7 @@ async fn observe_request(State(o): State<Observe>, req: Request, next: Next) -> 
         tracing::debug!(%method, route = route_label, status, latency_ms, "request");
     } else {
         // The line leads to its trace when the request belongs to one.
-        let sc = span.span_context();
-        let ids = sc
-            .is_valid()
-            .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()));
+        let ids = telemetry::log::ids(span.span_context());
         telemetry::log::access(method.as_str(), route_label, status, latency_ms, ids);
     }
     res

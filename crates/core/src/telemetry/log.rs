@@ -15,8 +15,11 @@ use tracing_subscriber::{
 /// The trace and span id of the current OpenTelemetry context, when there is one.
 pub fn current_ids() -> Option<(String, String)> {
     let cx = opentelemetry::Context::current();
-    let span = cx.span();
-    let sc = span.span_context();
+    ids(cx.span().span_context())
+}
+
+/// A span context's trace and span id, as log lines write them, when it is valid.
+pub fn ids(sc: &opentelemetry::trace::SpanContext) -> Option<(String, String)> {
     sc.is_valid()
         .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
 }
