@@ -11,10 +11,6 @@ use axum::{
     extract::FromRequestParts,
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, request::Parts},
 };
-use hyper_util::{
-    client::legacy::{Client as HyperClient, connect::HttpConnector},
-    rt::{TokioExecutor, TokioTimer},
-};
 
 use opentelemetry::{
     KeyValue,
@@ -22,10 +18,9 @@ use opentelemetry::{
     trace::{SpanKind, Status, TraceContextExt, Tracer},
 };
 
-use crate::{
-    chain::CHAIN_HEADER,
-    telemetry::{HeaderInjector, Telemetry, propagator},
-};
+use crate::telemetry::{Telemetry, propagator};
+
+pub mod http1;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -106,12 +101,12 @@ pub enum ClientError {
 }
 
 /// A pooled HTTP client, built once per service and shared by every request.
-/// hyper's own pooled client: the calls are plain HTTP/1.1 GETs between
-/// services, so nothing of a browser-grade client (URL parsing, redirects,
-/// cookies, proxies) is wanted on their path.
+/// The calls are plain HTTP/1.1 GETs between services, so nothing of a
+/// browser-grade client (redirects, cookies, proxies) is wanted on their path:
+/// [`http1`] writes the request and reads the answer on a kept-alive connection.
 #[derive(Clone, Debug)]
 pub struct Client {
-    http: HyperClient<HttpConnector, http_body_util::Empty<Bytes>>,
+    pool: std::sync::Arc<http1::Pool>,
     timeout: Duration,
     telemetry: Telemetry,
 }
@@ -122,17 +117,13 @@ pub const MAX_ANSWER: usize = 4 * 1024 * 1024;
 
 impl Client {
     pub fn new(connect_timeout: Duration, timeout: Duration, telemetry: Telemetry) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
         // Services talk to each other directly (through the sidecar in a
         // mesh): no HTTP_PROXY is read, so a developer's cannot capture them.
-        let http = HyperClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(crate::server::listen::POOL_IDLE)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
         Client {
-            http,
+            pool: std::sync::Arc::new(http1::Pool::new(
+                connect_timeout,
+                crate::server::listen::POOL_IDLE,
+            )),
             timeout,
             telemetry,
         }
@@ -151,16 +142,33 @@ impl Client {
         } else {
             parent
         };
-        let result = match uri {
-            Ok(uri) if uri.scheme() == Some(&axum::http::uri::Scheme::HTTP) => {
-                let mut req = axum::http::Request::new(http_body_util::Empty::new());
-                *req.uri_mut() = uri;
-                let headers = req.headers_mut();
-                headers.clone_from(fwd.headers());
-                propagator().inject_context(&cx, &mut HeaderInjector(headers));
-                tokio::time::timeout(self.timeout, self.send(req))
-                    .await
-                    .unwrap_or(Err(ClientError::Timeout(self.timeout)))
+        let result = match uri.as_ref().map(|u| (u.scheme(), u.authority(), u.host())) {
+            Ok((Some(scheme), Some(authority), Some(host)))
+                if *scheme == axum::http::uri::Scheme::HTTP =>
+            {
+                let path = uri
+                    .as_ref()
+                    .ok()
+                    .and_then(|u| u.path_and_query())
+                    .map_or("/", |p| p.as_str());
+                let mut head = RequestHead::get(path, authority.as_str());
+                for (name, value) in fwd.headers() {
+                    head.header(name.as_str(), value.as_bytes());
+                }
+                propagator().inject_context(&cx, &mut head);
+                let request = head.finish();
+                let port = authority.port_u16().unwrap_or(80);
+                tokio::time::timeout(
+                    self.timeout,
+                    self.pool.get(authority.as_str(), host, port, &request),
+                )
+                .await
+                .unwrap_or(Err(ClientError::Timeout(self.timeout)))
+                .map(|a| Upstream {
+                    status: a.status,
+                    chain: a.chain,
+                    body: a.body,
+                })
             }
             _ => Err(ClientError::Other(format!("not an http:// URL: {url}"))),
         };
@@ -181,38 +189,6 @@ impl Client {
             span.end();
         }
         result
-    }
-
-    async fn send(
-        &self,
-        req: axum::http::Request<http_body_util::Empty<Bytes>>,
-    ) -> Result<Upstream, ClientError> {
-        use http_body_util::BodyExt;
-        let res = self.http.request(req).await.map_err(|e| {
-            if e.is_connect() {
-                ClientError::Connect(root_cause(&e))
-            } else {
-                ClientError::Other(root_cause(&e))
-            }
-        })?;
-        let status = res.status();
-        let chain = res.headers().get(CHAIN_HEADER).cloned();
-        let body = http_body_util::Limited::new(res.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    ClientError::Other(format!("the answer is over {MAX_ANSWER} bytes"))
-                } else {
-                    ClientError::Other(root_cause(&*e))
-                }
-            })?
-            .to_bytes();
-        Ok(Upstream {
-            status,
-            chain,
-            body,
-        })
     }
 
     fn client_span(
@@ -240,6 +216,52 @@ impl Client {
             .with_attributes(attributes)
             .start_with_context(tracer, parent)
     }
+}
+
+/// A GET's head as it goes on the wire. The propagators write their headers
+/// straight into it; a header that could break the head (CR, LF or NUL in
+/// it, a name that is not a token) is left out, as `HeaderValue` refuses it.
+struct RequestHead(Vec<u8>);
+
+impl RequestHead {
+    fn get(path: &str, authority: &str) -> Self {
+        let mut v = Vec::with_capacity(512);
+        v.extend_from_slice(b"GET ");
+        v.extend_from_slice(path.as_bytes());
+        v.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        v.extend_from_slice(authority.as_bytes());
+        v.extend_from_slice(b"\r\n");
+        RequestHead(v)
+    }
+
+    fn header(&mut self, name: &str, value: &[u8]) {
+        let name_ok = !name.is_empty() && name.bytes().all(is_token);
+        let value_ok = value
+            .iter()
+            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+        if name_ok && value_ok {
+            self.0.extend_from_slice(name.as_bytes());
+            self.0.extend_from_slice(b": ");
+            self.0.extend_from_slice(value);
+            self.0.extend_from_slice(b"\r\n");
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.0.extend_from_slice(b"\r\n");
+        self.0
+    }
+}
+
+impl opentelemetry::propagation::Injector for RequestHead {
+    fn set(&mut self, key: &str, value: String) {
+        self.header(key, value.as_bytes());
+    }
+}
+
+/// A byte of an HTTP token (RFC 9110, 5.6.2).
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// A client's top-level message hides the cause ("client error (Connect)"); the
