@@ -71,145 +71,212 @@ impl Lang {
     }
 }
 
+/// A word of the page, checked when the program is compiled to hold nothing
+/// HTML reads as markup (`<`, `>`, `&`, `"`, `'`): templates write it as it
+/// is instead of escaping the same words on every page (README, "Benchmarks").
+/// A text with one of those fails the build here; write the typographic
+/// character instead (’ for an apostrophe).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Text(&'static str);
+
+impl Text {
+    pub const fn new(s: &'static str) -> Text {
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            assert!(
+                !matches!(b[i], b'<' | b'>' | b'&' | b'"' | b'\''),
+                "a page text holds a character HTML reads as markup"
+            );
+            i += 1;
+        }
+        Text(s)
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// Checked by [`Text::new`]: askama writes it without escaping.
+impl askama::filters::HtmlSafe for Text {}
+
 /// Every word the pages show.
 #[derive(Debug)]
 pub struct Texts {
-    pub html_lang: &'static str,
-    pub title: &'static str,
-    pub city_label: &'static str,
-    pub show: &'static str,
-    pub username_label: &'static str,
-    pub username_hint: &'static str,
-    pub login: &'static str,
-    pub logout: &'static str,
-    pub signed_in_as: &'static str,
-    pub other_lang_code: &'static str,
-    pub other_lang_name: &'static str,
-    pub local_time: &'static str,
-    pub feels_like: &'static str,
-    pub humidity: &'static str,
-    pub wind: &'static str,
-    pub uv: &'static str,
-    pub aqi: &'static str,
-    pub forecast_heading: &'static str,
-    pub precip: &'static str,
-    pub advice_heading: &'static str,
-    pub advice_unavailable: &'static str,
-    pub served_by: &'static str,
-    pub synthetic_note: &'static str,
-    pub not_found_title: &'static str,
-    pub unavailable_title: &'static str,
-    pub unavailable_body: &'static str,
-    pub bad_request_title: &'static str,
-    pub back_home: &'static str,
-    pub login_title: &'static str,
-    pub cookie_note: &'static str,
-    pub weekdays: [&'static str; 7],
-    pub clothing: &'static str,
-    pub umbrella: &'static str,
-    pub activity: &'static str,
-    pub sun: &'static str,
-    pub air: &'static str,
+    pub html_lang: Text,
+    pub title: Text,
+    pub city_label: Text,
+    pub show: Text,
+    pub username_label: Text,
+    pub username_hint: Text,
+    pub login: Text,
+    pub logout: Text,
+    pub signed_in_as: Text,
+    pub other_lang_code: Text,
+    pub other_lang_name: Text,
+    pub local_time: Text,
+    pub feels_like: Text,
+    pub humidity: Text,
+    pub wind: Text,
+    pub uv: Text,
+    pub aqi: Text,
+    pub forecast_heading: Text,
+    pub precip: Text,
+    pub advice_heading: Text,
+    pub advice_unavailable: Text,
+    pub served_by: Text,
+    pub synthetic_note: Text,
+    pub not_found_title: Text,
+    pub unavailable_title: Text,
+    pub unavailable_body: Text,
+    pub bad_request_title: Text,
+    pub back_home: Text,
+    pub login_title: Text,
+    pub cookie_note: Text,
+    pub weekdays: [Text; 7],
+    pub clothing: Text,
+    pub umbrella: Text,
+    pub activity: Text,
+    pub sun: Text,
+    pub air: Text,
 }
 
 impl Texts {
     /// `Mon`..`Sun` (as forecast sends them) in this language.
-    pub fn weekday(&self, en: &str) -> &'static str {
+    pub fn weekday(&self, en: &str) -> Text {
         const KEYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
         KEYS.iter()
             .position(|k| *k == en)
-            .map(|i| self.weekdays[i])
-            .unwrap_or("")
+            .map_or(Text::new(""), |i| self.weekdays[i])
     }
 
     pub fn category(&self, key: &str) -> &'static str {
-        match key {
+        let text = match key {
             "clothing" => self.clothing,
             "umbrella" => self.umbrella,
             "activity" => self.activity,
             "sun" => self.sun,
             "air" => self.air,
-            _ => "",
-        }
+            _ => return "",
+        };
+        text.as_str()
     }
 }
 
 pub static EN: Texts = Texts {
-    html_lang: "en",
-    title: "Weather",
-    city_label: "City",
-    show: "Show",
-    username_label: "Username",
-    username_hint: "Letters, digits, - and _, up to 32 characters",
-    login: "Log in",
-    logout: "Log out",
-    signed_in_as: "Signed in as",
-    other_lang_code: "zh",
-    other_lang_name: "中文",
-    local_time: "Local time",
-    feels_like: "Feels like",
-    humidity: "Humidity",
-    wind: "Wind",
-    uv: "UV index",
-    aqi: "Air quality (AQI)",
-    forecast_heading: "Forecast",
-    precip: "Chance of rain",
-    advice_heading: "Today's advice",
-    advice_unavailable: "Advice is unavailable right now; the forecast is still up to date.",
-    served_by: "Served by",
-    synthetic_note: "Weather data is synthetic, derived from each city's climate normals.",
-    not_found_title: "City not found",
-    unavailable_title: "The forecast is unavailable",
-    unavailable_body: "We could not reach the forecast service. Please try again in a moment.",
-    bad_request_title: "That did not work",
-    back_home: "Back to the weather",
-    login_title: "Log in",
-    cookie_note: "Logging in only sets a cookie that routes you to the release under test; it is not authentication.",
-    weekdays: ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
-    clothing: "What to wear",
-    umbrella: "Umbrella",
-    activity: "Outdoors",
-    sun: "Sun",
-    air: "Air",
+    html_lang: Text::new("en"),
+    title: Text::new("Weather"),
+    city_label: Text::new("City"),
+    show: Text::new("Show"),
+    username_label: Text::new("Username"),
+    username_hint: Text::new("Letters, digits, - and _, up to 32 characters"),
+    login: Text::new("Log in"),
+    logout: Text::new("Log out"),
+    signed_in_as: Text::new("Signed in as"),
+    other_lang_code: Text::new("zh"),
+    other_lang_name: Text::new("中文"),
+    local_time: Text::new("Local time"),
+    feels_like: Text::new("Feels like"),
+    humidity: Text::new("Humidity"),
+    wind: Text::new("Wind"),
+    uv: Text::new("UV index"),
+    aqi: Text::new("Air quality (AQI)"),
+    forecast_heading: Text::new("Forecast"),
+    precip: Text::new("Chance of rain"),
+    advice_heading: Text::new("Today’s advice"),
+    advice_unavailable: Text::new(
+        "Advice is unavailable right now; the forecast is still up to date.",
+    ),
+    served_by: Text::new("Served by"),
+    synthetic_note: Text::new(
+        "Weather data is synthetic, derived from each city’s climate normals.",
+    ),
+    not_found_title: Text::new("City not found"),
+    unavailable_title: Text::new("The forecast is unavailable"),
+    unavailable_body: Text::new(
+        "We could not reach the forecast service. Please try again in a moment.",
+    ),
+    bad_request_title: Text::new("That did not work"),
+    back_home: Text::new("Back to the weather"),
+    login_title: Text::new("Log in"),
+    cookie_note: Text::new(
+        "Logging in only sets a cookie that routes you to the release under test; it is not authentication.",
+    ),
+    weekdays: [
+        Text::new("Mon"),
+        Text::new("Tue"),
+        Text::new("Wed"),
+        Text::new("Thu"),
+        Text::new("Fri"),
+        Text::new("Sat"),
+        Text::new("Sun"),
+    ],
+    clothing: Text::new("What to wear"),
+    umbrella: Text::new("Umbrella"),
+    activity: Text::new("Outdoors"),
+    sun: Text::new("Sun"),
+    air: Text::new("Air"),
 };
 
 pub static ZH: Texts = Texts {
-    html_lang: "zh-CN",
-    title: "天气",
-    city_label: "城市",
-    show: "查看",
-    username_label: "用户名",
-    username_hint: "字母、数字、- 和 _，最多 32 个字符",
-    login: "登录",
-    logout: "退出",
-    signed_in_as: "已登录：",
-    other_lang_code: "en",
-    other_lang_name: "English",
-    local_time: "当地时间",
-    feels_like: "体感",
-    humidity: "湿度",
-    wind: "风速",
-    uv: "紫外线指数",
-    aqi: "空气质量（AQI）",
-    forecast_heading: "天气预报",
-    precip: "降水概率",
-    advice_heading: "今日建议",
-    advice_unavailable: "暂时无法获取建议；天气预报仍是最新的。",
-    served_by: "服务版本",
-    synthetic_note: "天气数据为模拟数据，依据各城市的气候平均值生成。",
-    not_found_title: "找不到该城市",
-    unavailable_title: "天气预报暂不可用",
-    unavailable_body: "无法连接天气预报服务，请稍后再试。",
-    bad_request_title: "操作未成功",
-    back_home: "返回天气",
-    login_title: "登录",
-    cookie_note: "登录只会设置一个用于路由到测试版本的 Cookie，并不是身份认证。",
-    weekdays: ["周一", "周二", "周三", "周四", "周五", "周六", "周日"],
-    clothing: "穿衣",
-    umbrella: "雨具",
-    activity: "户外活动",
-    sun: "防晒",
-    air: "空气",
+    html_lang: Text::new("zh-CN"),
+    title: Text::new("天气"),
+    city_label: Text::new("城市"),
+    show: Text::new("查看"),
+    username_label: Text::new("用户名"),
+    username_hint: Text::new("字母、数字、- 和 _，最多 32 个字符"),
+    login: Text::new("登录"),
+    logout: Text::new("退出"),
+    signed_in_as: Text::new("已登录："),
+    other_lang_code: Text::new("en"),
+    other_lang_name: Text::new("English"),
+    local_time: Text::new("当地时间"),
+    feels_like: Text::new("体感"),
+    humidity: Text::new("湿度"),
+    wind: Text::new("风速"),
+    uv: Text::new("紫外线指数"),
+    aqi: Text::new("空气质量（AQI）"),
+    forecast_heading: Text::new("天气预报"),
+    precip: Text::new("降水概率"),
+    advice_heading: Text::new("今日建议"),
+    advice_unavailable: Text::new("暂时无法获取建议；天气预报仍是最新的。"),
+    served_by: Text::new("服务版本"),
+    synthetic_note: Text::new("天气数据为模拟数据，依据各城市的气候平均值生成。"),
+    not_found_title: Text::new("找不到该城市"),
+    unavailable_title: Text::new("天气预报暂不可用"),
+    unavailable_body: Text::new("无法连接天气预报服务，请稍后再试。"),
+    bad_request_title: Text::new("操作未成功"),
+    back_home: Text::new("返回天气"),
+    login_title: Text::new("登录"),
+    cookie_note: Text::new("登录只会设置一个用于路由到测试版本的 Cookie，并不是身份认证。"),
+    weekdays: [
+        Text::new("周一"),
+        Text::new("周二"),
+        Text::new("周三"),
+        Text::new("周四"),
+        Text::new("周五"),
+        Text::new("周六"),
+        Text::new("周日"),
+    ],
+    clothing: Text::new("穿衣"),
+    umbrella: Text::new("雨具"),
+    activity: Text::new("户外活动"),
+    sun: Text::new("防晒"),
+    air: Text::new("空气"),
 };
 
 #[cfg(test)]

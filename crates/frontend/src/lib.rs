@@ -235,7 +235,7 @@ impl Ctx {
             Some(d) => [me, d].join(","),
             None => me.to_owned(),
         };
-        let other = lang.texts().other_lang_code;
+        let other = lang.texts().other_lang_code.as_str();
         Frame {
             t: lang.texts(),
             version: self.version.as_str(),
@@ -287,7 +287,12 @@ async fn index(
                 }
                 Lang::Zh => "城市编号由小写字母、数字和连字符组成，例如 new-york。".to_owned(),
             };
-            message_page(StatusCode::NOT_FOUND, frame, t.not_found_title, message)
+            message_page(
+                StatusCode::NOT_FOUND,
+                frame,
+                t.not_found_title.as_str(),
+                message,
+            )
         }
         Some(city) => {
             let (cities, answer) = tokio::join!(
@@ -306,8 +311,8 @@ async fn index(
                     message_page(
                         StatusCode::SERVICE_UNAVAILABLE,
                         frame,
-                        t.unavailable_title,
-                        t.unavailable_body.to_owned(),
+                        t.unavailable_title.as_str(),
+                        t.unavailable_body.as_str().to_owned(),
                     )
                 }
             }
@@ -330,8 +335,8 @@ fn page_from(up: Upstream, frame: Frame, lang: Lang, city: &str) -> Response {
                 message_page(
                     StatusCode::SERVICE_UNAVAILABLE,
                     frame,
-                    t.unavailable_title,
-                    t.unavailable_body.to_owned(),
+                    t.unavailable_title.as_str(),
+                    t.unavailable_body.as_str().to_owned(),
                 )
             }
         },
@@ -340,19 +345,29 @@ fn page_from(up: Upstream, frame: Frame, lang: Lang, city: &str) -> Response {
                 Lang::En => format!("We have no weather for “{city}”. Pick a city from the list."),
                 Lang::Zh => format!("没有“{city}”的天气，请从列表中选择城市。"),
             };
-            message_page(StatusCode::NOT_FOUND, frame, t.not_found_title, message)
+            message_page(
+                StatusCode::NOT_FOUND,
+                frame,
+                t.not_found_title.as_str(),
+                message,
+            )
         }
         StatusCode::BAD_REQUEST => {
             let message = upstream_error(&up.body).unwrap_or_else(|| "bad request".into());
-            message_page(StatusCode::BAD_REQUEST, frame, t.bad_request_title, message)
+            message_page(
+                StatusCode::BAD_REQUEST,
+                frame,
+                t.bad_request_title.as_str(),
+                message,
+            )
         }
         status => {
             tracing::warn!(%status, "forecast failed");
             message_page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 frame,
-                t.unavailable_title,
-                t.unavailable_body.to_owned(),
+                t.unavailable_title.as_str(),
+                t.unavailable_body.as_str().to_owned(),
             )
         }
     }
@@ -452,7 +467,12 @@ async fn login(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Bytes) -> 
         }
         (Lang::Zh, false) => "用户名为 1 到 32 个字母、数字、- 或 _（例如 tester）。".to_owned(),
     };
-    message_page(StatusCode::BAD_REQUEST, frame, t.bad_request_title, message)
+    message_page(
+        StatusCode::BAD_REQUEST,
+        frame,
+        t.bad_request_title.as_str(),
+        message,
+    )
 }
 
 async fn logout(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {

@@ -7,7 +7,7 @@ use askama::Template;
 use serde::Deserialize;
 use weather_core::{Condition, sky::Current};
 
-use crate::i18n::{Lang, Texts};
+use crate::i18n::{Lang, Text, Texts};
 
 // The forecast service's answer, as far as the page needs it. Its text is
 // borrowed from the answer where it needs no unescaping: a string per field
@@ -136,11 +136,11 @@ impl Frame {
     }
 
     /// The picker's `<option>`s, the city shown selected; empty without a list.
-    pub fn city_options(&self) -> String {
-        self.cities
-            .as_deref()
-            .map(|p| p.options(self.lang, &self.selected))
-            .unwrap_or_default()
+    pub fn city_options(&self) -> Options<'_> {
+        match self.cities.as_deref() {
+            Some(p) => p.options(self.lang, &self.selected),
+            None => Options { all: "", at: None },
+        }
     }
 }
 
@@ -151,6 +151,9 @@ pub struct Picker {
     pub cities: Vec<CityData>,
     /// By language: `[en, zh]`.
     options: [String; 2],
+    /// By language, by city: where ` selected` goes in its option (after
+    /// `<option value="id"`), if the id was written as it is.
+    marks: [Vec<Option<usize>>; 2],
 }
 
 #[derive(Template)]
@@ -163,38 +166,73 @@ struct CityOptions<'a> {
 impl Picker {
     pub fn new(cities: Vec<CityData>) -> Self {
         let render = |lang| {
-            CityOptions {
+            let all = CityOptions {
                 cities: &cities,
                 lang,
             }
             .render()
-            .unwrap_or_default()
+            .unwrap_or_default();
+            // Ids are slugs (`is_city_id`): as written, they need no
+            // escaping, so the option is found by its id as it is.
+            let marks = cities
+                .iter()
+                .map(|c| {
+                    let value = format!("<option value=\"{}\"", c.id);
+                    let at = all.find(&value).map(|at| at + value.len());
+                    at.filter(|_| weather_core::sky::is_city_id(&c.id))
+                })
+                .collect();
+            (all, marks)
         };
-        let options = [render(Lang::En), render(Lang::Zh)];
-        Picker { cities, options }
+        let (en, en_marks) = render(Lang::En);
+        let (zh, zh_marks) = render(Lang::Zh);
+        Picker {
+            cities,
+            options: [en, zh],
+            marks: [en_marks, zh_marks],
+        }
     }
 
     /// The options in `lang`, `selected` (a city id) marked so.
-    pub fn options(&self, lang: Lang, selected: &str) -> String {
-        let all = &self.options[match lang {
+    pub fn options(&self, lang: Lang, selected: &str) -> Options<'_> {
+        let l = match lang {
             Lang::En => 0,
             Lang::Zh => 1,
-        }];
-        let mut out = String::with_capacity(all.len() + 9);
-        // Ids are slugs (`is_city_id`): as written, they needed no escaping.
-        let value = format!("<option value=\"{selected}\"");
-        match all.find(&value) {
-            Some(at) if weather_core::sky::is_city_id(selected) => {
-                let end = at + value.len();
-                out.push_str(&all[..end]);
-                out.push_str(" selected");
-                out.push_str(&all[end..]);
-            }
-            _ => out.push_str(all),
+        };
+        let at = self
+            .cities
+            .iter()
+            .position(|c| c.id == selected)
+            .and_then(|i| self.marks[l][i]);
+        Options {
+            all: &self.options[l],
+            at,
         }
-        out
     }
 }
+
+/// The picker's options as a page writes them: the list rendered once, with
+/// ` selected` put in at `at`.
+pub struct Options<'a> {
+    all: &'a str,
+    at: Option<usize>,
+}
+
+impl std::fmt::Display for Options<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.at {
+            Some(at) => {
+                f.write_str(&self.all[..at])?;
+                f.write_str(" selected")?;
+                f.write_str(&self.all[at..])
+            }
+            None => f.write_str(self.all),
+        }
+    }
+}
+
+/// Rendered and escaped by askama when the list was read.
+impl askama::filters::HtmlSafe for Options<'_> {}
 
 /// One `app:version` of the `x-weather-chain`.
 pub struct Link {
@@ -227,9 +265,9 @@ pub struct CurrentView {
     pub aqi: u16,
 }
 
-pub struct DayView {
-    pub weekday: &'static str,
-    pub date: String,
+pub struct DayView<'a> {
+    pub weekday: Text,
+    pub date: &'a str,
     pub icon: &'static str,
     pub label: &'static str,
     pub max: i32,
@@ -237,23 +275,23 @@ pub struct DayView {
     pub precip: u8,
 }
 
-pub struct AdviceView {
+pub struct AdviceView<'a> {
     pub category: &'static str,
-    pub level: String,
-    pub text: String,
+    pub level: &'a str,
+    pub text: &'a str,
 }
 
 #[derive(Template)]
 #[template(path = "weather.html")]
-pub struct WeatherPage {
+pub struct WeatherPage<'a> {
     pub frame: Frame,
-    pub city_name: String,
-    pub country: String,
+    pub city_name: &'a str,
+    pub country: &'a str,
     pub current: CurrentView,
-    pub days: Vec<DayView>,
+    pub days: Vec<DayView<'a>>,
     /// `available`, `unavailable` or `none` (v1 forecast: no advice at all).
     pub advice_state: &'static str,
-    pub advice: Vec<AdviceView>,
+    pub advice: Vec<AdviceView<'a>>,
 }
 
 #[derive(Template)]
@@ -280,8 +318,9 @@ pub fn label(c: Condition, lang: Lang) -> &'static str {
     }
 }
 
-impl WeatherPage {
-    pub fn new(frame: Frame, lang: Lang, data: &ForecastData) -> Self {
+/// The page borrows its words from the forecast's answer it shows.
+impl<'a> WeatherPage<'a> {
+    pub fn new(frame: Frame, lang: Lang, data: &'a ForecastData<'a>) -> Self {
         let t = frame.t;
         let c = &data.current;
         let night = is_night(&c.local_time);
@@ -305,7 +344,7 @@ impl WeatherPage {
             .map(|d| DayView {
                 weekday: t.weekday(&d.weekday),
                 // `2026-11-25` shows as `11-25`.
-                date: d.date.get(5..).unwrap_or(&d.date).to_owned(),
+                date: d.date.get(5..).unwrap_or(&d.date),
                 icon: crate::icons::icon(d.condition),
                 label: label(d.condition, lang),
                 max: d.temp_max_c,
@@ -321,10 +360,10 @@ impl WeatherPage {
                     .iter()
                     .map(|a| AdviceView {
                         category: t.category(&a.category),
-                        level: a.level.to_string(),
+                        level: &a.level,
                         text: match lang {
-                            Lang::En => a.text.en.to_string(),
-                            Lang::Zh => a.text.zh.to_string(),
+                            Lang::En => &a.text.en,
+                            Lang::Zh => &a.text.zh,
                         },
                     })
                     .collect(),
@@ -332,8 +371,8 @@ impl WeatherPage {
             Some(_) => ("unavailable", Vec::new()),
         };
         WeatherPage {
-            city_name: data.city.name(lang).to_owned(),
-            country: data.city.country(lang).to_owned(),
+            city_name: data.city.name(lang),
+            country: data.city.country(lang),
             frame,
             current,
             days,
