@@ -104,6 +104,35 @@ async fn server(script: impl Fn(usize, usize) -> Reply + Send + Sync + 'static) 
     }
 }
 
+impl Server {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// `n` calls through one client, each of which must be answered `body`;
+    /// how many connections the server then had accepted.
+    async fn calls(&self, n: usize, body: &[u8]) -> usize {
+        let c = client(2000);
+        for _ in 0..n {
+            let up = c.get(&self.url(), &fwd()).await.unwrap();
+            assert_eq!(&up.body[..], body);
+        }
+        self.accepted()
+    }
+
+    /// One call that must fail.
+    async fn failure(&self, timeout_ms: u64) -> ClientError {
+        client(timeout_ms)
+            .get(&self.url(), &fwd())
+            .await
+            .unwrap_err()
+    }
+}
+
 fn one(bytes: &str) -> Reply {
     Reply::Pieces(vec![bytes.as_bytes().to_vec()])
 }
@@ -140,11 +169,7 @@ async fn a_length_framed_answer_is_read_and_its_connection_used_again() {
         assert_eq!(&up.body[..], b"hello");
         assert_eq!(up.chain.unwrap(), "forecast@v1");
     }
-    assert_eq!(
-        s.accepted.load(Ordering::SeqCst),
-        1,
-        "one kept-alive connection"
-    );
+    assert_eq!(s.accepted(), 1, "one kept-alive connection");
     let first = s.requests.lock().unwrap()[0].clone();
     assert!(first.starts_with("GET /a?b=c HTTP/1.1\r\n"), "{first}");
     let lower = first.to_ascii_lowercase();
@@ -177,29 +202,13 @@ async fn a_chunked_answer_in_many_reads_is_decoded_and_trailers_dropped() {
         )
     })
     .await;
-    let c = client(2000);
-    for _ in 0..2 {
-        let up = c
-            .get(&format!("http://127.0.0.1:{}/", s.port), &fwd())
-            .await
-            .unwrap();
-        assert_eq!(&up.body[..], b"hello ");
-    }
-    assert_eq!(s.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(s.calls(2, b"hello ").await, 1);
 }
 
 #[tokio::test]
 async fn an_answer_that_runs_to_the_close_is_read_whole_and_not_kept() {
     let s = server(|_, _| Reply::ThenClose(b"HTTP/1.1 200 OK\r\n\r\nall of it".to_vec())).await;
-    let c = client(2000);
-    for _ in 0..2 {
-        let up = c
-            .get(&format!("http://127.0.0.1:{}/", s.port), &fwd())
-            .await
-            .unwrap();
-        assert_eq!(&up.body[..], b"all of it");
-    }
-    assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(s.calls(2, b"all of it").await, 2);
 }
 
 #[tokio::test]
@@ -210,20 +219,13 @@ async fn connection_close_and_interim_answers() {
     .await;
     let c = client(2000);
     for _ in 0..2 {
-        let up = c
-            .get(&format!("http://127.0.0.1:{}/", s.port), &fwd())
-            .await
-            .unwrap();
+        let up = c.get(&s.url(), &fwd()).await.unwrap();
         assert_eq!(
             (up.status, &up.body[..]),
             (StatusCode::NOT_FOUND, &b"no"[..])
         );
     }
-    assert_eq!(
-        s.accepted.load(Ordering::SeqCst),
-        2,
-        "Connection: close is obeyed"
-    );
+    assert_eq!(s.accepted(), 2, "Connection: close is obeyed");
 }
 
 #[tokio::test]
@@ -237,24 +239,13 @@ async fn a_kept_alive_connection_the_server_closed_is_replaced_without_failing_t
         }
     })
     .await;
-    let c = client(2000);
-    for _ in 0..3 {
-        let up = c
-            .get(&format!("http://127.0.0.1:{}/", s.port), &fwd())
-            .await
-            .unwrap();
-        assert_eq!(&up.body[..], b"ok");
-    }
-    assert_eq!(s.accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(s.calls(3, b"ok").await, 3);
 }
 
 #[tokio::test]
 async fn a_new_connection_closed_before_an_answer_fails_the_call() {
     let s = server(|_, _| Reply::Close).await;
-    let e = client(2000)
-        .get(&format!("http://127.0.0.1:{}/", s.port), &fwd())
-        .await
-        .unwrap_err();
+    let e = s.failure(2000).await;
     assert!(
         matches!(&e, ClientError::Other(m) if m.contains("closed before an answer")),
         "{e}"
@@ -289,10 +280,7 @@ async fn broken_answers_fail_the_call_with_a_reason() {
     for (answer, why) in cases {
         let bytes = answer.as_bytes().to_vec();
         let s = server(move |_, _| Reply::ThenClose(bytes.clone())).await;
-        let e = client(2000)
-            .get(&format!("http://127.0.0.1:{}/", s.port), &fwd())
-            .await
-            .unwrap_err();
+        let e = s.failure(2000).await;
         assert!(
             matches!(&e, ClientError::Other(m) if m.contains(why)),
             "{answer:?}: {e}"
@@ -307,10 +295,7 @@ async fn answers_over_the_limit_are_refused() {
         MAX_ANSWER + 1
     );
     let s = server(move |_, _| one(&declared)).await;
-    let e = client(2000)
-        .get(&format!("http://127.0.0.1:{}/", s.port), &fwd())
-        .await
-        .unwrap_err();
+    let e = s.failure(2000).await;
     assert!(e.to_string().contains("over"), "{e}");
 
     // Chunks that add up to more than the limit.
@@ -326,10 +311,7 @@ async fn answers_over_the_limit_are_refused() {
         Reply::Pieces(pieces)
     })
     .await;
-    let e = client(5000)
-        .get(&format!("http://127.0.0.1:{}/", s.port), &fwd())
-        .await
-        .unwrap_err();
+    let e = s.failure(5000).await;
     assert!(e.to_string().contains("over"), "{e}");
 
     // A head that never ends.
@@ -339,20 +321,14 @@ async fn answers_over_the_limit_are_refused() {
         Reply::Pieces(vec![head])
     })
     .await;
-    let e = client(5000)
-        .get(&format!("http://127.0.0.1:{}/", s.port), &fwd())
-        .await
-        .unwrap_err();
+    let e = s.failure(5000).await;
     assert!(e.to_string().contains("head is over"), "{e}");
 }
 
 #[tokio::test]
 async fn a_silent_upstream_times_out_and_a_closed_port_is_a_connect_error() {
     let s = server(|_, _| Reply::Hang).await;
-    let e = client(200)
-        .get(&format!("http://127.0.0.1:{}/", s.port), &fwd())
-        .await
-        .unwrap_err();
+    let e = s.failure(200).await;
     assert!(
         matches!(e, ClientError::Timeout(d) if d == Duration::from_millis(200)),
         "{e}"
@@ -387,15 +363,7 @@ async fn only_http_urls_are_called() {
 async fn an_answer_with_extra_bytes_is_used_but_its_connection_is_not() {
     let s =
         server(|_, _| one("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK")).await;
-    let c = client(2000);
-    for _ in 0..2 {
-        let up = c
-            .get(&format!("http://127.0.0.1:{}/", s.port), &fwd())
-            .await
-            .unwrap();
-        assert_eq!(&up.body[..], b"ok");
-    }
-    assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(s.calls(2, b"ok").await, 2);
 }
 
 /// The real thing: a hyper server (what every service runs) answering many
