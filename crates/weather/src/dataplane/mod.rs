@@ -6,7 +6,8 @@
 //!
 //! - [`plane`]: the one owner of what is applied (manifests, stage, routing table)
 //!   and the only way to change it, [`Plane::switch`];
-//! - [`proxy`]: one hop, as a `Router` of its own, tested in-process;
+//! - [`proxy`]: one hop, as a `Router` of its own, tested in-process; its
+//!   connections to the workloads in `upstream`;
 //! - [`boot`]: binds and starts every workload and listener;
 //! - [`reload`]: re-applies the manifests when their files change;
 //! - [`stats`]: Istio's standard metrics of every hop, and the window of recent
@@ -25,6 +26,7 @@ pub mod plane;
 pub mod proxy;
 mod reload;
 pub mod stats;
+mod upstream;
 
 pub use boot::{Options, Running, start};
 pub use error::Error;

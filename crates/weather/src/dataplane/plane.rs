@@ -110,7 +110,10 @@ pub struct Plane {
     /// Deployment name -> the address its workload listens on. Fixed at start:
     /// a switch may route differently, never to new workloads.
     pods: HashMap<String, SocketAddr>,
+    /// For fetching JWKS documents.
     pub(super) client: Client<HttpConnector, Body>,
+    /// The hops' connections to the workloads.
+    pub(super) upstreams: super::upstream::Upstreams,
     /// Round-robin position over endpoints.
     next: AtomicUsize,
     pub settings: Settings,
@@ -184,6 +187,7 @@ impl Plane {
             applied: RwLock::new(Arc::new(applied)),
             pods,
             client,
+            upstreams: super::upstream::Upstreams::new(weather_core::server::listen::POOL_IDLE),
             next: AtomicUsize::new(0),
             settings,
             reloads: Mutex::new(Reloads::default()),

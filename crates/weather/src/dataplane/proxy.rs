@@ -34,6 +34,8 @@ use opentelemetry::{
 };
 use weather_core::telemetry::{HeaderExtractor, HeaderInjector, Telemetry, propagator};
 
+use super::upstream::SendError;
+
 use super::{
     downstream::{self, ClientFault, Outgoing},
     headers::{Headers, at_the_edge, strip_hop_by_hop, to_upstream},
@@ -532,20 +534,14 @@ enum Failure {
     PerTryTimeout,
 }
 
-/// What hyper's client error says of the upstream.
-fn classify(e: &hyper_util::client::legacy::Error) -> Failure {
-    if e.is_connect() {
-        let reason = std::error::Error::source(e)
-            .and_then(|s| s.source())
-            .map_or_else(|| e.to_string(), |s| s.to_string());
-        return Failure::Connect(reason);
-    }
-    let hyper_error = std::error::Error::source(e).and_then(|s| s.downcast_ref::<hyper::Error>());
-    match hyper_error {
-        Some(h) if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() => {
+/// What the upstream's failure was, in Envoy's terms.
+fn classify(e: &SendError) -> Failure {
+    match e {
+        SendError::Connect(reason) => Failure::Connect(reason.clone()),
+        SendError::Http(h) if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() => {
             Failure::Protocol
         }
-        _ => Failure::Reset,
+        SendError::Http(_) => Failure::Reset,
     }
 }
 
@@ -657,12 +653,7 @@ async fn forward(
             return record.refuse(Failure::Reset.refusal(attempt > 0));
         };
         let mut up = Request::from_parts(parts.clone(), body);
-        *up.uri_mut() = Uri::builder()
-            .scheme("http")
-            .authority(addr.to_string())
-            .path_and_query(uri_path.clone())
-            .build()
-            .unwrap_or_default();
+        *up.uri_mut() = Uri::from(uri_path.clone());
         let per_try = policy.retries.per_try_timeout;
         let limit = match (deadline, per_try) {
             (Some(d), Some(p)) => Some(d.min(tokio::time::Instant::now() + p)),
@@ -670,7 +661,7 @@ async fn forward(
             (None, Some(p)) => Some(tokio::time::Instant::now() + p),
             (None, None) => None,
         };
-        let sent = plane.client.request(up);
+        let sent = plane.upstreams.send(addr, up);
         let outcome = match limit {
             Some(at) => tokio::time::timeout_at(at, sent).await.ok(),
             None => Some(sent.await),
