@@ -9,6 +9,7 @@
 
 use std::{
     net::TcpListener,
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -36,12 +37,25 @@ fn screenshots() -> PathBuf {
     dir
 }
 
-struct Driver(Child);
+/// chromedriver and the Chromium it starts, in a process group of their own,
+/// and the browser's profile. Dropped, it stops them all: a test that fails
+/// before closing its session leaves no browser running (chromedriver alone
+/// killed, its Chromium lived on, one per test run).
+struct Driver {
+    child: Child,
+    profile: PathBuf,
+}
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        // The group's id is chromedriver's pid (`process_group(0)`).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
@@ -63,11 +77,15 @@ async fn browser() -> (Driver, Client) {
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("chromedriver starts");
-    let driver = Driver(child);
     let profile =
         std::env::temp_dir().join(format!("weather-chromium-{}-{port}", std::process::id()));
+    let driver = Driver {
+        child,
+        profile: profile.clone(),
+    };
     let caps = json!({
         "browserName": "chrome",
         "goog:chromeOptions": {
@@ -497,6 +515,7 @@ async fn on_the_jwt_stage_only_logging_in_makes_a_tester() {
         !names.iter().any(|n| n == "token" || n == "user"),
         "{names:?}"
     );
+    c.close().await.unwrap();
     running.shutdown().await;
 }
 
