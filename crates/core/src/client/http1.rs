@@ -26,7 +26,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use super::{ClientError, MAX_ANSWER};
+use super::{ClientError, MAX_ANSWER, Upstream};
 use crate::chain::CHAIN_HEADER;
 
 /// The most bytes an answer's head may take (status line and headers), as
@@ -42,14 +42,6 @@ const MAX_LINE: usize = 4 * 1024;
 const READ_SIZE: usize = 4 * 1024;
 /// An idle connection's buffer over this size is given back.
 const KEEP_BUFFER: usize = 16 * 1024;
-
-/// What an upstream answered, read whole.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: StatusCode,
-    pub chain: Option<HeaderValue>,
-    pub body: Bytes,
-}
 
 /// Kept-alive connections, by authority (`host:port`). A service calls one or
 /// two upstreams, so the idle list is searched, not hashed.
@@ -100,7 +92,7 @@ impl Pool {
         host: &str,
         port: u16,
         request: &[u8],
-    ) -> Result<Answer, ClientError> {
+    ) -> Result<Upstream, ClientError> {
         while let Some(mut conn) = self.checkout(authority) {
             match conn.exchange(request).await {
                 Ok((answer, reusable)) => {
@@ -187,7 +179,7 @@ fn other(why: impl Into<String>) -> Failed {
 impl Conn {
     /// One request and its answer. The answer, and whether the connection can
     /// carry another request.
-    async fn exchange(&mut self, request: &[u8]) -> Result<(Answer, bool), Failed> {
+    async fn exchange(&mut self, request: &[u8]) -> Result<(Upstream, bool), Failed> {
         self.buf.clear();
         if let Err(e) = self.stream.write_all(request).await {
             return Err(Failed::Stale(e.to_string()));
@@ -203,7 +195,7 @@ impl Conn {
         // used again, whatever they are.
         let reusable = head.keep_alive && exact;
         Ok((
-            Answer {
+            Upstream {
                 status: head.status,
                 chain: head.chain,
                 body,

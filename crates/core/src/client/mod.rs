@@ -142,15 +142,17 @@ impl Client {
         } else {
             parent
         };
-        let result = match uri.as_ref().map(|u| (u.scheme(), u.authority(), u.host())) {
-            Ok((Some(scheme), Some(authority), Some(host)))
-                if *scheme == axum::http::uri::Scheme::HTTP =>
-            {
-                let path = uri
-                    .as_ref()
-                    .ok()
-                    .and_then(|u| u.path_and_query())
-                    .map_or("/", |p| p.as_str());
+        // Where the GET goes: an http:// URL's authority, host and path.
+        let target = uri
+            .as_ref()
+            .ok()
+            .filter(|u| u.scheme() == Some(&axum::http::uri::Scheme::HTTP))
+            .and_then(|u| {
+                let path = u.path_and_query().map_or("/", |p| p.as_str());
+                Some((u.authority()?, u.host()?, path))
+            });
+        let result = match target {
+            Some((authority, host, path)) => {
                 let mut head = RequestHead::get(path, authority.as_str());
                 for (name, value) in fwd.headers() {
                     head.header(name.as_str(), value.as_bytes());
@@ -164,13 +166,8 @@ impl Client {
                 )
                 .await
                 .unwrap_or(Err(ClientError::Timeout(self.timeout)))
-                .map(|a| Upstream {
-                    status: a.status,
-                    chain: a.chain,
-                    body: a.body,
-                })
             }
-            _ => Err(ClientError::Other(format!("not an http:// URL: {url}"))),
+            None => Err(ClientError::Other(format!("not an http:// URL: {url}"))),
         };
         if exporting {
             let span = cx.span();
