@@ -93,7 +93,11 @@ impl Pool {
         port: u16,
         request: &[u8],
     ) -> Result<Upstream, ClientError> {
-        while let Some(mut conn) = self.checkout(authority) {
+        loop {
+            let (mut conn, kept) = match self.checkout(authority) {
+                Some(conn) => (conn, true),
+                None => (self.connect(host, port).await?, false),
+            };
             match conn.exchange(request).await {
                 Ok((answer, reusable)) => {
                     if reusable {
@@ -101,21 +105,12 @@ impl Pool {
                     }
                     return Ok(answer);
                 }
-                // Try the next idle connection, and then a new one.
-                Err(Failed::Stale(_)) => continue,
+                // A kept connection the server closed: the next kept one,
+                // or a new one.
+                Err(Failed::Stale(_)) if kept => continue,
+                Err(Failed::Stale(why)) => return Err(ClientError::Other(why)),
                 Err(Failed::Call(e)) => return Err(e),
             }
-        }
-        let mut conn = self.connect(host, port).await?;
-        match conn.exchange(request).await {
-            Ok((answer, reusable)) => {
-                if reusable {
-                    self.checkin(authority, conn);
-                }
-                Ok(answer)
-            }
-            Err(Failed::Stale(why)) => Err(ClientError::Other(why)),
-            Err(Failed::Call(e)) => Err(e),
         }
     }
 
