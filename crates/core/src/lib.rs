@@ -17,6 +17,7 @@ pub mod sky;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod wire;
 
 pub use chain::{CHAIN_HEADER, Downstream};
 pub use client::{Client, ClientError, Forwarded};

@@ -27,7 +27,10 @@ use tokio::{
 };
 
 use super::{ClientError, MAX_ANSWER, Upstream};
-use crate::chain::CHAIN_HEADER;
+use crate::{
+    chain::CHAIN_HEADER,
+    wire::{chunk_size, parse_length, tokens},
+};
 
 /// The most bytes an answer's head may take (status line and headers), as
 /// Envoy's default `max_request_headers_kb` of 60 KiB.
@@ -36,8 +39,6 @@ pub const MAX_HEAD: usize = 60 * 1024;
 pub const MAX_HEADERS: usize = 100;
 /// At most this many idle connections are kept per client.
 pub const MAX_IDLE: usize = 64;
-/// A chunk-size line (size and extensions) longer than this is refused.
-const MAX_LINE: usize = 4 * 1024;
 /// What a read asks for at least.
 const READ_SIZE: usize = 4 * 1024;
 /// An idle connection's buffer over this size is given back.
@@ -430,47 +431,6 @@ fn parse_head(buf: &[u8]) -> Result<Parsed, String> {
     }))
 }
 
-/// A Content-Length: digits only.
-fn parse_length(v: &[u8]) -> Option<u64> {
-    let v = v.trim_ascii();
-    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok()
-}
-
-/// The comma-separated tokens of a header value, trimmed, empty ones left out.
-fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
-    v.split(|&b| b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
-}
-
-/// A chunk-size line at the start of `buf`: the size and the line's length
-/// with its CRLF, or `None` while the line is not whole.
-fn chunk_size(buf: &[u8]) -> Result<Option<(usize, usize)>, String> {
-    let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
-        return if buf.len() > MAX_LINE {
-            Err("a chunk's size line is too long".into())
-        } else {
-            Ok(None)
-        };
-    };
-    let line = &buf[..end];
-    let digits = line
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
-    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
-        return Err("a chunk's size is not hexadecimal".into());
-    }
-    let size = digits.iter().fold(0usize, |n, &d| {
-        n * 16 + (d as char).to_digit(16).unwrap_or(0) as usize
-    });
-    Ok(Some((size, end + 2)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,17 +501,5 @@ mod tests {
             parse_head(b"HTTP/1.1 200 OK\r\ncontent-le"),
             Ok(Parsed::Partial)
         ));
-    }
-
-    #[test]
-    fn chunk_sizes() {
-        assert_eq!(chunk_size(b"1a\r\n"), Ok(Some((26, 4))));
-        assert_eq!(chunk_size(b"A;name=value\r\nxx"), Ok(Some((10, 14))));
-        assert_eq!(chunk_size(b"0\r\n\r\n"), Ok(Some((0, 3))));
-        assert_eq!(chunk_size(b"1a"), Ok(None));
-        assert!(chunk_size(b"zz\r\n").is_err());
-        assert!(chunk_size(b"\r\n").is_err());
-        assert!(chunk_size(b"ffffffffffffffffff\r\n").is_err());
-        assert!(chunk_size(&[b'1'; MAX_LINE + 1]).is_err());
     }
 }

@@ -5,6 +5,9 @@
 //! past them a 431), and how many connections are open at once. On shutdown
 //! the listener closes, idle connections close, in-flight requests get up to
 //! a drain window, and whatever is left after it is cut.
+//!
+//! Two engines speak HTTP/1.1 on the connections ([`Engine`]): the services'
+//! own lean one ([`super::http1`]) and hyper's, which the data plane keeps.
 
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -32,6 +35,20 @@ pub struct Limits {
     pub max_connections: usize,
     /// After shutdown begins, how long in-flight requests may take.
     pub drain: Duration,
+    /// What speaks HTTP/1.1 on the connections.
+    pub engine: Engine,
+}
+
+/// What serves a listener's connections. Both keep the same [`Limits`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// [`super::http1`], the services': an idle connection holds no buffer
+    /// (docs/architecture.md, "Memory").
+    #[default]
+    Lean,
+    /// hyper's, the data plane's: it relays bodies as they stream, and
+    /// HTTP/2 and upgrades are there when the proxy needs them.
+    Hyper,
 }
 
 impl Default for Limits {
@@ -42,6 +59,7 @@ impl Default for Limits {
             max_headers: 100,
             max_connections: 4096,
             drain: Duration::from_secs(20),
+            engine: Engine::Lean,
         }
     }
 }
@@ -84,6 +102,8 @@ pub async fn serve_bounded(
         .max_header_size(limits.max_header_bytes)
         .max_headers(limits.max_headers);
     let graceful = GracefulShutdown::new();
+    // The lean engine's connections close when this turns true.
+    let (closing, closed) = tokio::sync::watch::channel(false);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -106,6 +126,20 @@ pub async fn serve_bounded(
             connections.spawn(refuse(stream));
             continue;
         };
+        if limits.engine == Engine::Lean {
+            let conn = super::http1::serve_connection(
+                stream,
+                peer,
+                router.clone(),
+                limits,
+                closed.clone(),
+            );
+            connections.spawn(async move {
+                conn.await;
+                drop(permit);
+            });
+            continue;
+        }
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
@@ -124,8 +158,13 @@ pub async fn serve_bounded(
         });
     }
     drop(listener);
+    let _ = closing.send(true);
+    let drained = async {
+        graceful.shutdown().await;
+        while connections.join_next().await.is_some() {}
+    };
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = drained => {}
         () = tokio::time::sleep(limits.drain) => {
             tracing::warn!(
                 drain_ms = limits.drain.as_millis() as u64,

@@ -3,6 +3,7 @@
 //! [`lifecycle`] serves a router, in the background for tests and `weather up`
 //! or as a binary's whole `main`, with a graceful drain on SIGTERM.
 
+mod http1;
 pub mod layers;
 pub mod lifecycle;
 pub mod listen;
@@ -10,4 +11,5 @@ pub mod listen;
 pub use layers::{not_found, service};
 pub use lifecycle::{
     AppInfo, Health, RunningServer, Service, Stop, StopSignal, main, run, spawn, spawn_local,
+    spawn_with,
 };

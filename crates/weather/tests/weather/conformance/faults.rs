@@ -288,11 +288,14 @@ fn client_and_upstream_faults_are_answered_as_envoy_answers_them() {
     };
     let plane = Arc::new(Plane::new(Vec::new(), None, model, pods, settings).unwrap());
     let hop = rt
-        .block_on(weather_core::server::spawn_local(proxy::router(
-            plane,
-            Hop::Ingress,
-            Telemetry::disabled(),
-        )))
+        .block_on(async {
+            // Served as `weather up` serves the ingress: by hyper.
+            weather_core::server::spawn_with(
+                tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+                proxy::router(plane, Hop::Ingress, Telemetry::disabled()),
+                weather_core::server::listen::Engine::Hyper,
+            )
+        })
         .unwrap();
 
     let cases = cases();
