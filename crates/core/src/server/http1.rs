@@ -821,4 +821,74 @@ mod tests {
             );
         }
     }
+
+    /// Decodes a chunked body from what `buf` holds: the data, and the state
+    /// it ends in.
+    fn decode(buf: &[u8]) -> (Vec<u8>, BodyState, usize) {
+        let mut r = ReadState {
+            buf: buf.to_vec(),
+            body: BodyState::Chunked(Chunk::Size),
+            continue_owed: None,
+        };
+        let mut out = Vec::new();
+        while let BodyState::Chunked(c) = r.body.clone() {
+            match r.step_chunked(c) {
+                Step::Data(d) => out.extend_from_slice(&d),
+                Step::Again => {}
+                Step::More => break,
+            }
+        }
+        (out, r.body, r.buf.len())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Any bytes at all parse to a head, a refusal or "not yet", without
+        /// a panic; a head never claims more than was read.
+        #[test]
+        fn any_bytes_parse_without_panic(
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            line in "(GET|POST|HEAD|get|P) (/[a-z?=%&]{0,12}|\\*|http://h/x) HTTP/1\\.[01]\r\n",
+            headers in proptest::collection::vec("[A-Za-z-]{1,16}: [ -~]{0,20}\r\n", 0..6),
+        ) {
+            let _ = parse_head(&Bytes::from(junk), &Limits::default());
+            let text = format!("{line}{}\r\n", headers.concat());
+            if let Ok(Some((_, len))) = parse_head(&Bytes::from(text.clone()), &Limits::default()) {
+                proptest::prop_assert_eq!(len, text.len());
+            }
+        }
+
+        /// A body cut into chunks of any sizes, with extensions and a trailer,
+        /// decodes to itself and stops at its end; any bytes at all decode
+        /// without a panic to data no longer than themselves.
+        #[test]
+        fn chunked_bodies_decode_to_what_was_sent(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+            cuts in proptest::collection::vec(1usize..64, 1..20),
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+        ) {
+            let mut wire = Vec::new();
+            let mut rest = &data[..];
+            for (i, cut) in cuts.iter().cycle().enumerate() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (chunk, tail) = rest.split_at((*cut).min(rest.len()));
+                let ext = if i % 3 == 0 { ";name=v" } else { "" };
+                wire.extend_from_slice(format!("{:X}{ext}\r\n", chunk.len()).as_bytes());
+                wire.extend_from_slice(chunk);
+                wire.extend_from_slice(b"\r\n");
+                rest = tail;
+            }
+            wire.extend_from_slice(b"0\r\nX-Trailer: t\r\n\r\nGET / HTTP/1.1");
+            let (out, state, left) = decode(&wire);
+            proptest::prop_assert_eq!(out, data);
+            proptest::prop_assert_eq!(state, BodyState::Done);
+            // What follows the body (a pipelined request) is left unread.
+            proptest::prop_assert_eq!(left, b"GET / HTTP/1.1".len());
+            let (out, _, _) = decode(&junk);
+            proptest::prop_assert!(out.len() <= junk.len());
+        }
+    }
 }
