@@ -619,10 +619,10 @@ async fn write_answer(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    // Framing is the server's to say. HEAD and 304 keep the length the
+    // handler gave (that of the body a GET would get); 1xx and 204 have none.
+    let length_kept = bodiless && !no_length;
     for (name, value) in &parts.headers {
-        // Framing is the server's to say. HEAD and 304 keep the length the
-        // handler gave (that of the body a GET would get); 1xx and 204 have none.
-        let length_kept = bodiless && !no_length;
         if name == header::TRANSFER_ENCODING || (name == header::CONTENT_LENGTH && !length_kept) {
             continue;
         }
