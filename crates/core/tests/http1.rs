@@ -3,6 +3,9 @@
 //! chunks, `100 Continue`, HTTP/1.0, HEAD, answers of unknown length, and the
 //! requests it refuses (RFC 9112).
 
+mod common;
+use common::until_closed;
+
 use std::time::Duration;
 
 use axum::{
@@ -51,14 +54,6 @@ async fn server() -> RunningServer {
 
 async fn connect(s: &RunningServer) -> TcpStream {
     TcpStream::connect(s.addr).await.unwrap()
-}
-
-/// Reads until the server closes the connection (bounded: 20 s).
-async fn until_closed(s: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await;
-    assert!(read.is_ok(), "the server kept the connection open");
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Reads until `n` answers framed by Content-Length have come (bounded: 20 s).

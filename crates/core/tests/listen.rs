@@ -3,6 +3,9 @@
 //! headers get 431, and shutdown ends within the drain window whatever clients
 //! do. Each with both engines: the services' own and the data plane's hyper.
 
+mod common;
+use common::until_closed;
+
 use std::time::Duration;
 
 use axum::{Router, routing::get};
@@ -33,15 +36,6 @@ async fn serve(
         let _ = stopped.await;
     }));
     (addr, stop, task)
-}
-
-/// Reads until the server closes the connection (bounded: 20 s), returning
-/// what it sent.
-async fn until_closed(s: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await;
-    assert!(read.is_ok(), "the server kept the connection open");
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[tokio::test]
