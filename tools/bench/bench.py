@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Measures what the README budgets ("Benchmarks"): server CPU per request and resident memory
-under load, for each service and for the local data plane, against a bare axum
-hello-world and a real Envoy measured in the same run. Prints figures; judges
-nothing by wall-clock time in tests. Run it through scripts/bench, which builds
+"""Measures what docs/benchmarks.md budgets: user-space instructions per request and resident
+memory under load, for each service and for the local data plane, against a bare axum
+hello-world and a real Envoy measured in the same run, and what hostile clients can make a
+service hold. CPU time per request is printed beside, for information. Prints figures;
+judges nothing by wall-clock time in tests. Run it through scripts/bench, which builds
 and installs what it needs.
 
 CPU per request = (utime + stime of the server process over the run) / requests
@@ -175,6 +176,11 @@ def memory_section(results):
     procs = []
     try:
         # frontend v2 in front of forecast v2: the longest chain, the most held per request.
+        hp = free_port()
+        hello = Proc([str(RELEASE / "examples" / "hello")], {"PORT": str(hp)}, "hello")
+        procs.append(hello)
+        wait_http(f"http://127.0.0.1:{hp}/")
+        results["hello-world"] = memory(hello, f"http://127.0.0.1:{hp}/")
         (rec, fc1, fc2, front), (rp, f1, f2, fe) = start_services("v2")
         procs += [rec, fc1, fc2, front]
         results["recommendation"] = memory(rec, f"http://127.0.0.1:{rp}/recommendation?{REC_QUERY}")
@@ -191,6 +197,72 @@ def memory_section(results):
     finally:
         for p in procs:
             p.stop()
+
+
+HOSTILE_CONNECTIONS = int(os.environ.get("BENCH_HOSTILE_CONNECTIONS", "1000"))
+# The services' pods' memory limit (k8s/*.yaml).
+POD_LIMIT_MIB = 64
+HEAD_BYTES = 60 * 1000
+
+
+def hold(port, n, opening):
+    """`n` connections to `port`, each sent `opening` and left open."""
+    import socket
+
+    held = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.setblocking(False)
+        try:
+            s.send(opening)
+        except OSError:
+            pass
+        held.append(s)
+    return held
+
+
+def healthz(port):
+    import urllib.error
+    import urllib.request
+
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
+
+
+def hostile_section():
+    """Each service, fresh, with HOSTILE_CONNECTIONS connections each holding a 60 KB
+    unfinished head, then (fresh again) each holding a half-sent 64 KB body: its peak
+    resident memory, and what /healthz answers meanwhile."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, HOSTILE_CONNECTIONS + 1024)), hard))
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * HEAD_BYTES
+    body = (b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 65536\r\n\r\nusername=" + b"a" * 32 * 1024)
+    targets = [("recommendation", {}), ("forecast", {"APP_VERSION": "v1"}), ("frontend", {"APP_VERSION": "v1"})]
+    out = {}
+    for name, env in targets:
+        for what, opening in (("a 60 KB unfinished head", head), ("a half-sent 64 KB body", body)):
+            port = free_port()
+            proc = service(name, port, env)
+            held = []
+            try:
+                wait_http(f"http://127.0.0.1:{port}/healthz")
+                held = hold(port, HOSTILE_CONNECTIONS, opening)
+                # Let the server read what was sent.
+                time.sleep(2)
+                code = healthz(port)
+                out[(name, what)] = {"peak_mib": proc.peak_rss_mib(), "healthz": code}
+            finally:
+                for s in held:
+                    s.close()
+                proc.stop()
+    return out
 
 
 WARM = 300
@@ -415,33 +487,15 @@ def main():
             p.stop()
 
     base = results["hello-world"]["cpu_us"]
-    print(f"\nWeather benchmarks: wrk -t1 -c8 -d{DURATION}s per target, RUST_LOG=warn, release build\n")
-    print(f"{'target':<20} {'CPU us/req':>10} {'x hello':>8} {'peak RSS':>10} {'p50':>9}   budget")
-    budgets = {
-        "recommendation": ("cpu", 1.5, 12), "forecast v1": ("cpu", 1.8, 12), "forecast v2": ("cpu", 4.0, 12),
-        "frontend page": ("cpu", 4.0, 12), "weather up (page)": (None, None, 60),
-    }
-    verdicts = []
+    print(f"\nWeather benchmarks: wrk -t1 -c8 -d{DURATION}s per target, RUST_LOG=warn, release build")
+    print("CPU time per request, for information (too noisy on a shared 2-core machine to budget)\n")
+    print(f"{'target':<20} {'CPU us/req':>10} {'x hello':>8} {'peak RSS':>10} {'p50':>9}")
     for name, r in results.items():
         ratio = r["cpu_us"] / base if base else float("nan")
-        note = ""
-        if name in budgets:
-            _, cpu_max, rss_max = budgets[name]
-            ok_cpu = cpu_max is None or ratio <= cpu_max
-            ok_rss = r["rss_mib"] <= rss_max
-            parts = ([f"<= {cpu_max}x"] if cpu_max else []) + [f"< {rss_max} MiB"]
-            note = f"{' and '.join(parts)}: {'within' if ok_cpu and ok_rss else 'OVER'}"
-            verdicts.append(ok_cpu and ok_rss)
-        if name == "data plane hop" and "envoy hop" in results:
-            env = results["envoy hop"]
-            ok = r["cpu_us"] <= env["cpu_us"] / 2 and r["p50_us"] <= max(env["p50_us"], 0) + 50
-            note = f"<= half of Envoy's CPU ({env['cpu_us'] / 2:.1f} us), latency <= Envoy's: {'within' if ok else 'OVER'}"
-            verdicts.append(ok)
-        print(f"{name:<20} {r['cpu_us']:>10.1f} {ratio:>8.2f} {r['rss_mib']:>7.1f} MiB {r['p50_us']:>7.0f}us   {note}")
+        print(f"{name:<20} {r['cpu_us']:>10.1f} {ratio:>8.2f} {r['rss_mib']:>7.1f} MiB {r['p50_us']:>7.0f}us")
     print("\n(data plane hop and envoy hop: the cost added by the proxy, direct vs through it;")
     print(" hop, no metrics: the same with weather up --no-metrics, so the difference is what")
     print(" recording Istio's metrics costs.)")
-    print(f"{sum(verdicts)} of {len(verdicts)} budgets met")
 
     inst = instructions_section(envoy_bin)
     out = TARGET / "bench.json"
@@ -454,7 +508,7 @@ def main():
     print(f"\nUser-space instructions per request (valgrind --tool=callgrind; {COUNTED} sequential keep-alive")
     print(f"requests after {WARM}, the run with twice as many minus the run with as many)\n")
     print(f"{'target':<20} {'instr/req':>10} {'x hello':>8} {'vs last':>8}   budget")
-    inst_budgets = {"recommendation": 2.5, "forecast v1": 3.0, "forecast v2": 8.0, "frontend page": 8.0}
+    inst_budgets = {"recommendation": 3.0, "forecast v1": 3.5, "forecast v2": 9.0, "frontend page": 11.0}
     inst_verdicts = []
     hello_i = inst["hello-world"]
     for name, v in inst.items():
@@ -477,19 +531,38 @@ def main():
     memory_section(mem)
     print(f"\nMemory (fresh processes; wrk -t2 -d{MEMORY_SECONDS}s: once at 8 connections, then {ROUNDS} rounds at 200)\n")
     print(f"{'target':<20} {'peak at 8':>10} {'peak at 200, per round':>26} {'after':>8}   budget")
-    mem_budgets = {"recommendation": 12, "forecast v1": 12, "forecast v2": 12, "frontend page": 12, "weather up (page)": 60}
+    # A service: within the hello-world's peak at 200 connections + 6 MiB.
+    hello_peak = max(mem["hello-world"]["rss200_mib"])
+    service_limit = hello_peak + 6
+    mem_budgets = {"recommendation": service_limit, "forecast v1": service_limit, "forecast v2": service_limit,
+                   "frontend page": service_limit, "weather up (page)": 60}
     mem_verdicts = []
     for name, m in mem.items():
-        limit = mem_budgets[name]
         peak = max(m["rss200_mib"])
-        growing = m["rss200_mib"][-1] - m["rss200_mib"][-2] > 0.5
-        ok = peak < limit and not growing
-        mem_verdicts.append(ok)
         rounds = " ".join(f"{r:6.1f}" for r in m["rss200_mib"])
-        print(f"{name:<20} {m['rss8_mib']:>6.1f} MiB {rounds:>22} MiB {m['after_mib']:>4.1f} MiB   "
-              f"< {limit} MiB, not growing: {'within' if ok else 'OVER' + (' (grows)' if growing else '')}")
+        line = f"{name:<20} {m['rss8_mib']:>6.1f} MiB {rounds:>22} MiB {m['after_mib']:>4.1f} MiB"
+        if name not in mem_budgets:
+            print(line + "   (the yardstick)")
+            continue
+        limit = mem_budgets[name]
+        growing = m["rss200_mib"][-1] - m["rss200_mib"][-2] > 0.5
+        ok = peak <= limit and not growing
+        mem_verdicts.append(ok)
+        print(f"{line}   <= {limit:.1f} MiB, not growing: {'within' if ok else 'OVER' + (' (grows)' if growing else '')}")
     print(f"{sum(mem_verdicts)} of {len(mem_verdicts)} memory budgets met")
-    out.write_text(json.dumps({"cpu": results, "instructions": inst, "memory": mem}, indent=1))
+
+    hostile = hostile_section()
+    print(f"\nHostile clients (fresh processes; {HOSTILE_CONNECTIONS} connections, each holding what the limits allow)\n")
+    print(f"{'target':<16} {'what each connection holds':<34} {'peak RSS':>9} {'/healthz':>9}   budget")
+    hostile_verdicts = []
+    for (name, what), h in hostile.items():
+        ok = h["peak_mib"] < POD_LIMIT_MIB and h["healthz"] == 200
+        hostile_verdicts.append(ok)
+        print(f"{name:<16} {what:<34} {h['peak_mib']:>5.1f} MiB {h['healthz']:>9}   "
+              f"< {POD_LIMIT_MIB} MiB and 200: {'within' if ok else 'OVER'}")
+    print(f"{sum(hostile_verdicts)} of {len(hostile_verdicts)} hostile-client budgets met")
+    out.write_text(json.dumps({"cpu": results, "instructions": inst, "memory": mem,
+                               "hostile": {f"{n} / {w}": h for (n, w), h in hostile.items()}}, indent=1))
     print(f"\n(figures written to {out})")
 
 

@@ -57,8 +57,8 @@ pub struct AppArgs {
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
 
-    /// Longest time a client may take to send a request body once its head is
-    /// in, before it is answered 408 (milliseconds).
+    /// Longest pause a client may make while sending a request body, before
+    /// it is answered 408 (milliseconds).
     #[arg(long, env = "BODY_TIMEOUT_MS", default_value_t = 10_000)]
     pub body_timeout_ms: u64,
 
@@ -125,13 +125,10 @@ impl AppArgs {
         Duration::from_millis(self.request_timeout_ms)
     }
 
-    /// What a route takes of a request body: `limit` bytes within the body
-    /// timeout (for [`crate::server::layers::bounded_body`]).
-    pub fn body_bounds(&self, limit: usize) -> crate::server::layers::BodyBounds {
-        crate::server::layers::BodyBounds {
-            limit,
-            timeout: Duration::from_millis(self.body_timeout_ms),
-        }
+    /// How long a request body may pause between two pieces before it is
+    /// answered 408.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
     }
 
     /// The app's tracer, reporting as `app` of this version.
@@ -139,6 +136,12 @@ impl AppArgs {
         crate::telemetry::Telemetry::new(app, self.app_version.as_str(), &self.telemetry, &[])
     }
 }
+
+/// The default connection limit of a service. A connection holding the
+/// largest head the limits allow holds hyper's read buffer grown to it
+/// (64 KiB) and a write buffer: at this many a service stays under its pod's
+/// 64 MiB (docs/benchmarks.md, "Hostile clients").
+pub const MAX_CONNECTIONS: u32 = 512;
 
 /// Where and how a service listens.
 #[derive(Args, Clone, Debug)]
@@ -162,6 +165,14 @@ pub struct ServeArgs {
     /// finishes its request cannot hold the process past a pod's grace period.
     #[arg(long, env = "DRAIN_TIMEOUT_MS", default_value_t = 20_000)]
     pub drain_timeout_ms: u64,
+
+    /// Connections served at once; past it a few more are told 503 (the
+    /// probes still answered) and the rest closed. The default keeps the
+    /// service under its pod's 64 MiB with every connection holding the
+    /// largest head allowed.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
 }
 
 impl ServeArgs {

@@ -2,12 +2,11 @@
 //! `{"error": "..."}`. Internal causes are logged by the caller, never shown.
 
 use axum::{
+    Json,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
-
-use crate::json::Json;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum AppError {

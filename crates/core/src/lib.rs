@@ -8,22 +8,19 @@ pub mod chain;
 pub mod client;
 pub mod config;
 pub mod error;
-pub mod json;
 pub mod metrics;
 pub mod origin;
-pub mod params;
+pub mod query;
 pub mod server;
 pub mod sky;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
-mod wire;
 
 pub use chain::{CHAIN_HEADER, Downstream};
 pub use client::{Client, ClientError, Forwarded};
 pub use config::{AppArgs, AppVersion, ClientArgs, ServeArgs};
 pub use error::AppError;
-pub use json::Json;
-pub use params::Params;
+pub use query::Query;
 pub use server::{AppInfo, Health, RunningServer};
 pub use sky::Condition;

@@ -315,18 +315,28 @@ impl OtlpReceiver {
         self.server.url()
     }
 
-    /// Flushes every exporter of this process, then returns the spans of one trace.
-    pub async fn trace(&self, trace_id: &str) -> Vec<ReceivedSpan> {
-        tokio::task::spawn_blocking(crate::telemetry::flush_all)
-            .await
-            .expect("flush");
-        self.spans
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| s.trace_id == trace_id)
-            .cloned()
-            .collect()
+    /// The spans of one trace, once at least `count` have come: every
+    /// exporter of this process is flushed until they have (a span ends
+    /// when its response's body is done, which may be just after the
+    /// client has read it), for up to 10 s.
+    pub async fn trace(&self, trace_id: &str, count: usize) -> Vec<ReceivedSpan> {
+        let of_trace = || -> Vec<ReceivedSpan> {
+            self.spans
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.trace_id == trace_id)
+                .cloned()
+                .collect()
+        };
+        eventually(&format!("{count} spans of trace {trace_id}"), async || {
+            tokio::task::spawn_blocking(crate::telemetry::flush_all)
+                .await
+                .expect("flush");
+            of_trace().len() >= count
+        })
+        .await;
+        of_trace()
     }
 
     pub fn all(&self) -> Vec<ReceivedSpan> {
@@ -336,9 +346,9 @@ impl OtlpReceiver {
 
 /// Polls `done` every 10 ms until it holds; fails after 10 s, naming `what`.
 /// Tests wait on an event this way, never with a bare sleep.
-pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+pub async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
+    while !done().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

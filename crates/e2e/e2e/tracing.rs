@@ -82,7 +82,7 @@ async fn a_w3c_request_through_the_v2_chain_is_one_trace_in_the_receiver() {
         "frontend:v2,forecast:v2,recommendation:v1"
     );
 
-    let spans = receiver.trace(TRACE).await;
+    let spans = receiver.trace(TRACE, 5).await;
     let services: BTreeSet<(String, String)> = spans
         .iter()
         .map(|s| (s.service.clone(), s.version.clone()))
@@ -157,7 +157,7 @@ async fn b3_in_w3c_and_b3_out_with_request_id_and_user_agent_unchanged() {
     let parent = &traceparent[36..52];
     assert_eq!(h["x-b3-spanid"], parent);
     assert_eq!(h["b3"], format!("{TRACE}-{parent}-1").as_str());
-    let spans = receiver.trace(TRACE).await;
+    let spans = receiver.trace(TRACE, 6).await;
     let fc_client = by(&spans, "forecast", CLIENT);
     assert_eq!(fc_client.len(), 1);
     assert_eq!(fc_client[0].span_id, parent);

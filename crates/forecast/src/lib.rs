@@ -5,12 +5,11 @@
 pub mod cities;
 pub mod date;
 pub mod generate;
-pub mod made;
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    Router,
+    Json, Router,
     body::Bytes,
     extract::State,
     http::{HeaderMap, HeaderValue, StatusCode},
@@ -20,8 +19,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use weather_core::{
-    AppArgs, AppError, AppVersion, Client, ClientArgs, Downstream, Forwarded, Health, Json, Params,
-    server,
+    AppArgs, AppError, AppVersion, Client, ClientArgs, Downstream, Forwarded, Health, Query, server,
 };
 
 use crate::{
@@ -72,7 +70,6 @@ impl Config {
 
 struct Ctx {
     version: AppVersion,
-    days: made::Days,
     recommendation_url: String,
     client: Client,
 }
@@ -82,7 +79,6 @@ pub fn app(config: &Config, health: Health) -> Router {
     let telemetry = config.app.telemetry(APP);
     let ctx = Arc::new(Ctx {
         version: config.app.app_version,
-        days: made::Days::default(),
         recommendation_url: config.recommendation_url.trim_end_matches('/').to_owned(),
         client: Client::new(
             config.client.connect_timeout(),
@@ -104,11 +100,11 @@ async fn list_cities() -> Json<&'static [City]> {
 
 #[derive(Serialize)]
 struct Forecast<'a> {
-    city: made::Written,
+    city: &'static City,
     /// Always `synthetic`: see the README.
     source: &'static str,
     current: Current,
-    days: Vec<Arc<made::Made>>,
+    days: Vec<Day>,
     #[serde(skip_serializing_if = "Option::is_none")]
     recommendation: Option<Recommendation<'a>>,
 }
@@ -140,18 +136,29 @@ struct Advised<'a> {
     advice: &'a RawValue,
 }
 
-async fn forecast(State(ctx): State<Arc<Ctx>>, params: Params, headers: HeaderMap) -> Response {
+/// The query of `GET /forecast`.
+#[derive(Debug, Default, Deserialize)]
+pub struct Params {
+    pub city: Option<String>,
+    pub days: Option<String>,
+}
+
+async fn forecast(
+    State(ctx): State<Arc<Ctx>>,
+    Query(params): Query<Params>,
+    headers: HeaderMap,
+) -> Response {
     let (city, n) = match parse(&params) {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
     let now = LocalTime::now(city.utc_offset_minutes);
-    let days = ctx.days.get(city, now.date, n);
-    let Some(today) = days.first().map(|m| &m.day) else {
+    let days = generate::days(city, now.date, n);
+    let Some(today) = days.first() else {
         return AppError::BadRequest("no days asked for".into()).into_response();
     };
     let mut body = Forecast {
-        city: made::Written::new(city),
+        city,
         source: "synthetic",
         current: generate::current_of(today, now),
         days,
@@ -162,11 +169,11 @@ async fn forecast(State(ctx): State<Arc<Ctx>>, params: Params, headers: HeaderMa
     }
     // Only v2 calls on, so only v2 gathers what it forwards.
     let fwd = Forwarded::from_headers(&headers);
-    let (answer, chain) = recommend(&ctx, &body.days[0].day, &fwd).await;
+    let (answer, chain) = recommend(&ctx, &body.days[0], &fwd).await;
     body.recommendation = Some(match &answer {
-        Ok(bytes) => match weather_core::client::json::<Advised>(bytes) {
+        Ok(bytes) => match serde_json::from_slice::<Advised>(bytes) {
             Ok(a) => Recommendation::Available {
-                date: body.days[0].day.date.clone(),
+                date: body.days[0].date.clone(),
                 feels_like_c: a.feels_like_c,
                 advice: a.advice,
             },
@@ -183,7 +190,7 @@ fn unavailable(reason: String) -> Recommendation<'static> {
 }
 
 fn parse(p: &Params) -> Result<(&'static City, usize), AppError> {
-    let id = p.get("city").filter(|c| !c.is_empty()).ok_or_else(|| {
+    let id = p.city.as_deref().filter(|c| !c.is_empty()).ok_or_else(|| {
         AppError::BadRequest(
             "`city` is required, e.g. ?city=beijing (GET /cities lists them)".into(),
         )
@@ -196,7 +203,7 @@ fn parse(p: &Params) -> Result<(&'static City, usize), AppError> {
                 .into()
         })
     })?;
-    let days = match p.get("days") {
+    let days = match p.days.as_deref() {
         None => DEFAULT_DAYS,
         Some(d) => d
             .parse::<usize>()

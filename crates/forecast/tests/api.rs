@@ -299,7 +299,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         }
     });
     // Wait until the request has reached recommendation, so it is truly in flight.
-    eventually("the request to reach recommendation", || {
+    eventually("the request to reach recommendation", async || {
         !slow.requests().is_empty()
     })
     .await;

@@ -73,7 +73,7 @@ impl Lang {
 
 /// A word of the page, checked when the program is compiled to hold nothing
 /// HTML reads as markup (`<`, `>`, `&`, `"`, `'`): templates write it as it
-/// is instead of escaping the same words on every page (README, "Benchmarks").
+/// is instead of escaping the same words on every page.
 /// A text with one of those fails the build here; write the typographic
 /// character instead (’ for an apostrophe).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -19,18 +19,19 @@ use std::{
 
 use askama::Template;
 use axum::{
-    Json, Router,
-    body::Bytes,
-    extract::State,
+    Form, Json, Router,
+    extract::{State, rejection::FormRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware,
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::RwLock;
+use tower_http::limit::RequestBodyLimitLayer;
 use weather_core::{
-    AppArgs, AppVersion, Client, ClientArgs, Downstream, Forwarded, Health, Params, chain,
+    AppArgs, AppError, AppVersion, Client, ClientArgs, Downstream, Forwarded, Health, Query, chain,
     client::{ClientError, Upstream},
     error::json_error,
     origin::cross_origin,
@@ -144,14 +145,11 @@ pub fn app(config: &Config, health: Health) -> Router {
             .map(|k| (k, config.jwt_issuer.clone(), config.jwt_ttl_s)),
     });
     // A login form is a few dozen bytes: the forms' routes take 8 KiB of it.
-    let form = middleware::from_fn_with_state(
-        config.app.body_bounds(MAX_FORM),
-        weather_core::server::layers::bounded_body,
-    );
+    let form = RequestBodyLimitLayer::new(MAX_FORM);
     let routes = Router::new()
         .route("/", get(index))
         .route("/api/weather", get(api_weather))
-        .route("/login", post(login).layer(form.clone()))
+        .route("/login", post(login).layer(form))
         .route("/logout", post(logout).layer(form))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/static/style.css", get(style))
@@ -205,7 +203,7 @@ impl Ctx {
         let url = format!("{}/cities", self.forecast_url);
         let fetched = match self.client.get(&url, fwd).await {
             Ok(up) if up.status == StatusCode::OK => {
-                weather_core::client::json::<Vec<view::CityData>>(&up.body).ok()
+                serde_json::from_slice::<Vec<view::CityData>>(&up.body).ok()
             }
             _ => None,
         };
@@ -250,10 +248,24 @@ impl Ctx {
     }
 }
 
+/// The query of a page and of the API.
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    pub city: Option<String>,
+    pub days: Option<String>,
+    pub lang: Option<String>,
+}
+
+/// The login form.
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginForm {
+    pub username: Option<String>,
+}
+
 /// The language of this request, and whether the switch asked for it (then it
 /// is remembered in a cookie).
-fn language(params: &Params, headers: &HeaderMap) -> (Lang, bool) {
-    match params.get("lang").and_then(Lang::from_code) {
+fn language(params: &PageQuery, headers: &HeaderMap) -> (Lang, bool) {
+    match params.lang.as_deref().and_then(Lang::from_code) {
         Some(l) => (l, true),
         None => (Lang::negotiate(headers), false),
     }
@@ -261,8 +273,8 @@ fn language(params: &Params, headers: &HeaderMap) -> (Lang, bool) {
 
 /// The city a page asks for; the default when none is given. `None` when the id
 /// cannot be a city (not a lowercase slug), so it is never sent on or reflected.
-fn requested_city(params: &Params) -> Option<&str> {
-    match params.get("city").map(str::trim) {
+fn requested_city(params: &PageQuery) -> Option<&str> {
+    match params.city.as_deref().map(str::trim) {
         None | Some("") => Some(DEFAULT_CITY),
         Some(c) if is_city_id(c) => Some(c),
         Some(_) => None,
@@ -271,10 +283,20 @@ fn requested_city(params: &Params) -> Option<&str> {
 
 async fn index(
     State(ctx): State<Arc<Ctx>>,
-    params: Params,
+    params: Result<Query<PageQuery>, AppError>,
     headers: HeaderMap,
     fwd: Forwarded,
 ) -> Response {
+    let params = match params {
+        Ok(Query(p)) => p,
+        Err(e) => {
+            let lang = Lang::negotiate(&headers);
+            let cities = ctx.cached_cities().await;
+            let frame = ctx.frame(lang, &headers, DEFAULT_CITY, cities.as_ref(), None);
+            let title = lang.texts().bad_request_title.as_str();
+            return message_page(e.status(), frame, title, e.to_string());
+        }
+    };
     let (lang, remember) = language(&params, &headers);
     let t = lang.texts();
     let mut res = match requested_city(&params) {
@@ -297,7 +319,7 @@ async fn index(
         Some(city) => {
             let (cities, answer) = tokio::join!(
                 ctx.cities(&fwd),
-                ctx.forecast(city, params.get("days"), &fwd)
+                ctx.forecast(city, params.days.as_deref(), &fwd)
             );
             match answer {
                 Ok(up) => {
@@ -328,7 +350,7 @@ async fn index(
 fn page_from(up: Upstream, frame: Frame, lang: Lang, city: &str) -> Response {
     let t = frame.t;
     match up.status {
-        StatusCode::OK => match weather_core::client::json::<ForecastData>(&up.body) {
+        StatusCode::OK => match serde_json::from_slice::<ForecastData>(&up.body) {
             Ok(data) => html(StatusCode::OK, &WeatherPage::new(frame, lang, &data)),
             Err(e) => {
                 tracing::warn!(error = %e, "forecast sent a malformed answer");
@@ -380,7 +402,7 @@ fn upstream_error(body: &[u8]) -> Option<String> {
 
 async fn api_weather(
     State(ctx): State<Arc<Ctx>>,
-    params: Params,
+    Query(params): Query<PageQuery>,
     headers: HeaderMap,
     fwd: Forwarded,
 ) -> Response {
@@ -390,7 +412,7 @@ async fn api_weather(
             "unknown city: ids are lowercase letters, digits and dashes",
         );
     };
-    let up = match ctx.forecast(city, params.get("days"), &fwd).await {
+    let up = match ctx.forecast(city, params.days.as_deref(), &fwd).await {
         Ok(up) => up,
         Err(e) => {
             tracing::warn!(error = %e, "forecast unreachable");
@@ -404,7 +426,7 @@ async fn api_weather(
     let res = match up.status {
         // Checked against the shape the page needs, so the API and the page agree
         // on what a usable answer is.
-        StatusCode::OK => match weather_core::client::json::<ForecastData>(&up.body)
+        StatusCode::OK => match serde_json::from_slice::<ForecastData>(&up.body)
             .and_then(|_| serde_json::from_slice::<Value>(&up.body))
         {
             Ok(Value::Object(mut data)) => {
@@ -431,12 +453,19 @@ async fn api_weather(
     (downstream, res).into_response()
 }
 
-async fn login(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn login(
+    State(ctx): State<Arc<Ctx>>,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Response {
     if cross_origin(&headers) {
         return cross_site(&ctx, &headers).await;
     }
-    let form = Params::parse(&body);
-    let name = form.get("username").map(str::trim).unwrap_or("");
+    let form = match form {
+        Ok(Form(f)) => f,
+        Err(e) => return refused_form(&ctx, &headers, &e).await,
+    };
+    let name = form.username.as_deref().map(str::trim).unwrap_or("");
     if cookies::valid_username(name)
         && let Ok(cookie) = HeaderValue::from_str(&cookies::login_cookie(name))
     {
@@ -508,6 +537,25 @@ async fn jwks(State(ctx): State<Arc<Ctx>>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// A login whose form could not be read: too large (413), too slow (408),
+/// not a form (415) or broken off (400).
+async fn refused_form(ctx: &Ctx, headers: &HeaderMap, e: &FormRejection) -> Response {
+    let status = server::body::status(e, e.status());
+    let lang = Lang::negotiate(headers);
+    let cities = ctx.cached_cities().await;
+    let frame = ctx.frame(lang, headers, DEFAULT_CITY, cities.as_ref(), None);
+    let message = match (lang, status) {
+        (Lang::En, StatusCode::PAYLOAD_TOO_LARGE) => "The form is too large.",
+        (Lang::Zh, StatusCode::PAYLOAD_TOO_LARGE) => "表单太大。",
+        (Lang::En, StatusCode::REQUEST_TIMEOUT) => "The form took too long to arrive.",
+        (Lang::Zh, StatusCode::REQUEST_TIMEOUT) => "表单发送超时。",
+        (Lang::En, _) => "Log in with the form on this page.",
+        (Lang::Zh, _) => "请使用本页的表单登录。",
+    };
+    let title = lang.texts().bad_request_title.as_str();
+    message_page(status, frame, title, message.to_owned())
 }
 
 /// A log-in or log-out posted by another site's page: refused, nothing set.

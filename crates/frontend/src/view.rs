@@ -10,8 +10,8 @@ use weather_core::{Condition, sky::Current};
 use crate::i18n::{Lang, Text, Texts};
 
 // The forecast service's answer, as far as the page needs it. Its text is
-// borrowed from the answer where it needs no unescaping: a string per field
-// copied out of it was a fifth of the page's cost (README, "Benchmarks").
+// borrowed from the answer where it needs no unescaping, so a page copies no
+// string it does not change.
 
 #[derive(Debug, Deserialize)]
 pub struct ForecastData<'a> {
@@ -145,8 +145,8 @@ impl Frame {
 }
 
 /// The city list and the picker's options, rendered (and escaped) once per
-/// list and language rather than on every page: escaping 25 cities' names
-/// was a tenth of a page's cost (README, "Benchmarks").
+/// list and language rather than on every page: the list changes every few
+/// minutes at most, the page is drawn on every request.
 pub struct Picker {
     pub cities: Vec<CityData>,
     /// By language: `[en, zh]`.

@@ -607,7 +607,7 @@ async fn request_bodies_are_bounded_in_size_and_time() {
     );
     let big = format!("username={}", "a".repeat(9 * 1024));
     let chunked = format!(
-        "POST /login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
+        "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
         big.len()
     );
     let (status, _) = raw_status(&fe.url(), chunked.as_bytes()).await;

@@ -4,9 +4,13 @@
 
 pub mod rules;
 
-use axum::{Router, routing::get};
-use serde::Serialize;
-use weather_core::{AppArgs, AppError, Condition, Health, Json, Params, server};
+use axum::{Json, Router, routing::get};
+use serde::{Deserialize, Serialize};
+use weather_core::{
+    AppArgs, AppError, Condition, Health, Query,
+    query::{number, required_number},
+    server,
+};
 
 pub use rules::{Advice, Conditions, advise};
 
@@ -34,7 +38,20 @@ struct Answer {
     advice: Vec<Advice>,
 }
 
-async fn recommendation(params: Params) -> Result<Json<Answer>, AppError> {
+/// The query a forecast sends: every value checked by [`parse`].
+#[derive(Debug, Default, Deserialize)]
+pub struct Params {
+    pub temp_min: Option<String>,
+    pub temp_max: Option<String>,
+    pub condition: Option<String>,
+    pub precip_chance: Option<String>,
+    pub wind_kph: Option<String>,
+    pub humidity: Option<String>,
+    pub uv: Option<String>,
+    pub aqi: Option<String>,
+}
+
+async fn recommendation(Query(params): Query<Params>) -> Result<Json<Answer>, AppError> {
     let conditions = parse(&params)?;
     Ok(Json(Answer {
         feels_like_c: (rules::feels_like(&conditions) * 10.0).round() / 10.0,
@@ -44,14 +61,14 @@ async fn recommendation(params: Params) -> Result<Json<Answer>, AppError> {
 
 /// Reads the query; every value is checked against a physical range.
 pub fn parse(p: &Params) -> Result<Conditions, AppError> {
-    let temp_min_c = p.required_number("temp_min", -90.0, 60.0)?;
-    let temp_max_c = p.required_number("temp_max", -90.0, 60.0)?;
+    let temp_min_c = required_number("temp_min", p.temp_min.as_deref(), -90.0, 60.0)?;
+    let temp_max_c = required_number("temp_max", p.temp_max.as_deref(), -90.0, 60.0)?;
     if temp_min_c > temp_max_c {
         return Err(AppError::BadRequest(
             "`temp_min` must not be above `temp_max`".into(),
         ));
     }
-    let condition = match p.get("condition") {
+    let condition = match p.condition.as_deref() {
         None | Some("") => return Err(AppError::BadRequest("`condition` is required".into())),
         Some(c) => Condition::from_slug(c).ok_or_else(|| {
             let known: Vec<&str> = Condition::ALL.iter().map(|c| c.slug()).collect();
@@ -62,11 +79,12 @@ pub fn parse(p: &Params) -> Result<Conditions, AppError> {
         temp_min_c,
         temp_max_c,
         condition,
-        precip_chance: p.number("precip_chance", 0.0, 100.0)?.unwrap_or(0.0),
-        wind_kph: p.number("wind_kph", 0.0, 400.0)?.unwrap_or(0.0),
-        humidity: p.number("humidity", 0.0, 100.0)?.unwrap_or(50.0),
-        uv: p.number("uv", 0.0, 20.0)?.unwrap_or(0.0),
-        aqi: p.number("aqi", 0.0, 1000.0)?,
+        precip_chance: number("precip_chance", p.precip_chance.as_deref(), 0.0, 100.0)?
+            .unwrap_or(0.0),
+        wind_kph: number("wind_kph", p.wind_kph.as_deref(), 0.0, 400.0)?.unwrap_or(0.0),
+        humidity: number("humidity", p.humidity.as_deref(), 0.0, 100.0)?.unwrap_or(50.0),
+        uv: number("uv", p.uv.as_deref(), 0.0, 20.0)?.unwrap_or(0.0),
+        aqi: number("aqi", p.aqi.as_deref(), 0.0, 1000.0)?,
     })
 }
 

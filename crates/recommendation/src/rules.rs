@@ -52,100 +52,13 @@ pub struct Text {
     pub zh: Cow<'static, str>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Advice {
     pub category: Category,
     /// A stable key for the advice, for clients that word it themselves.
     pub code: &'static str,
     pub level: Level,
     pub text: Text,
-}
-
-/// How an [`Advice`] is written as JSON.
-#[derive(Serialize)]
-struct AdviceJson<'a> {
-    category: Category,
-    code: &'static str,
-    level: Level,
-    text: &'a Text,
-}
-
-/// An advice whose words are all the program's own constants, by where
-/// they are: there are as many as the rules have rows.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct Fixed(Category, usize, Level, usize, usize);
-
-/// The JSON of each fixed advice, written once (escaping two languages' text
-/// on every answer was a fifth of recommendation's cost: README,
-/// "Benchmarks").
-static WRITTEN: std::sync::LazyLock<std::sync::RwLock<WrittenAdvice>> =
-    std::sync::LazyLock::new(Default::default);
-
-type WrittenAdvice = std::collections::HashMap<
-    Fixed,
-    Box<serde_json::value::RawValue>,
-    std::hash::BuildHasherDefault<WordHasher>,
->;
-
-/// A hasher for [`Fixed`]'s few words (SipHash, the default, is built for
-/// keys an attacker chooses; these are the program's own addresses).
-#[derive(Default)]
-struct WordHasher(u64);
-
-impl std::hash::Hasher for WordHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-    fn write_isize(&mut self, n: isize) {
-        self.write_u64(n as u64);
-    }
-}
-
-impl Serialize for Advice {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let json = AdviceJson {
-            category: self.category,
-            code: self.code,
-            level: self.level,
-            text: &self.text,
-        };
-        let (Cow::Borrowed(en), Cow::Borrowed(zh)) = (&self.text.en, &self.text.zh) else {
-            return json.serialize(s);
-        };
-        let key = Fixed(
-            self.category,
-            self.code.as_ptr() as usize,
-            self.level,
-            en.as_ptr() as usize,
-            zh.as_ptr() as usize,
-        );
-        if let Ok(written) = WRITTEN.read()
-            && let Some(raw) = written.get(&key)
-        {
-            return raw.serialize(s);
-        }
-        match serde_json::value::to_raw_value(&json) {
-            Ok(raw) => {
-                let out = raw.serialize(s);
-                if let Ok(mut written) = WRITTEN.write() {
-                    written.insert(key, raw);
-                }
-                out
-            }
-            Err(_) => json.serialize(s),
-        }
-    }
 }
 
 fn advice(
@@ -466,13 +379,12 @@ pub fn air(c: &Conditions) -> Advice {
 mod tests {
     use super::*;
 
-    /// Fixed advice is written from its cache, figures fresh; both as the
-    /// fields say, the first time and every time after.
+    /// Advice is written as its fields say, fixed text and figures alike.
     #[test]
     fn advice_is_written_as_its_fields_say() {
         let swinging = day(2.0, 16.0, Condition::Sunny);
         let calm = day(14.0, 16.0, Condition::Rain);
-        for c in [&swinging, &calm, &swinging, &calm] {
+        for c in [&swinging, &calm] {
             for a in advise(c) {
                 let expected = serde_json::json!({
                     "category": a.category,

@@ -15,7 +15,7 @@ use std::{
 use axum::Router;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
-use super::listen::{Engine, Limits, serve_bounded};
+use super::listen::{Limits, serve_bounded};
 use crate::{
     config::{AppVersion, ServeArgs},
     telemetry,
@@ -131,21 +131,10 @@ impl RunningServer {
 /// can read the peer's address as `ConnectInfo<SocketAddr>` (a proxy needs it
 /// for `x-forwarded-for`).
 pub fn spawn(listener: TcpListener, router: Router) -> std::io::Result<RunningServer> {
-    spawn_with(listener, router, Engine::Lean)
-}
-
-/// [`spawn`] with the HTTP/1.1 engine chosen: the data plane's listeners
-/// are served by hyper ([`Engine::Hyper`]).
-pub fn spawn_with(
-    listener: TcpListener,
-    router: Router,
-    engine: Engine,
-) -> std::io::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
     let limits = Limits {
         drain: Duration::from_secs(10),
-        engine,
         ..Limits::default()
     };
     let task = tokio::spawn(serve_bounded(listener, router, limits, async move {
@@ -184,6 +173,7 @@ pub async fn run(
     let drain = serve.shutdown_delay();
     let limits = Limits {
         drain: serve.drain_timeout(),
+        max_connections: serve.max_connections as usize,
         ..Limits::default()
     };
     let result = serve_bounded(

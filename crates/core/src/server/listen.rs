@@ -1,23 +1,54 @@
-//! Accepting connections with bounds every listener keeps, whatever a client
-//! does (docs/architecture.md, "Failure behaviour"): the time to send a request
-//! head (which is also how long a kept-alive connection may sit idle), the
-//! size and count of its headers (Envoy's limits: 60 KiB, 100 headers;
-//! past them a 431), and how many connections are open at once. On shutdown
-//! the listener closes, idle connections close, in-flight requests get up to
-//! a drain window, and whatever is left after it is cut.
+//! Accepting connections and serving them with hyper, within the bounds every
+//! listener keeps whatever a client does (docs/architecture.md, "Failure
+//! behaviour"):
 //!
-//! Two engines speak HTTP/1.1 on the connections ([`Engine`]): the services'
-//! own lean one ([`super::http1`]) and hyper's, which the data plane keeps.
+//! - the time to send a request head, which is also how long a kept-alive
+//!   connection may sit idle (hyper's `header_read_timeout`);
+//! - the size and count of a head's headers (Envoy's limits: 60 KiB and 100
+//!   headers; past them hyper answers 431);
+//! - the time a write may wait on a client that does not read its answers, and
+//!   a read on one that stops sending mid-body (`tokio-io-timeout` around the
+//!   socket; past either the connection is closed);
+//! - how many connections are open at once. The limit is sized so that every
+//!   connection holding the largest head the limits allow still fits the pod's
+//!   memory limit (docs/architecture.md, "Memory"). Past it, a few more are
+//!   served with hyper's smallest buffer and no keep-alive, only to answer the
+//!   probes (`/healthz`, `/readyz`) and tell everyone else 503; past those, a
+//!   connection is closed at once.
+//!
+//! On shutdown the listener closes; connections that are idle or have not
+//! finished their first head close at once; requests in flight get up to a
+//! drain window; whatever is left after it is cut.
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
-use axum::{Router, body::Body, extract::ConnectInfo, http::Request};
-use hyper::body::Incoming;
+use axum::{
+    Router,
+    body::Body,
+    extract::ConnectInfo,
+    http::{HeaderValue, Request, Response, StatusCode, header},
+};
+use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
 };
-use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{Semaphore, watch},
+    task::JoinSet,
+};
+use tokio_io_timeout::TimeoutStream;
 use tower::ServiceExt;
 
 /// What one listener allows a client.
@@ -27,39 +58,29 @@ pub struct Limits {
     /// one: a client that sends half a head, or sits idle between requests,
     /// is cut off after it.
     pub header_read_timeout: Duration,
+    /// How long one write or one read may wait on the client: a client that
+    /// never reads its answers, or stops sending a body, is cut off after it.
+    pub io_timeout: Duration,
     /// The bytes of a request's head (431 past it).
     pub max_header_bytes: usize,
     /// The headers of a request (431 past it).
     pub max_headers: usize,
-    /// Connections open at once; past it, a new one is answered 503 and closed.
+    /// Connections served at once. Past it, [`OVERFLOW`] more are answered
+    /// 503 (the probes excepted), and the rest closed.
     pub max_connections: usize,
     /// After shutdown begins, how long in-flight requests may take.
     pub drain: Duration,
-    /// What speaks HTTP/1.1 on the connections.
-    pub engine: Engine,
-}
-
-/// What serves a listener's connections. Both keep the same [`Limits`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Engine {
-    /// [`super::http1`], the services': an idle connection holds no buffer
-    /// (docs/architecture.md, "Memory").
-    #[default]
-    Lean,
-    /// hyper's, the data plane's: it relays bodies as they stream, and
-    /// HTTP/2 and upgrades are there when the proxy needs them.
-    Hyper,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             header_read_timeout: HEADER_READ_TIMEOUT,
-            max_header_bytes: 60 * 1024,
+            io_timeout: Duration::from_secs(10),
+            max_header_bytes: MAX_HEADER_BYTES,
             max_headers: 100,
-            max_connections: 4096,
+            max_connections: MAX_CONNECTIONS as usize,
             drain: Duration::from_secs(20),
-            engine: Engine::Lean,
         }
     }
 }
@@ -72,20 +93,22 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the project's HTTP clients keep an idle pooled connection.
 pub const POOL_IDLE: Duration = Duration::from_secs(20);
 
-/// The answer to a connection past [`Limits::max_connections`]: 503, then
-/// closed, without reading what it sent (bounded: 1 s to write it).
-async fn refuse(mut stream: tokio::net::TcpStream) {
-    use tokio::io::AsyncWriteExt;
-    const BODY: &str = "too many connections: try again shortly\n";
-    let answer = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{BODY}",
-        BODY.len()
-    );
-    let write = async {
-        stream.write_all(answer.as_bytes()).await?;
-        stream.shutdown().await
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+/// Envoy's `max_request_headers_kb` default.
+pub const MAX_HEADER_BYTES: usize = 60 * 1024;
+
+pub use crate::config::MAX_CONNECTIONS;
+
+/// Connections past the limit that are still read, with hyper's smallest
+/// buffer, so that a probe gets its answer while the limit is full.
+pub const OVERFLOW: usize = 64;
+
+/// What a listener serves: its router, and whether this connection is one
+/// past the limit.
+#[derive(Clone)]
+struct Conn {
+    router: Router,
+    peer: SocketAddr,
+    overflow: bool,
 }
 
 /// Serves `router` on `listener` within `limits` until `shutdown` resolves,
@@ -96,15 +119,11 @@ pub async fn serve_bounded(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_header_size(limits.max_header_bytes)
-        .max_headers(limits.max_headers);
     let graceful = GracefulShutdown::new();
-    // The lean engine's connections close when this turns true.
-    let (closing, closed) = tokio::sync::watch::channel(false);
+    // Connections that never finished a first head close when this turns true.
+    let (closing, closed) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let overflow = Arc::new(Semaphore::new(OVERFLOW));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -121,38 +140,33 @@ pub async fn serve_bounded(
             },
             () = &mut shutdown => break,
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            // Full: a clear answer instead of a connection left waiting.
-            connections.spawn(refuse(stream));
-            continue;
+        let (permit, past_limit) = match permits.clone().try_acquire_owned() {
+            Ok(p) => (p, false),
+            Err(_) => match overflow.clone().try_acquire_owned() {
+                Ok(p) => (p, true),
+                Err(_) => {
+                    tracing::debug!("connection from {peer} closed: past the limit and overflow");
+                    continue;
+                }
+            },
         };
-        if limits.engine == Engine::Lean {
-            let conn = super::http1::serve_connection(
-                stream,
-                peer,
-                router.clone(),
-                limits,
-                closed.clone(),
-            );
-            connections.spawn(async move {
-                conn.await;
-                drop(permit);
-            });
-            continue;
-        }
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            let router = router.clone();
-            async move {
-                let res = router.oneshot(req.map(Body::new)).await;
-                Ok::<_, Infallible>(res.unwrap_or_else(|e| match e {}))
-            }
-        });
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let _ = stream.set_nodelay(true);
+        let conn = Conn {
+            router: router.clone(),
+            peer,
+            overflow: past_limit,
+        };
+        let started = Arc::new(AtomicBool::new(false));
+        let served = graceful.watch(serve_connection(stream, conn, &limits, started.clone()));
+        let closed = closed.clone();
         connections.spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("connection from {peer}: {e}");
+            tokio::select! {
+                result = served => {
+                    if let Err(e) = result {
+                        tracing::debug!("connection from {peer}: {e}");
+                    }
+                }
+                () = close_if_never_started(closed, started) => {}
             }
             drop(permit);
         });
@@ -174,4 +188,85 @@ pub async fn serve_bounded(
     }
     connections.abort_all();
     Ok(())
+}
+
+/// hyper's HTTP/1.1 connection over the socket with its read and write
+/// deadlines.
+fn serve_connection(
+    stream: TcpStream,
+    conn: Conn,
+    limits: &Limits,
+    started: Arc<AtomicBool>,
+) -> http1::Connection<TokioIo<Pin<Box<TimeoutStream<TcpStream>>>>, ConnService> {
+    let mut io = TimeoutStream::new(stream);
+    io.set_read_timeout(Some(limits.io_timeout.max(limits.header_read_timeout)));
+    io.set_write_timeout(Some(limits.io_timeout));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    if conn.overflow {
+        // hyper's smallest buffer: enough for a probe's head.
+        http.keep_alive(false).max_buf_size(8192);
+    } else {
+        http.max_header_size(limits.max_header_bytes)
+            // The head's limit and a little: a body is read as the handler
+            // asks for it, never buffered ahead past this.
+            .max_buf_size((limits.max_header_bytes + 4096).max(8192));
+    }
+    if limits.max_headers != 100 {
+        // 100 is hyper's default, kept on the stack; any other is on the heap.
+        http.max_headers(limits.max_headers);
+    }
+    http.serve_connection(TokioIo::new(Box::pin(io)), ConnService { conn, started })
+}
+
+/// Resolves when shutdown begins on a connection that has not yet sent a
+/// whole first head (hyper's graceful shutdown waits for those): nothing is
+/// in flight on it, so it closes at once.
+async fn close_if_never_started(mut closed: watch::Receiver<bool>, started: Arc<AtomicBool>) {
+    let _ = closed.wait_for(|c| *c).await;
+    if started.load(Ordering::Acquire) {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// One connection's service: the router, with the peer's address; past the
+/// limit, only the probes.
+#[derive(Clone)]
+struct ConnService {
+    conn: Conn,
+    started: Arc<AtomicBool>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for ConnService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        self.started.store(true, Ordering::Release);
+        let conn = self.conn.clone();
+        Box::pin(async move {
+            if conn.overflow && !matches!(req.uri().path(), "/healthz" | "/readyz") {
+                return Ok(too_many_connections());
+            }
+            req.extensions_mut().insert(ConnectInfo(conn.peer));
+            let res = conn.router.oneshot(req.map(Body::new)).await;
+            Ok(res.unwrap_or_else(|e| match e {}))
+        })
+    }
+}
+
+/// The answer to a request on a connection past the limit.
+fn too_many_connections() -> Response<Body> {
+    let mut res = Response::new(Body::from("too many connections: try again shortly\n"));
+    *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
 }

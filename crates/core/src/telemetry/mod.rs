@@ -1,17 +1,17 @@
 //! Telemetry: OpenTelemetry traces exported over OTLP/HTTP (protobuf), the
 //! propagation of trace context, and logs that lead to their trace.
 //!
-//! - [`trace`]: each app's tracer provider, so that several apps in one process
+//! - [`trace`]: where each app's spans go, so that several apps in one process
 //!   (`weather up`) still report as separate services; without an endpoint
 //!   nothing is exported and the caller's context passes through unchanged;
 //! - [`propagation`]: W3C trace context, baggage and B3 in and out;
-//! - [`log`]: readable text lines by default, JSON with `LOG_FORMAT=json`, each
-//!   carrying the trace and span id of the request being served.
+//! - [`log`]: the `tracing` subscriber: `tracing-subscriber`'s text or JSON
+//!   lines (`LOG_FORMAT=json`) and `tracing-opentelemetry`'s spans.
 
 pub mod log;
 pub mod propagation;
 pub mod trace;
 
-pub use log::{LineFormat, current_ids, init};
+pub use log::{context_ids, ids, init};
 pub use propagation::{HeaderExtractor, HeaderInjector, propagator};
 pub use trace::{Telemetry, TelemetryArgs, flush_all, shutdown_all};

@@ -1,13 +1,36 @@
-//! Each app's tracer, exporting over OTLP/HTTP (protobuf) with a batch
-//! processor, or a no-op that records nothing when no endpoint is set or
-//! `OTEL_SDK_DISABLED=true`.
+//! Where spans go. One tracer provider per process feeds both the `tracing`
+//! spans of the services (through `tracing-opentelemetry`) and the spans the
+//! local data plane starts itself; each span carries the [`Telemetry`] it
+//! belongs to, and a processor hands it to that app's own batch exporter,
+//! whose resource names the app (`service.name`, `service.version`). A
+//! service binary has one such app; `weather up` has one per workload and
+//! per proxy hop, all in one process, each still reporting as itself.
+//!
+//! Without an endpoint (or with `OTEL_SDK_DISABLED=true`) an app exports
+//! nothing and builds no spans: the caller's trace context passes through it
+//! unchanged, so the sidecars' spans still join up.
 
-use std::{fmt, sync::Mutex};
+use std::{
+    fmt,
+    sync::{
+        Arc, OnceLock, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::http::HeaderMap;
 use clap::Args;
-use opentelemetry::{KeyValue, global::BoxedTracer, trace::noop::NoopTracer};
-use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
+use opentelemetry::{
+    Context, KeyValue, Value,
+    global::BoxedTracer,
+    trace::{SpanKind, Tracer, TracerProvider as _},
+};
+use opentelemetry_sdk::{
+    Resource,
+    error::OTelSdkResult,
+    trace::{BatchSpanProcessor, SdkTracer, SdkTracerProvider, Span, SpanData, SpanProcessor},
+};
 
 /// Where traces go. The standard `OTEL_*` variables; the SDK itself also reads
 /// `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_*` and
@@ -54,35 +77,41 @@ impl TelemetryArgs {
     }
 }
 
-/// An app's tracer. Cheap to clone.
+/// The attribute a span carries to name its sink; the dispatcher takes it off
+/// before the span is exported.
+pub(crate) const SINK: &str = "weather.sink";
+
+/// An app's telemetry: which sink its spans go to, when it exports. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct Telemetry {
-    tracer: std::sync::Arc<BoxedTracer>,
-    exporting: bool,
+    sink: Option<i64>,
 }
 
 impl fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Telemetry")
-            .field("exporting", &self.exporting)
+            .field("exporting", &self.is_exporting())
             .finish()
     }
 }
 
-/// Every provider made, so that [`flush_all`] and [`shutdown_all`] reach them.
-static PROVIDERS: Mutex<Vec<SdkTracerProvider>> = Mutex::new(Vec::new());
+/// Every app's batch processor, by sink id.
+static SINKS: RwLock<Vec<Arc<BatchSpanProcessor>>> = RwLock::new(Vec::new());
+
+/// Whether any app exports: until one does, `tracing` spans are not turned
+/// into OpenTelemetry ones at all.
+pub(crate) static EXPORTING: AtomicBool = AtomicBool::new(false);
 
 impl Telemetry {
-    /// A tracer that records nothing and passes trace context through.
+    /// Exports nothing and passes trace context through.
     pub fn disabled() -> Self {
-        Telemetry {
-            tracer: std::sync::Arc::new(BoxedTracer::new(Box::new(NoopTracer::new()))),
-            exporting: false,
-        }
+        Telemetry { sink: None }
     }
 
-    /// A tracer reporting as `service` (`service.name`) of `version`, exporting
-    /// to the configured endpoint; `extra` resource attributes are added.
+    /// Telemetry reporting as `service` (`service.name`) of `version`,
+    /// exporting to the configured endpoint; `extra` resource attributes are
+    /// added.
     pub fn new(
         service: &str,
         version: &str,
@@ -117,60 +146,49 @@ impl Telemetry {
             }
             Err(_) => return Telemetry::disabled(),
         };
-        let pod_ns = std::env::var("POD_NAMESPACE").ok();
-        let mut attrs = vec![
-            KeyValue::new("service.version", version.to_owned()),
-            KeyValue::new(
-                "service.namespace",
-                pod_ns.clone().unwrap_or_else(|| "weather".into()),
-            ),
-        ];
-        if let Ok(pod) = std::env::var("POD_NAME") {
-            attrs.push(KeyValue::new("k8s.pod.name", pod));
-        }
-        if let Some(ns) = pod_ns {
-            attrs.push(KeyValue::new("k8s.namespace.name", ns));
-        }
-        for (k, v) in extra {
-            attrs.push(KeyValue::new(*k, v.clone()));
-        }
-        let resource = Resource::builder()
-            .with_service_name(service.to_owned())
-            .with_attributes(attrs)
-            .build();
-        let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
-            .with_resource(resource)
-            .build();
-        let tracer = opentelemetry::trace::TracerProvider::tracer(&provider, "weather");
-        PROVIDERS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(provider);
+        let mut processor = BatchSpanProcessor::builder(exporter).build();
+        processor.set_resource(&resource(service, version, extra));
+        // The spans' way in: the subscriber with its OpenTelemetry layer.
+        super::log::install_default();
+        let mut sinks = SINKS.write().unwrap_or_else(|e| e.into_inner());
+        sinks.push(Arc::new(processor));
+        EXPORTING.store(true, Ordering::Release);
         Telemetry {
-            tracer: std::sync::Arc::new(BoxedTracer::new(Box::new(tracer))),
-            exporting: true,
+            sink: Some(sinks.len() as i64 - 1),
         }
     }
 
-    pub fn tracer(&self) -> &BoxedTracer {
-        &self.tracer
+    /// The attribute that sends a span to this app's exporter.
+    pub(crate) fn sink(&self) -> Option<KeyValue> {
+        self.sink.map(|id| KeyValue::new(SINK, id))
     }
 
-    /// Starts a span under `parent`; the request's `x-request-id`, when it has
-    /// one, is added as Envoy tags it (`guid:x-request-id`).
+    pub fn is_exporting(&self) -> bool {
+        self.sink.is_some()
+    }
+
+    /// The process's tracer (spans started with it go nowhere without a sink
+    /// attribute: use [`Telemetry::start`]).
+    pub fn tracer(&self) -> &BoxedTracer {
+        static TRACER: OnceLock<BoxedTracer> = OnceLock::new();
+        TRACER.get_or_init(|| BoxedTracer::new(Box::new(sdk_tracer())))
+    }
+
+    /// Starts a span of this app under `parent`; the request's
+    /// `x-request-id`, when it has one, is added as Envoy tags it
+    /// (`guid:x-request-id`).
     pub fn start(
         &self,
         name: String,
-        kind: opentelemetry::trace::SpanKind,
+        kind: SpanKind,
         mut attributes: Vec<KeyValue>,
         headers: &HeaderMap,
-        parent: &opentelemetry::Context,
+        parent: &Context,
     ) -> opentelemetry::global::BoxedSpan {
-        use opentelemetry::trace::Tracer;
         if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
             attributes.push(KeyValue::new("guid:x-request-id", id.to_owned()));
         }
+        attributes.extend(self.sink());
         let tracer = self.tracer();
         tracer
             .span_builder(name)
@@ -178,25 +196,102 @@ impl Telemetry {
             .with_attributes(attributes)
             .start_with_context(tracer, parent)
     }
+}
 
-    pub fn is_exporting(&self) -> bool {
-        self.exporting
+/// An app's resource: its name and version, the pod's namespace and name
+/// when Kubernetes gives them, and `extra`.
+fn resource(service: &str, version: &str, extra: &[(&'static str, String)]) -> Resource {
+    let pod_ns = std::env::var("POD_NAMESPACE").ok();
+    let mut attrs = vec![
+        KeyValue::new("service.version", version.to_owned()),
+        KeyValue::new(
+            "service.namespace",
+            pod_ns.clone().unwrap_or_else(|| "weather".into()),
+        ),
+    ];
+    if let Ok(pod) = std::env::var("POD_NAME") {
+        attrs.push(KeyValue::new("k8s.pod.name", pod));
     }
+    if let Some(ns) = pod_ns {
+        attrs.push(KeyValue::new("k8s.namespace.name", ns));
+    }
+    for (k, v) in extra {
+        attrs.push(KeyValue::new(*k, v.clone()));
+    }
+    Resource::builder()
+        .with_service_name(service.to_owned())
+        .with_attributes(attrs)
+        .build()
+}
+
+/// The process's one provider: every span ends in [`Dispatch`].
+fn provider() -> &'static SdkTracerProvider {
+    static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+    PROVIDER.get_or_init(|| {
+        SdkTracerProvider::builder()
+            .with_span_processor(Dispatch)
+            .build()
+    })
+}
+
+/// The tracer the `tracing` layer and [`Telemetry::start`] build spans with.
+pub(crate) fn sdk_tracer() -> SdkTracer {
+    provider().tracer("weather")
+}
+
+/// Hands each finished span to the batch processor its sink attribute names.
+#[derive(Debug)]
+struct Dispatch;
+
+impl SpanProcessor for Dispatch {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, mut span: SpanData) {
+        let Some(at) = span
+            .attributes
+            .iter()
+            .position(|kv| kv.key.as_str() == SINK)
+        else {
+            return;
+        };
+        let Value::I64(id) = span.attributes.remove(at).value else {
+            return;
+        };
+        let sink = SINKS
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id as usize)
+            .cloned();
+        if let Some(sink) = sink {
+            sink.on_end(span);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+fn sinks() -> Vec<Arc<BatchSpanProcessor>> {
+    SINKS.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// Sends every finished span now (blocking: call from a blocking thread).
 pub fn flush_all() {
-    let providers = PROVIDERS.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for p in providers {
-        let _ = p.force_flush();
+    for s in sinks() {
+        let _ = s.force_flush();
     }
 }
 
 /// Flushes and stops every exporter (blocking), at the end of `main`.
 pub fn shutdown_all() {
-    let providers = std::mem::take(&mut *PROVIDERS.lock().unwrap_or_else(|e| e.into_inner()));
-    for p in providers {
-        let _ = p.shutdown();
+    EXPORTING.store(false, Ordering::Release);
+    for s in sinks() {
+        let _ = s.shutdown();
     }
 }
 
@@ -205,7 +300,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn no_endpoint_means_no_export_and_the_context_passes_through() {
+    fn no_endpoint_means_no_export() {
         assert_eq!(TelemetryArgs::default().traces_endpoint(), None);
         assert_eq!(
             TelemetryArgs::to("http://collector:4318/")

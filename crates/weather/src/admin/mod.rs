@@ -79,10 +79,7 @@ fn html(rendered: askama::Result<String>) -> Response {
 
 async fn prometheus(State(plane): State<Arc<Plane>>) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, crate::dataplane::stats::CONTENT_TYPE)],
         plane.stats.render(),
     )
         .into_response()

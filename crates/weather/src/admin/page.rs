@@ -155,7 +155,7 @@ fn column(peer: &Peer, index: usize) -> u32 {
 
 /// Nodes per app and version in columns by call depth; an edge per source
 /// and destination with traffic in the window.
-fn graph(peers: &[Peer], edges: &[Edge]) -> Graph {
+fn graph(peers: &[std::sync::Arc<Peer>], edges: &[Edge]) -> Graph {
     let refused = edges.iter().any(|e| e.destination.is_none());
     let mut placed: Vec<(usize, u32)> = peers
         .iter()

@@ -15,7 +15,7 @@ use mesh::model::{Container, Deployment};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use weather_core::{
     Health,
-    server::{self, RunningServer, listen::Engine},
+    server::{self, RunningServer},
     telemetry::{Telemetry, TelemetryArgs},
 };
 
@@ -105,8 +105,7 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Error> {
 
 fn serve(listener: TcpListener, router: axum::Router) -> Result<RunningServer, Error> {
     let addr = listener.local_addr().unwrap_or(LOOPBACK);
-    server::spawn_with(listener, router, Engine::Hyper)
-        .map_err(|source| Error::Bind { addr, source })
+    server::spawn(listener, router).map_err(|source| Error::Bind { addr, source })
 }
 
 /// Starts every workload of the manifests, their sidecars and the ingress.

@@ -22,6 +22,8 @@ pub enum Error {
     NewWorkloads(Vec<String>),
     #[error("Deployment {name}: {reason}")]
     Deployment { name: String, reason: String },
+    #[error("cannot build an HTTP client: {0}")]
+    Client(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,

@@ -11,7 +11,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::body::Body;
 use mesh::{
     authn::JwkSet,
     hosts::{resolve, split_authority},
@@ -80,18 +79,17 @@ async fn fetch(plane: &Plane, applied: &Applied, uri: &str) -> Result<JwkSet, St
         Some(a) => format!("http://{a}{path}"),
         None => uri.to_owned(),
     };
-    let req = axum::http::Request::get(&target)
-        .body(Body::empty())
-        .map_err(|e| e.to_string())?;
-    let res = tokio::time::timeout(Duration::from_secs(5), plane.client.request(req))
-        .await
-        .map_err(|_| "timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
+    let cause = |e: reqwest::Error| weather_core::client::root_cause(&e);
+    let mut res = plane.client.get(&target).send().await.map_err(cause)?;
     if !res.status().is_success() {
         return Err(format!("answered {}", res.status()));
     }
-    let body = axum::body::to_bytes(Body::new(res.into_body()), MAX_JWKS)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(cause)? {
+        if body.len() + chunk.len() > MAX_JWKS {
+            return Err(format!("answered more than {MAX_JWKS} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
     serde_json::from_slice(&body).map_err(|e| format!("not a JWKS: {e}"))
 }

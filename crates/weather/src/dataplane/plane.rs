@@ -14,11 +14,6 @@ use std::{
     time::Duration,
 };
 
-use axum::body::Body;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
 use mesh::{Manifests, Mesh};
 
 use super::{
@@ -111,7 +106,7 @@ pub struct Plane {
     /// a switch may route differently, never to new workloads.
     pods: HashMap<String, SocketAddr>,
     /// For fetching JWKS documents.
-    pub(super) client: Client<HttpConnector, Body>,
+    pub(super) client: reqwest::Client,
     /// The hops' connections to the workloads.
     pub(super) upstreams: super::upstream::Upstreams,
     /// Round-robin position over endpoints.
@@ -177,10 +172,14 @@ impl Plane {
         pods: HashMap<String, SocketAddr>,
         settings: Settings,
     ) -> Result<Plane, Error> {
-        let client = Client::builder(TokioExecutor::new())
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(5))
             .pool_idle_timeout(weather_core::server::listen::POOL_IDLE)
-            .pool_max_idle_per_host(64)
-            .build_http();
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .map_err(|e| Error::Client(e.to_string()))?;
         let stats = Arc::new(Stats::new(&mesh.workloads, settings.metrics));
         let applied = prepare(&pods, &stats, paths, stage, None, mesh)?;
         Ok(Plane {

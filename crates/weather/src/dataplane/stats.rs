@@ -1,8 +1,10 @@
 //! Istio's standard metrics, recorded per hop as Istio's proxies record them
 //! (docs/architecture.md, "Telemetry"): `istio_requests_total`,
 //! `istio_request_duration_milliseconds`, `istio_request_bytes` and
-//! `istio_response_bytes`, with Istio's labels, served on the admin listener at
-//! `GET /stats/prometheus` as Envoy serves them.
+//! `istio_response_bytes`, with Istio's labels in its proxies' order, kept
+//! and written by `prometheus-client` and served on the admin listener at
+//! `GET /stats/prometheus` (OpenMetrics text, which Prometheus reads as it
+//! reads Envoy's).
 //!
 //! On a cluster a call from frontend to forecast is seen twice: by frontend's
 //! sidecar (`reporter="source"`) and by forecast's (`reporter="destination"`).
@@ -17,13 +19,19 @@
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
-    fmt::Write as _,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use mesh::routing::{ServiceInfo, Workload};
-use weather_core::metrics::{Histogram, escape};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, LabelSetEncoder},
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+
+/// The content type of [`Stats::render`]'s text.
+pub const CONTENT_TYPE: &str = weather_core::metrics::CONTENT_TYPE;
 
 /// Envoy's default histogram bounds, which Istio keeps for its standard
 /// histograms unless a pod's `sidecar.istio.io/statsHistogramBuckets` says
@@ -41,7 +49,7 @@ const WINDOW_CAP: usize = 32_768;
 const MATRIX_CAP: usize = 200;
 
 /// A workload as Istio's metrics name it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Peer {
     pub workload: String,
     pub namespace: String,
@@ -147,31 +155,113 @@ enum Reporter {
     Destination,
 }
 
-/// One series: every label but the counts.
+/// One series: Istio's labels of a request, as its proxies write them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Key {
+struct Labels {
     reporter: Reporter,
-    source: usize,
-    destination: Option<usize>,
+    source: Arc<Peer>,
+    destination: Arc<Peer>,
     service: Arc<ServiceRef>,
     code: u16,
     flags: &'static str,
 }
 
-#[derive(Clone, Debug)]
+impl EncodeLabelSet for Labels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        let (src, dst, svc) = (&self.source, &self.destination, &self.service);
+        let (reporter, security) = match self.reporter {
+            // Without mTLS the destination sees plaintext; a source never knows.
+            Reporter::Source => ("source", UNKNOWN),
+            Reporter::Destination => ("destination", "none"),
+        };
+        let code = self.code.to_string();
+        let pairs: [(&str, &str); 25] = [
+            ("reporter", reporter),
+            ("source_workload", &src.workload),
+            ("source_canonical_service", &src.canonical_service),
+            ("source_canonical_revision", &src.canonical_revision),
+            ("source_workload_namespace", &src.namespace),
+            ("source_principal", UNKNOWN),
+            ("source_app", &src.app),
+            ("source_version", &src.version),
+            ("source_cluster", "Kubernetes"),
+            ("destination_workload", &dst.workload),
+            ("destination_workload_namespace", &dst.namespace),
+            ("destination_principal", UNKNOWN),
+            ("destination_app", &dst.app),
+            ("destination_version", &dst.version),
+            ("destination_service", &svc.fqdn),
+            ("destination_canonical_service", &dst.canonical_service),
+            ("destination_canonical_revision", &dst.canonical_revision),
+            ("destination_service_name", &svc.name),
+            ("destination_service_namespace", &svc.namespace),
+            ("destination_cluster", "Kubernetes"),
+            ("request_protocol", "http"),
+            ("response_code", &code),
+            ("grpc_response_status", ""),
+            ("response_flags", self.flags),
+            ("connection_security_policy", security),
+        ];
+        pairs.encode(encoder)
+    }
+}
+
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+fn envoy_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// Istio's four metrics, kept by `prometheus-client`.
+#[derive(Debug)]
 struct Series {
-    duration: Histogram,
-    request_bytes: Histogram,
-    response_bytes: Histogram,
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    duration: Histograms,
+    request_bytes: Histograms,
+    response_bytes: Histograms,
 }
 
 impl Series {
     fn new() -> Series {
+        let mut registry = Registry::default();
+        let requests = Family::<Labels, Counter>::default();
+        let histograms = || Histograms::new_with_constructor(envoy_histogram);
+        let (duration, request_bytes, response_bytes) = (histograms(), histograms(), histograms());
+        registry.register("istio_requests", "Requests, per hop", requests.clone());
+        registry.register(
+            "istio_request_duration_milliseconds",
+            "Request durations, per hop",
+            duration.clone(),
+        );
+        registry.register(
+            "istio_request_bytes",
+            "Request sizes, per hop",
+            request_bytes.clone(),
+        );
+        registry.register(
+            "istio_response_bytes",
+            "Response sizes, per hop",
+            response_bytes.clone(),
+        );
         Series {
-            duration: Histogram::new(&BUCKETS),
-            request_bytes: Histogram::new(&BUCKETS),
-            response_bytes: Histogram::new(&BUCKETS),
+            registry,
+            requests,
+            duration,
+            request_bytes,
+            response_bytes,
         }
+    }
+
+    fn observe(&self, labels: &Labels, ms: f64, e: &Exchange) {
+        self.duration.get_or_create(labels).observe(ms);
+        self.request_bytes
+            .get_or_create(labels)
+            .observe(e.request_bytes as f64);
+        self.response_bytes
+            .get_or_create(labels)
+            .observe(e.response_bytes as f64);
+        self.requests.get_or_create(labels).inc();
     }
 }
 
@@ -216,9 +306,9 @@ struct Visit {
 #[derive(Debug)]
 pub struct Stats {
     /// The ingress, a workload not known, then every Deployment, fixed at start.
-    peers: Vec<Peer>,
+    peers: Vec<Arc<Peer>>,
     by_name: HashMap<String, usize>,
-    series: Mutex<HashMap<Key, Series>>,
+    series: Series,
     window: Mutex<VecDeque<Sample>>,
     visits: Mutex<VecDeque<Visit>>,
     /// Off: nothing is recorded (for the benchmark's with/without figure).
@@ -233,8 +323,8 @@ const FIRST_WORKLOAD: usize = 2;
 
 impl Stats {
     pub fn new(workloads: &[Workload], enabled: bool) -> Stats {
-        let mut peers = vec![Peer::ingress(), Peer::unknown()];
-        peers.extend(workloads.iter().map(Peer::of));
+        let mut peers = vec![Arc::new(Peer::ingress()), Arc::new(Peer::unknown())];
+        peers.extend(workloads.iter().map(|w| Arc::new(Peer::of(w))));
         let by_name = workloads
             .iter()
             .enumerate()
@@ -243,7 +333,7 @@ impl Stats {
         Stats {
             peers,
             by_name,
-            series: Mutex::default(),
+            series: Series::new(),
             window: Mutex::default(),
             visits: Mutex::default(),
             enabled,
@@ -254,7 +344,7 @@ impl Stats {
         self.enabled
     }
 
-    pub fn peers(&self) -> &[Peer] {
+    pub fn peers(&self) -> &[Arc<Peer>] {
         &self.peers
     }
 
@@ -264,7 +354,7 @@ impl Stats {
     }
 
     /// The peer at `index`, or the unknown one.
-    pub fn peer_at(&self, index: usize) -> &Peer {
+    pub fn peer_at(&self, index: usize) -> &Arc<Peer> {
         self.peers.get(index).unwrap_or(&self.peers[UNKNOWN_PEER])
     }
 
@@ -275,30 +365,20 @@ impl Stats {
             return;
         }
         let ms = e.duration.as_secs_f64() * 1e3;
-        let mut key = Key {
+        let destination = e.destination.unwrap_or(UNKNOWN_PEER);
+        let mut labels = Labels {
             reporter: Reporter::Source,
-            source: e.source,
-            destination: e.destination,
+            source: self.peer_at(e.source).clone(),
+            destination: self.peer_at(destination).clone(),
             service: e.service.clone(),
             code: e.code,
             flags: e.flags,
         };
-        {
-            let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
-            let mut observe = |key: Key| {
-                let s = series.entry(key).or_insert_with(Series::new);
-                s.duration.observe(ms);
-                s.request_bytes.observe(e.request_bytes as f64);
-                s.response_bytes.observe(e.response_bytes as f64);
-            };
-            if e.reached && e.destination.is_some() {
-                let mut dest = key.clone();
-                dest.reporter = Reporter::Destination;
-                dest.flags = "-";
-                observe(dest);
-            }
-            key.reporter = Reporter::Source;
-            observe(key);
+        self.series.observe(&labels, ms, e);
+        if e.reached && e.destination.is_some() {
+            labels.reporter = Reporter::Destination;
+            labels.flags = "-";
+            self.series.observe(&labels, ms, e);
         }
         let now = Instant::now();
         let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
@@ -332,91 +412,12 @@ impl Stats {
         });
     }
 
-    /// The Prometheus text exposition (format 0.0.4), series sorted so that
-    /// two scrapes of the same counts are the same text.
+    /// The OpenMetrics text exposition ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let series = self
-            .series
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let mut rows: Vec<(String, Series)> = series
-            .into_iter()
-            .map(|(k, s)| (self.labels(&k), s))
-            .collect();
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out = String::with_capacity(512 + rows.len() * 12_000);
-        out.push_str("# TYPE istio_requests_total counter\n");
-        for (labels, s) in &rows {
-            let _ = writeln!(
-                out,
-                "istio_requests_total{{{labels}}} {}",
-                s.duration.count()
-            );
-        }
-        type Of = fn(&Series) -> &Histogram;
-        let histograms: [(&str, Of); 3] = [
-            ("istio_request_bytes", |s| &s.request_bytes),
-            ("istio_request_duration_milliseconds", |s| &s.duration),
-            ("istio_response_bytes", |s| &s.response_bytes),
-        ];
-        for (name, of) in histograms {
-            let _ = writeln!(out, "# TYPE {name} histogram");
-            for (labels, s) in &rows {
-                of(s).write(&mut out, name, labels);
-            }
-        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.series.registry);
         out
-    }
-
-    /// Istio's labels of a series, in the order its proxies write them.
-    fn labels(&self, k: &Key) -> String {
-        let peer = |i: Option<usize>| {
-            let i = i.filter(|i| *i < self.peers.len()).unwrap_or(UNKNOWN_PEER);
-            &self.peers[i]
-        };
-        let (src, dst) = (peer(Some(k.source)), peer(k.destination));
-        let (reporter, security) = match k.reporter {
-            // Without mTLS the destination sees plaintext; a source never knows.
-            Reporter::Source => ("source", UNKNOWN),
-            Reporter::Destination => ("destination", "none"),
-        };
-        let svc = &k.service;
-        let pairs: [(&str, &str); 25] = [
-            ("reporter", reporter),
-            ("source_workload", &src.workload),
-            ("source_canonical_service", &src.canonical_service),
-            ("source_canonical_revision", &src.canonical_revision),
-            ("source_workload_namespace", &src.namespace),
-            ("source_principal", UNKNOWN),
-            ("source_app", &src.app),
-            ("source_version", &src.version),
-            ("source_cluster", "Kubernetes"),
-            ("destination_workload", &dst.workload),
-            ("destination_workload_namespace", &dst.namespace),
-            ("destination_principal", UNKNOWN),
-            ("destination_app", &dst.app),
-            ("destination_version", &dst.version),
-            ("destination_service", &svc.fqdn),
-            ("destination_canonical_service", &dst.canonical_service),
-            ("destination_canonical_revision", &dst.canonical_revision),
-            ("destination_service_name", &svc.name),
-            ("destination_service_namespace", &svc.namespace),
-            ("destination_cluster", "Kubernetes"),
-            ("request_protocol", "http"),
-            ("response_code", &k.code.to_string()),
-            ("grpc_response_status", ""),
-            ("response_flags", k.flags),
-            ("connection_security_policy", security),
-        ];
-        let mut s = String::with_capacity(1024);
-        for (i, (name, value)) in pairs.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            let _ = write!(s, "{name}=\"{}\"", escape(value));
-        }
-        s
     }
 
     /// The graph's edges over the last [`WINDOW`], by source and destination
@@ -616,15 +617,16 @@ mod tests {
         let le = |bound: &str| {
             text.lines()
                 .find(|l| {
-                    l.starts_with("istio_request_duration_milliseconds_bucket{reporter=\"source\"")
+                    l.starts_with("istio_request_duration_milliseconds_bucket{")
+                        && l.contains("reporter=\"source\"")
                         && l.contains(&format!("le=\"{bound}\""))
                 })
                 .and_then(|l| l.rsplit(' ').next())
                 .unwrap()
                 .to_owned()
         };
-        assert_eq!(le("1"), "0");
-        assert_eq!(le("5"), "1");
+        assert_eq!(le("1.0"), "0");
+        assert_eq!(le("5.0"), "1");
         assert_eq!(le("+Inf"), "1");
     }
 

@@ -2,8 +2,9 @@
 //! connections, kept alive and shared by address. Endpoints are socket
 //! addresses fixed when `weather up` starts, so a short list searched by
 //! address takes the place of hyper_util's pool, which hashed the URL's
-//! authority byte by byte (SipHash) five times a request: 5k of the hop's 76k
-//! instructions (README, "Benchmarks").
+//! authority byte by byte (SipHash) several times a request. Why the hop
+//! keeps its connections itself: docs/architecture.md, "The data plane's own
+//! connections".
 
 use std::{
     net::SocketAddr,

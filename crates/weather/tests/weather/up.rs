@@ -125,7 +125,7 @@ async fn switching_stages_while_serving_drops_no_request() {
     };
     for stage in ["all-v1", "forecast-50-50", "multiservice", "all-v1"] {
         let before = answered.load(Ordering::Relaxed);
-        eventually("20 more requests answered", || {
+        eventually("20 more requests answered", async || {
             answered.load(Ordering::Relaxed) >= before + 20
         })
         .await;
@@ -141,7 +141,7 @@ async fn switching_stages_while_serving_drops_no_request() {
         );
     }
     let before = answered.load(Ordering::Relaxed);
-    eventually("20 more requests answered", || {
+    eventually("20 more requests answered", async || {
         answered.load(Ordering::Relaxed) >= before + 20
     })
     .await;
@@ -218,11 +218,14 @@ async fn edited_manifests_are_applied_while_running() {
     )
     .unwrap();
     let plane = running.plane.clone();
-    eventually("the edit applied", || plane.reloads().applied == 1).await;
+    eventually("the edit applied", async || plane.reloads().applied == 1).await;
     assert_eq!(chain().await, "frontend:v1,forecast:v1");
     // A broken edit is refused and the routes in force stay.
     std::fs::write(stage.join("frontend.yaml"), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x, namespace: weather}\nspec: {hostz: []}\n").unwrap();
-    eventually("the broken edit refused", || plane.reloads().refused == 1).await;
+    eventually("the broken edit refused", async || {
+        plane.reloads().refused == 1
+    })
+    .await;
     let reloads = plane.reloads();
     assert!(
         reloads
@@ -293,7 +296,7 @@ async fn with_an_otlp_endpoint_every_hop_is_a_span_of_one_trace() {
         res.headers()["x-weather-chain"],
         "frontend:v2,forecast:v2,recommendation:v1"
     );
-    let spans = receiver.trace(trace).await;
+    let spans = receiver.trace(trace, 11).await;
     let services: std::collections::BTreeSet<&str> =
         spans.iter().map(|s| s.service.as_str()).collect();
     assert_eq!(

@@ -289,11 +289,10 @@ fn client_and_upstream_faults_are_answered_as_envoy_answers_them() {
     let plane = Arc::new(Plane::new(Vec::new(), None, model, pods, settings).unwrap());
     let hop = rt
         .block_on(async {
-            // Served as `weather up` serves the ingress: by hyper.
-            weather_core::server::spawn_with(
+            // Served as `weather up` serves the ingress.
+            weather_core::server::spawn(
                 tokio::net::TcpListener::bind("127.0.0.1:0").await?,
                 proxy::router(plane, Hop::Ingress, Telemetry::disabled()),
-                weather_core::server::listen::Engine::Hyper,
             )
         })
         .unwrap();

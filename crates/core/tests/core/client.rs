@@ -1,6 +1,7 @@
-//! The outbound client against raw TCP servers that answer exactly the bytes a
-//! test gives them: framing, kept-alive connections, stale connections, limits
-//! and timeouts, through real sockets.
+//! The outbound client's policies against raw TCP servers that answer exactly
+//! the bytes a test gives them: what it sends, kept-alive connections and
+//! stale ones, the answer's size limit, timeouts, no redirects, and its
+//! errors. The framing itself is reqwest's (hyper's), tested there.
 
 use std::{
     sync::{
@@ -185,36 +186,27 @@ async fn a_length_framed_answer_is_read_and_its_connection_used_again() {
 }
 
 #[tokio::test]
-async fn a_chunked_answer_in_many_reads_is_decoded_and_trailers_dropped() {
-    let s = server(|_, _| {
-        Reply::Pieces(
-            [
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n",
-                "\r\n5;ext=1\r\nhel",
-                "lo\r\n",
-                "1",
-                "\r\n \r\n0\r\nx-trailer: 1\r\n",
-                "\r\n",
-            ]
-            .iter()
-            .map(|p| p.as_bytes().to_vec())
-            .collect(),
-        )
-    })
-    .await;
-    assert_eq!(s.calls(2, b"hello ").await, 1);
-}
-
-#[tokio::test]
 async fn an_answer_that_runs_to_the_close_is_read_whole_and_not_kept() {
     let s = server(|_, _| Reply::ThenClose(b"HTTP/1.1 200 OK\r\n\r\nall of it".to_vec())).await;
     assert_eq!(s.calls(2, b"all of it").await, 2);
 }
 
+/// A redirect is an answer like any other: the services never follow one.
 #[tokio::test]
-async fn connection_close_and_interim_answers() {
+async fn redirects_are_not_followed() {
     let s = server(|_, _| {
-        one("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nConnection: close\r\ncontent-length: 2\r\n\r\nno")
+        one("HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:1/elsewhere\r\ncontent-length: 0\r\n\r\n")
+    })
+    .await;
+    let up = client(2000).get(&s.url(), &fwd()).await.unwrap();
+    assert_eq!(up.status, StatusCode::FOUND);
+    assert_eq!(s.accepted(), 1);
+}
+
+#[tokio::test]
+async fn connection_close_is_obeyed() {
+    let s = server(|_, _| {
+        one("HTTP/1.1 404 Not Found\r\nConnection: close\r\ncontent-length: 2\r\n\r\nno")
     })
     .await;
     let c = client(2000);
@@ -225,66 +217,23 @@ async fn connection_close_and_interim_answers() {
             (StatusCode::NOT_FOUND, &b"no"[..])
         );
     }
-    assert_eq!(s.accepted(), 2, "Connection: close is obeyed");
+    assert_eq!(s.accepted(), 2);
 }
 
 #[tokio::test]
-async fn a_kept_alive_connection_the_server_closed_is_replaced_without_failing_the_call() {
-    // Each connection answers one request, then closes when the next comes.
-    let s = server(|_, n| {
-        if n == 0 {
-            one("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-        } else {
-            Reply::Close
-        }
-    })
-    .await;
-    assert_eq!(s.calls(3, b"ok").await, 3);
-}
-
-#[tokio::test]
-async fn a_new_connection_closed_before_an_answer_fails_the_call() {
+async fn a_connection_closed_before_an_answer_or_a_broken_answer_fails_the_call() {
     let s = server(|_, _| Reply::Close).await;
-    let e = s.failure(2000).await;
-    assert!(
-        matches!(&e, ClientError::Other(m) if m.contains("closed before an answer")),
-        "{e}"
-    );
-}
-
-#[tokio::test]
-async fn broken_answers_fail_the_call_with_a_reason() {
-    let cases: [(&str, &str); 6] = [
-        ("SSH-2.0-OpenSSH_9\r\n\r\n", "not HTTP/1.1"),
-        (
-            "HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n",
-            "Content-Length",
-        ),
-        (
-            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
-            "hexadecimal",
-        ),
-        (
-            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nabc\r\n",
-            "CRLF",
-        ),
-        (
-            "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
-            "closed in the answer's body",
-        ),
-        (
-            "HTTP/1.1 200 OK\r\ncontent-le",
-            "closed in the answer's head",
-        ),
-    ];
-    for (answer, why) in cases {
+    assert!(matches!(s.failure(2000).await, ClientError::Other(_)));
+    for answer in [
+        "SSH-2.0-OpenSSH_9\r\n\r\n",
+        "HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n",
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+        "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
+    ] {
         let bytes = answer.as_bytes().to_vec();
         let s = server(move |_, _| Reply::ThenClose(bytes.clone())).await;
         let e = s.failure(2000).await;
-        assert!(
-            matches!(&e, ClientError::Other(m) if m.contains(why)),
-            "{answer:?}: {e}"
-        );
+        assert!(matches!(e, ClientError::Other(_)), "{answer:?}: {e}");
     }
 }
 
@@ -296,7 +245,7 @@ async fn answers_over_the_limit_are_refused() {
     );
     let s = server(move |_, _| one(&declared)).await;
     let e = s.failure(2000).await;
-    assert!(e.to_string().contains("over"), "{e}");
+    assert!(matches!(e, ClientError::TooLarge), "{e}");
 
     // Chunks that add up to more than the limit.
     let chunk = vec![b'a'; 1024 * 1024];
@@ -312,17 +261,7 @@ async fn answers_over_the_limit_are_refused() {
     })
     .await;
     let e = s.failure(5000).await;
-    assert!(e.to_string().contains("over"), "{e}");
-
-    // A head that never ends.
-    let s = server(|_, _| {
-        let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
-        head.extend(std::iter::repeat_n(b'a', 70 * 1024));
-        Reply::Pieces(vec![head])
-    })
-    .await;
-    let e = s.failure(5000).await;
-    assert!(e.to_string().contains("head is over"), "{e}");
+    assert!(matches!(e, ClientError::TooLarge), "{e}");
 }
 
 #[tokio::test]
@@ -352,22 +291,15 @@ async fn only_http_urls_are_called() {
         "https://127.0.0.1:1/",
         "/relative",
         "not a url",
-        "http:///x",
+        "file:///etc/passwd",
     ] {
         let e = client(200).get(url, &fwd()).await.unwrap_err();
-        assert!(e.to_string().contains("not an http:// URL"), "{url}: {e}");
+        assert!(matches!(e, ClientError::Other(_)), "{url}: {e}");
     }
 }
 
-#[tokio::test]
-async fn an_answer_with_extra_bytes_is_used_but_its_connection_is_not() {
-    let s =
-        server(|_, _| one("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK")).await;
-    assert_eq!(s.calls(2, b"ok").await, 2);
-}
-
-/// The real thing: a hyper server (what every service runs) answering many
-/// concurrent calls through one client.
+/// The real thing: an axum server answering many concurrent calls through
+/// one client.
 #[tokio::test]
 async fn many_concurrent_calls_to_a_hyper_server() {
     let app = axum::Router::new().route(
