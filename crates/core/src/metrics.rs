@@ -5,8 +5,9 @@
 
 use std::{sync::Arc, time::Duration};
 
+use axum::{extract::MatchedPath, http::Method};
 use prometheus_client::{
-    encoding::EncodeLabelSet,
+    encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
     metrics::{counter::Counter, family::Family, histogram::Histogram},
     registry::Registry,
 };
@@ -22,9 +23,57 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// One series: a request's route and status.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Labels {
-    method: String,
-    route: String,
+    method: Text<Method>,
+    route: Text<Route>,
     status: u16,
+}
+
+/// The route a request matched, kept as the router shares it (no copy per
+/// request), or a name of the program's own.
+#[derive(Clone, Debug)]
+pub enum Route {
+    Matched(MatchedPath),
+    Named(&'static str),
+}
+
+impl Route {
+    /// The route matched, or `unmatched`.
+    pub fn of(matched: Option<MatchedPath>) -> Self {
+        matched.map_or(Route::Named("unmatched"), Route::Matched)
+    }
+}
+
+impl AsRef<str> for Route {
+    fn as_ref(&self) -> &str {
+        match self {
+            Route::Matched(m) => m.as_str(),
+            Route::Named(n) => n,
+        }
+    }
+}
+
+/// A label value that is some text, compared and hashed as that text.
+#[derive(Clone, Debug)]
+struct Text<T>(T);
+
+impl<T: AsRef<str>> PartialEq for Text<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_ref() == other.0.as_ref()
+    }
+}
+
+impl<T: AsRef<str>> Eq for Text<T> {}
+
+impl<T: AsRef<str>> std::hash::Hash for Text<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.as_ref().hash(state);
+    }
+}
+
+impl<T: AsRef<str>> EncodeLabelValue for Text<T> {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.0.as_ref(), encoder)
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -68,10 +117,10 @@ impl Metrics {
         }
     }
 
-    pub fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    pub fn record(&self, method: Method, route: Route, status: u16, elapsed: Duration) {
         let labels = Labels {
-            method: method.to_owned(),
-            route: route.to_owned(),
+            method: Text(method),
+            route: Text(route),
             status,
         };
         self.latency
@@ -96,9 +145,24 @@ mod tests {
     #[test]
     fn counts_and_buckets_are_cumulative_per_series() {
         let m = Metrics::new("forecast", "v2");
-        m.record("GET", "/forecast", 200, Duration::from_millis(3));
-        m.record("GET", "/forecast", 200, Duration::from_millis(30));
-        m.record("GET", "/forecast", 404, Duration::from_millis(1));
+        m.record(
+            Method::GET,
+            Route::Named("/forecast"),
+            200,
+            Duration::from_millis(3),
+        );
+        m.record(
+            Method::GET,
+            Route::Named("/forecast"),
+            200,
+            Duration::from_millis(30),
+        );
+        m.record(
+            Method::GET,
+            Route::Named("/forecast"),
+            404,
+            Duration::from_millis(1),
+        );
         let text = m.render();
         let app = r#"app="forecast",version="v2""#;
         let ok = r#"method="GET",route="/forecast",status="200""#;
@@ -118,7 +182,7 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         let m = Metrics::new("a", "v1");
-        m.record("GET", "/x\"y", 200, Duration::ZERO);
+        m.record(Method::GET, Route::Named("/x\"y"), 200, Duration::ZERO);
         assert!(m.render().contains(r#"route="/x\"y""#), "{}", m.render());
     }
 }

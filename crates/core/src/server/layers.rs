@@ -36,11 +36,17 @@ use super::{
     lifecycle::{AppInfo, Health},
     trace::{AccessLog, ServerSpan},
 };
-use crate::{chain, config::AppArgs, error::json_error, metrics::Metrics, telemetry::Telemetry};
+use crate::{
+    chain,
+    config::AppArgs,
+    error::json_error,
+    metrics::{Metrics, Route},
+    telemetry::Telemetry,
+};
 
 /// How many of an app's requests are handled at once. On two cores 64
 /// requests in flight keep every core busy; past it a request waits.
-pub const MAX_IN_FLIGHT: usize = 64;
+pub const MAX_IN_FLIGHT: usize = 32;
 
 pub use super::body::MAX_BODY;
 
@@ -127,15 +133,9 @@ fn standard(info: AppInfo, health: Health, metrics: Metrics) -> Router {
 async fn record(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = Route::of(req.extensions().get::<MatchedPath>().cloned());
     let res = next.run(req).await;
-    let route = route.as_ref().map_or("unmatched", |r| r.as_str());
-    metrics.record(
-        method.as_str(),
-        route,
-        res.status().as_u16(),
-        start.elapsed(),
-    );
+    metrics.record(method, route, res.status().as_u16(), start.elapsed());
     res
 }
 

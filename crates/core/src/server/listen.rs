@@ -203,7 +203,11 @@ fn serve_connection(
     io.set_write_timeout(Some(limits.io_timeout));
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        // While a request is in flight hyper would otherwise keep reading, to
+        // see a client hang up early, and hold a second read buffer for it:
+        // 8 KiB a connection for nothing the request timeout does not bound.
+        .half_close(true);
     if conn.overflow {
         // hyper's smallest buffer: enough for a probe's head.
         http.keep_alive(false).max_buf_size(8192);

@@ -34,11 +34,12 @@ impl<B> MakeSpan<B> for ServerSpan {
             .extensions()
             .get::<MatchedPath>()
             .map_or("unmatched", |m| m.as_str());
-        let name = format!("{} {route}", req.method());
+        let method = req.method();
+        // The fields are evaluated only when some layer wants the span.
         let span = if is_probe(route) {
             tracing::debug_span!(
                 "request",
-                otel.name = name,
+                otel.name = %format_args!("{method} {route}"),
                 otel.kind = "server",
                 otel.status_code = Empty,
                 trace_id = Empty,
@@ -47,15 +48,19 @@ impl<B> MakeSpan<B> for ServerSpan {
         } else {
             tracing::info_span!(
                 "request",
-                otel.name = name,
+                otel.name = %format_args!("{method} {route}"),
                 otel.kind = "server",
                 otel.status_code = Empty,
                 trace_id = Empty,
                 span_id = Empty,
             )
         };
+        if span.is_disabled() {
+            // Neither logged nor exported: nothing to link.
+            return span;
+        }
         let parent = propagator().extract(&HeaderExtractor(req.headers()));
-        let ids = if self.telemetry.is_exporting() && !span.is_disabled() {
+        let ids = if self.telemetry.is_exporting() {
             let _ = span.set_parent(parent);
             attributes(&span, req, route, &self.telemetry);
             context_ids(&span.context())
@@ -64,8 +69,8 @@ impl<B> MakeSpan<B> for ServerSpan {
             context_ids(&parent)
         };
         if let Some((trace, id)) = ids {
-            span.record("trace_id", trace);
-            span.record("span_id", id);
+            span.record("trace_id", tracing::field::display(trace));
+            span.record("span_id", tracing::field::display(id));
         }
         span
     }
@@ -100,7 +105,8 @@ pub struct AccessLog;
 impl<B> OnResponse<B> for AccessLog {
     fn on_response(self, res: &Response<B>, latency: Duration, span: &Span) {
         let status = res.status().as_u16();
-        let latency_ms = latency.as_secs_f64() * 1e3;
+        // Microsecond precision, as a number.
+        let latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
         if span.metadata().is_some_and(|m| *m.level() == Level::INFO) {
             span.set_attribute("http.response.status_code", i64::from(status));
             if status >= 500 {

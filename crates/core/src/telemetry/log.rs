@@ -1,18 +1,21 @@
 //! The process's one `tracing` subscriber: `tracing-subscriber`'s formatter
 //! writes the logs (text by default, JSON with `LOG_FORMAT=json`) under
 //! `RUST_LOG`, and `tracing-opentelemetry` turns the spans into OpenTelemetry
-//! spans once an app exports ([`super::trace`]). A request's lines are written
-//! inside its span, whose `trace_id` and `span_id` fields lead to its trace.
+//! spans once an app exports ([`super::trace`]); until then it is not in the
+//! subscriber at all, so a span no log line asks for is not even built. A
+//! request's lines are written inside its span, whose `trace_id` and
+//! `span_id` fields lead to its trace.
 
-use std::sync::{OnceLock, atomic::Ordering};
+use std::sync::OnceLock;
 
 use opentelemetry::trace::TraceContextExt;
 use tracing::Subscriber;
 use tracing_subscriber::{
-    EnvFilter, Layer,
-    filter::{LevelFilter, dynamic_filter_fn},
-    layer::SubscriberExt,
+    EnvFilter, Layer, Registry,
+    filter::{Filtered, LevelFilter},
+    layer::{Layered, SubscriberExt},
     registry::LookupSpan,
+    reload,
     util::SubscriberInitExt,
 };
 
@@ -41,6 +44,15 @@ pub(crate) fn install_default() {
     install(None);
 }
 
+/// The subscriber below the OpenTelemetry layer.
+type Logged =
+    Layered<Filtered<Box<dyn Layer<Registry> + Send + Sync>, EnvFilter, Registry>, Registry>;
+/// The OpenTelemetry layer, once an app exports.
+type Spans = Option<Box<dyn Layer<Logged> + Send + Sync>>;
+
+/// Where the OpenTelemetry layer goes in when the first app exports.
+static SPANS: OnceLock<reload::Handle<Spans, Logged>> = OnceLock::new();
+
 fn install(default: Option<&str>) {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
@@ -50,11 +62,29 @@ fn install(default: Option<&str>) {
             (Err(_), None) => EnvFilter::default().add_directive(LevelFilter::OFF.into()),
         };
         let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-        let _ = tracing_subscriber::registry()
+        let (spans, handle) = reload::Layer::new(None);
+        if tracing_subscriber::registry()
             .with(logs(json).with_filter(filter))
-            .with(spans())
-            .try_init();
+            .with(spans)
+            .try_init()
+            .is_ok()
+        {
+            let _ = SPANS.set(handle);
+        }
     });
+}
+
+/// Turns `tracing` spans into OpenTelemetry ones from now on (installing the
+/// subscriber first if the process has none).
+pub(crate) fn export_spans() {
+    install_default();
+    if let Some(handle) = SPANS.get() {
+        let _ = handle.modify(|layer| {
+            if layer.is_none() {
+                *layer = Some(spans().boxed());
+            }
+        });
+    }
 }
 
 /// The log lines: text, or JSON with the event's fields at the top level and
@@ -76,9 +106,8 @@ where
     }
 }
 
-/// The OpenTelemetry layer: spans only (and warnings and errors as their
-/// events), and only once some app exports; until then a span costs nothing
-/// here and the caller's context passes through.
+/// The OpenTelemetry layer. Events inside a span (the access-log line, a
+/// warning) become that span's events.
 fn spans<S>() -> impl Layer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -89,8 +118,4 @@ where
         .with_threads(false)
         .with_target(false)
         .with_tracked_inactivity(false)
-        .with_filter(dynamic_filter_fn(|meta, _| {
-            super::trace::EXPORTING.load(Ordering::Acquire)
-                && (meta.is_span() || *meta.level() <= tracing::Level::WARN)
-        }))
 }

@@ -12,10 +12,7 @@
 
 use std::{
     fmt,
-    sync::{
-        Arc, OnceLock, RwLock,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, OnceLock, RwLock},
     time::Duration,
 };
 
@@ -99,10 +96,6 @@ impl fmt::Debug for Telemetry {
 /// Every app's batch processor, by sink id.
 static SINKS: RwLock<Vec<Arc<BatchSpanProcessor>>> = RwLock::new(Vec::new());
 
-/// Whether any app exports: until one does, `tracing` spans are not turned
-/// into OpenTelemetry ones at all.
-pub(crate) static EXPORTING: AtomicBool = AtomicBool::new(false);
-
 impl Telemetry {
     /// Exports nothing and passes trace context through.
     pub fn disabled() -> Self {
@@ -148,14 +141,14 @@ impl Telemetry {
         };
         let mut processor = BatchSpanProcessor::builder(exporter).build();
         processor.set_resource(&resource(service, version, extra));
-        // The spans' way in: the subscriber with its OpenTelemetry layer.
-        super::log::install_default();
-        let mut sinks = SINKS.write().unwrap_or_else(|e| e.into_inner());
-        sinks.push(Arc::new(processor));
-        EXPORTING.store(true, Ordering::Release);
-        Telemetry {
-            sink: Some(sinks.len() as i64 - 1),
-        }
+        let sink = {
+            let mut sinks = SINKS.write().unwrap_or_else(|e| e.into_inner());
+            sinks.push(Arc::new(processor));
+            sinks.len() as i64 - 1
+        };
+        // The spans' way in: the subscriber's OpenTelemetry layer.
+        super::log::export_spans();
+        Telemetry { sink: Some(sink) }
     }
 
     /// The attribute that sends a span to this app's exporter.
@@ -289,7 +282,6 @@ pub fn flush_all() {
 
 /// Flushes and stops every exporter (blocking), at the end of `main`.
 pub fn shutdown_all() {
-    EXPORTING.store(false, Ordering::Release);
     for s in sinks() {
         let _ = s.shutdown();
     }
