@@ -290,6 +290,7 @@ async fn assert_accessible(c: &Client) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and chromedriver (scripts/setup): ./scripts/test runs it"]
 async fn the_tester_journey_in_a_real_browser() {
     let paths = weather::stages::paths(&root(), "multiservice").unwrap();
     let running = dataplane::start(dataplane::Options::local(
@@ -422,7 +423,7 @@ async fn the_tester_journey_in_a_real_browser() {
     );
     assert_buttons(&c, GREY).await;
 
-    // The version matrix, as `weather verify` prints it, for the README.
+    // The version matrix, as `weather verify` prints it, for the docs.
     let report = verify::run(verify::Options {
         url: origin.clone(),
         requests: 200,
@@ -455,6 +456,7 @@ async fn the_tester_journey_in_a_real_browser() {
 /// cookie set by the page itself is not enough; logging in is, because the
 /// login's signed token rides along in a cookie no script can read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and chromedriver (scripts/setup): ./scripts/test runs it"]
 async fn on_the_jwt_stage_only_logging_in_makes_a_tester() {
     let paths = weather::stages::paths(&root(), "multiservice-jwt").unwrap();
     let running = dataplane::start(dataplane::Options::local(
@@ -588,6 +590,7 @@ async fn traffic(ingress: &str, anonymous: usize, testers: usize) {
 }
 
 #[tokio::test]
+#[ignore = "needs Chromium and chromedriver (scripts/setup): ./scripts/test runs it"]
 async fn the_admin_page_switches_the_stage_and_its_graph_follows_the_traffic() {
     let paths = weather::stages::paths(&root(), "multiservice").unwrap();
     let running = dataplane::start(dataplane::Options::local(

@@ -97,6 +97,7 @@ fn by<'a>(answer: &'a [(Value, f64)], label: &str, value: &str) -> Option<&'a f6
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Prometheus (scripts/setup): ./scripts/test runs it"]
 async fn flagger_and_kiali_queries_answer_from_a_real_prometheus_scraping_weather_up() {
     let mut up = up_with_prometheus("multiservice");
     let prometheus = up
@@ -196,6 +197,7 @@ async fn flagger_and_kiali_queries_answer_from_a_real_prometheus_scraping_weathe
 /// on a cluster: the real `weather release` binary against the real `weather up
 /// --prometheus`.
 #[test]
+#[ignore = "needs Prometheus (scripts/setup): ./scripts/test runs it"]
 fn a_release_train_judged_by_a_real_prometheus_is_promoted() {
     let up = up_with_prometheus("all-v1");
     let prometheus = up.prometheus.clone().expect("Prometheus's URL");

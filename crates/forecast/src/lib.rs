@@ -101,7 +101,7 @@ async fn list_cities() -> Json<&'static [City]> {
 #[derive(Serialize)]
 struct Forecast<'a> {
     city: &'static City,
-    /// Always `synthetic`: see the README.
+    /// Always `synthetic`: see docs/services.md.
     source: &'static str,
     current: Current,
     days: Vec<Day>,

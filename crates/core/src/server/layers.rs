@@ -44,8 +44,11 @@ use crate::{
     telemetry::Telemetry,
 };
 
-/// How many of an app's requests are handled at once. On two cores 64
-/// requests in flight keep every core busy; past it a request waits.
+/// How many of an app's requests are handled at once; past it a request
+/// waits, holding only its connection. Each one in flight holds its page or
+/// answer and, for a service that calls another, a pooled connection: the
+/// bound keeps a service at 200 connections within its memory budget, and
+/// two cores stay busy with fewer (docs/benchmarks.md).
 pub const MAX_IN_FLIGHT: usize = 32;
 
 pub use super::body::MAX_BODY;

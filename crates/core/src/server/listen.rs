@@ -6,9 +6,10 @@
 //!   connection may sit idle (hyper's `header_read_timeout`);
 //! - the size and count of a head's headers (Envoy's limits: 60 KiB and 100
 //!   headers; past them hyper answers 431);
-//! - the time a write may wait on a client that does not read its answers, and
-//!   a read on one that stops sending mid-body (`tokio-io-timeout` around the
-//!   socket; past either the connection is closed);
+//! - the time a write may wait on a client that does not read its answers
+//!   (`tokio-io-timeout` around the socket; past it the connection is closed;
+//!   a client that stops sending mid-body meets the body's own timeout, in
+//!   the service's layers or the proxy's);
 //! - how many connections are open at once. The limit is sized so that every
 //!   connection holding the largest head the limits allow still fits the pod's
 //!   memory limit (docs/architecture.md, "Memory"). Past it, a few more are
@@ -58,9 +59,9 @@ pub struct Limits {
     /// one: a client that sends half a head, or sits idle between requests,
     /// is cut off after it.
     pub header_read_timeout: Duration,
-    /// How long one write or one read may wait on the client: a client that
-    /// never reads its answers, or stops sending a body, is cut off after it.
-    pub io_timeout: Duration,
+    /// How long one write may wait on the client: a client that never reads
+    /// its answers is cut off after it.
+    pub write_timeout: Duration,
     /// The bytes of a request's head (431 past it).
     pub max_header_bytes: usize,
     /// The headers of a request (431 past it).
@@ -76,7 +77,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             header_read_timeout: HEADER_READ_TIMEOUT,
-            io_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
             max_header_bytes: MAX_HEADER_BYTES,
             max_headers: 100,
             max_connections: MAX_CONNECTIONS as usize,
@@ -190,17 +191,17 @@ pub async fn serve_bounded(
     Ok(())
 }
 
-/// hyper's HTTP/1.1 connection over the socket with its read and write
-/// deadlines.
+/// hyper's HTTP/1.1 connection over the socket with its write deadline.
 fn serve_connection(
     stream: TcpStream,
     conn: Conn,
     limits: &Limits,
     started: Arc<AtomicBool>,
 ) -> http1::Connection<TokioIo<Pin<Box<TimeoutStream<TcpStream>>>>, ConnService> {
+    // Writes only: reads are bounded by hyper's head timeout and the body's
+    // own, and a read deadline would re-arm a timer on every idle wait.
     let mut io = TimeoutStream::new(stream);
-    io.set_read_timeout(Some(limits.io_timeout.max(limits.header_read_timeout)));
-    io.set_write_timeout(Some(limits.io_timeout));
+    io.set_write_timeout(Some(limits.write_timeout));
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)

@@ -1,21 +1,28 @@
 //! The process's one `tracing` subscriber: `tracing-subscriber`'s formatter
 //! writes the logs (text by default, JSON with `LOG_FORMAT=json`) under
 //! `RUST_LOG`, and `tracing-opentelemetry` turns the spans into OpenTelemetry
-//! spans once an app exports ([`super::trace`]); until then it is not in the
-//! subscriber at all, so a span no log line asks for is not even built. A
+//! spans once an app exports ([`super::trace`]); until then its filter says no
+//! to every callsite, so a span no log line asks for is not even built. A
 //! request's lines are written inside its span, whose `trace_id` and
 //! `span_id` fields lead to its trace.
+//!
+//! (Two ways that looked simpler do not work: a dynamic per-layer filter
+//! leaves every span enabled even when it says no, and a reloadable layer
+//! hides the OpenTelemetry layer from `OpenTelemetrySpanExt`, so spans lose
+//! their parent and attributes.)
 
-use std::sync::OnceLock;
+use std::sync::{
+    OnceLock,
+    atomic::{AtomicBool, Ordering},
+};
 
 use opentelemetry::trace::TraceContextExt;
 use tracing::Subscriber;
 use tracing_subscriber::{
-    EnvFilter, Layer, Registry,
-    filter::{Filtered, LevelFilter},
-    layer::{Layered, SubscriberExt},
+    EnvFilter, Layer,
+    filter::{LevelFilter, filter_fn},
+    layer::SubscriberExt,
     registry::LookupSpan,
-    reload,
     util::SubscriberInitExt,
 };
 
@@ -44,14 +51,9 @@ pub(crate) fn install_default() {
     install(None);
 }
 
-/// The subscriber below the OpenTelemetry layer.
-type Logged =
-    Layered<Filtered<Box<dyn Layer<Registry> + Send + Sync>, EnvFilter, Registry>, Registry>;
-/// The OpenTelemetry layer, once an app exports.
-type Spans = Option<Box<dyn Layer<Logged> + Send + Sync>>;
-
-/// Where the OpenTelemetry layer goes in when the first app exports.
-static SPANS: OnceLock<reload::Handle<Spans, Logged>> = OnceLock::new();
+/// Whether spans are exported: the OpenTelemetry layer's filter reads it
+/// when a callsite's interest is (re)computed.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
 
 fn install(default: Option<&str>) {
     static INSTALLED: OnceLock<()> = OnceLock::new();
@@ -62,15 +64,10 @@ fn install(default: Option<&str>) {
             (Err(_), None) => EnvFilter::default().add_directive(LevelFilter::OFF.into()),
         };
         let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-        let (spans, handle) = reload::Layer::new(None);
-        if tracing_subscriber::registry()
+        let _ = tracing_subscriber::registry()
             .with(logs(json).with_filter(filter))
-            .with(spans)
-            .try_init()
-            .is_ok()
-        {
-            let _ = SPANS.set(handle);
-        }
+            .with(spans())
+            .try_init();
     });
 }
 
@@ -78,12 +75,9 @@ fn install(default: Option<&str>) {
 /// subscriber first if the process has none).
 pub(crate) fn export_spans() {
     install_default();
-    if let Some(handle) = SPANS.get() {
-        let _ = handle.modify(|layer| {
-            if layer.is_none() {
-                *layer = Some(spans().boxed());
-            }
-        });
+    if !EXPORTING.swap(true, Ordering::AcqRel) {
+        // Every callsite's interest was computed with the layer saying no.
+        tracing::callsite::rebuild_interest_cache();
     }
 }
 
@@ -106,8 +100,8 @@ where
     }
 }
 
-/// The OpenTelemetry layer. Events inside a span (the access-log line, a
-/// warning) become that span's events.
+/// The OpenTelemetry layer, for spans, and for warnings and errors as the
+/// events of the span they happen in; nothing until an app exports.
 fn spans<S>() -> impl Layer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -118,4 +112,30 @@ where
         .with_threads(false)
         .with_target(false)
         .with_tracked_inactivity(false)
+        .with_filter(filter_fn(|meta| {
+            EXPORTING.load(Ordering::Acquire)
+                && (meta.is_span() || *meta.level() <= tracing::Level::WARN)
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    use super::super::{Telemetry, TelemetryArgs};
+
+    /// Before any app exports, a span nothing logs is not built; once one
+    /// does, spans are built and carry an OpenTelemetry context (which
+    /// `OpenTelemetrySpanExt` must reach through the subscriber).
+    #[test]
+    fn spans_are_built_once_an_app_exports_and_not_before() {
+        super::install_default();
+        assert!(tracing::info_span!("request").is_disabled());
+        let t = Telemetry::new("x", "v1", &TelemetryArgs::to("http://127.0.0.1:1"), &[]);
+        assert!(t.is_exporting());
+        let span = tracing::info_span!("request");
+        assert!(!span.is_disabled());
+        assert!(span.context().span().span_context().is_valid());
+    }
 }

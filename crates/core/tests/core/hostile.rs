@@ -79,7 +79,7 @@ async fn framing_a_lenient_parser_would_take_is_a_400_and_the_connection_closes(
 #[tokio::test]
 async fn a_client_that_never_reads_its_answers_is_cut_off() {
     let limits = Limits {
-        io_timeout: Duration::from_millis(500),
+        write_timeout: Duration::from_millis(500),
         max_connections: 1,
         ..Limits::default()
     };

@@ -25,8 +25,9 @@ use std::{
 
 use mesh::routing::{ServiceInfo, Workload};
 use prometheus_client::{
-    encoding::{EncodeLabelSet, LabelSetEncoder},
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, LabelSetEncoder},
+    metrics::{MetricType, counter::Counter, histogram::Histogram},
     registry::Registry,
 };
 
@@ -155,26 +156,65 @@ enum Reporter {
     Destination,
 }
 
-/// One series: Istio's labels of a request, as its proxies write them.
+/// One series: every label but the counts, by the peers' places (fixed for
+/// the plane's life), so that recording a request hashes a few words.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Labels {
+struct Key {
     reporter: Reporter,
-    source: Arc<Peer>,
-    destination: Arc<Peer>,
+    source: usize,
+    destination: Option<usize>,
     service: Arc<ServiceRef>,
     code: u16,
     flags: &'static str,
 }
 
-impl EncodeLabelSet for Labels {
+/// One series' counts, in `prometheus-client`'s metric types.
+#[derive(Debug)]
+struct Series {
+    requests: Counter,
+    duration: Histogram,
+    request_bytes: Histogram,
+    response_bytes: Histogram,
+}
+
+impl Series {
+    fn new() -> Series {
+        Series {
+            requests: Counter::default(),
+            duration: Histogram::new(BUCKETS),
+            request_bytes: Histogram::new(BUCKETS),
+            response_bytes: Histogram::new(BUCKETS),
+        }
+    }
+}
+
+/// What the exposition reads: the peers and the series.
+#[derive(Debug)]
+struct Recorded {
+    peers: Vec<Arc<Peer>>,
+    series: Mutex<HashMap<Key, Series>>,
+}
+
+/// Istio's labels of a series, in the order its proxies write them.
+struct Labels<'a> {
+    key: &'a Key,
+    peers: &'a [Arc<Peer>],
+}
+
+impl EncodeLabelSet for Labels<'_> {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        let (src, dst, svc) = (&self.source, &self.destination, &self.service);
-        let (reporter, security) = match self.reporter {
+        let peer = |i: Option<usize>| {
+            let i = i.filter(|i| *i < self.peers.len()).unwrap_or(UNKNOWN_PEER);
+            &self.peers[i]
+        };
+        let k = self.key;
+        let (src, dst, svc) = (peer(Some(k.source)), peer(k.destination), &k.service);
+        let (reporter, security) = match k.reporter {
             // Without mTLS the destination sees plaintext; a source never knows.
             Reporter::Source => ("source", UNKNOWN),
             Reporter::Destination => ("destination", "none"),
         };
-        let code = self.code.to_string();
+        let code = k.code.to_string();
         let pairs: [(&str, &str); 25] = [
             ("reporter", reporter),
             ("source_workload", &src.workload),
@@ -199,69 +239,69 @@ impl EncodeLabelSet for Labels {
             ("request_protocol", "http"),
             ("response_code", &code),
             ("grpc_response_status", ""),
-            ("response_flags", self.flags),
+            ("response_flags", k.flags),
             ("connection_security_policy", security),
         ];
         pairs.encode(encoder)
     }
 }
 
-type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
-
-fn envoy_histogram() -> Histogram {
-    Histogram::new(BUCKETS)
-}
-
-/// Istio's four metrics, kept by `prometheus-client`.
+/// Istio's four metrics, written by `prometheus-client` from the series
+/// recorded (sorted, so that two scrapes of the same counts are the same
+/// text).
 #[derive(Debug)]
-struct Series {
-    registry: Registry,
-    requests: Family<Labels, Counter>,
-    duration: Histograms,
-    request_bytes: Histograms,
-    response_bytes: Histograms,
-}
+struct Istio(Arc<Recorded>);
 
-impl Series {
-    fn new() -> Series {
-        let mut registry = Registry::default();
-        let requests = Family::<Labels, Counter>::default();
-        let histograms = || Histograms::new_with_constructor(envoy_histogram);
-        let (duration, request_bytes, response_bytes) = (histograms(), histograms(), histograms());
-        registry.register("istio_requests", "Requests, per hop", requests.clone());
-        registry.register(
-            "istio_request_duration_milliseconds",
-            "Request durations, per hop",
-            duration.clone(),
-        );
-        registry.register(
-            "istio_request_bytes",
-            "Request sizes, per hop",
-            request_bytes.clone(),
-        );
-        registry.register(
-            "istio_response_bytes",
-            "Response sizes, per hop",
-            response_bytes.clone(),
-        );
-        Series {
-            registry,
-            requests,
-            duration,
-            request_bytes,
-            response_bytes,
+impl Collector for Istio {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let series = self.0.series.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rows: Vec<(&Key, &Series)> = series.iter().collect();
+        rows.sort_by_key(|(k, _)| {
+            (
+                k.reporter,
+                k.source,
+                k.destination,
+                k.service.fqdn.clone(),
+                k.code,
+                k.flags,
+            )
+        });
+        let peers = &self.0.peers;
+        type Of = fn(&Series) -> &dyn EncodeMetric;
+        let metrics: [(&str, &str, MetricType, Of); 4] = [
+            (
+                "istio_requests",
+                "Requests, per hop",
+                MetricType::Counter,
+                |s| &s.requests,
+            ),
+            (
+                "istio_request_bytes",
+                "Request sizes, per hop",
+                MetricType::Histogram,
+                |s| &s.request_bytes,
+            ),
+            (
+                "istio_request_duration_milliseconds",
+                "Request durations, per hop",
+                MetricType::Histogram,
+                |s| &s.duration,
+            ),
+            (
+                "istio_response_bytes",
+                "Response sizes, per hop",
+                MetricType::Histogram,
+                |s| &s.response_bytes,
+            ),
+        ];
+        for (name, help, kind, of) in metrics {
+            let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+            for (key, s) in &rows {
+                let labels = Labels { key, peers };
+                of(s).encode(metric.encode_family(&labels)?)?;
+            }
         }
-    }
-
-    fn observe(&self, labels: &Labels, ms: f64, e: &Exchange) {
-        self.duration.get_or_create(labels).observe(ms);
-        self.request_bytes
-            .get_or_create(labels)
-            .observe(e.request_bytes as f64);
-        self.response_bytes
-            .get_or_create(labels)
-            .observe(e.response_bytes as f64);
-        self.requests.get_or_create(labels).inc();
+        Ok(())
     }
 }
 
@@ -305,10 +345,12 @@ struct Visit {
 /// The metrics of a data plane: one for its life, whatever stage is applied.
 #[derive(Debug)]
 pub struct Stats {
-    /// The ingress, a workload not known, then every Deployment, fixed at start.
-    peers: Vec<Arc<Peer>>,
+    /// The peers (the ingress, a workload not known, then every Deployment,
+    /// fixed at start) and the series recorded.
+    recorded: Arc<Recorded>,
+    /// Istio's metrics, read from `recorded` on each scrape.
+    registry: Registry,
     by_name: HashMap<String, usize>,
-    series: Series,
     window: Mutex<VecDeque<Sample>>,
     visits: Mutex<VecDeque<Visit>>,
     /// Off: nothing is recorded (for the benchmark's with/without figure).
@@ -330,10 +372,16 @@ impl Stats {
             .enumerate()
             .map(|(i, w)| (w.name.clone(), i + FIRST_WORKLOAD))
             .collect();
-        Stats {
+        let recorded = Arc::new(Recorded {
             peers,
+            series: Mutex::default(),
+        });
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Istio(recorded.clone())));
+        Stats {
+            recorded,
+            registry,
             by_name,
-            series: Series::new(),
             window: Mutex::default(),
             visits: Mutex::default(),
             enabled,
@@ -345,7 +393,7 @@ impl Stats {
     }
 
     pub fn peers(&self) -> &[Arc<Peer>] {
-        &self.peers
+        &self.recorded.peers
     }
 
     /// The index of the Deployment named `workload`.
@@ -355,7 +403,8 @@ impl Stats {
 
     /// The peer at `index`, or the unknown one.
     pub fn peer_at(&self, index: usize) -> &Arc<Peer> {
-        self.peers.get(index).unwrap_or(&self.peers[UNKNOWN_PEER])
+        let peers = self.peers();
+        peers.get(index).unwrap_or(&peers[UNKNOWN_PEER])
     }
 
     /// Records one exchange: the source report always, the destination report
@@ -365,20 +414,35 @@ impl Stats {
             return;
         }
         let ms = e.duration.as_secs_f64() * 1e3;
-        let destination = e.destination.unwrap_or(UNKNOWN_PEER);
-        let mut labels = Labels {
+        let mut key = Key {
             reporter: Reporter::Source,
-            source: self.peer_at(e.source).clone(),
-            destination: self.peer_at(destination).clone(),
+            source: e.source,
+            destination: e.destination,
             service: e.service.clone(),
             code: e.code,
             flags: e.flags,
         };
-        self.series.observe(&labels, ms, e);
-        if e.reached && e.destination.is_some() {
-            labels.reporter = Reporter::Destination;
-            labels.flags = "-";
-            self.series.observe(&labels, ms, e);
+        {
+            let mut series = self
+                .recorded
+                .series
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let mut observe = |key: Key| {
+                let s = series.entry(key).or_insert_with(Series::new);
+                s.requests.inc();
+                s.duration.observe(ms);
+                s.request_bytes.observe(e.request_bytes as f64);
+                s.response_bytes.observe(e.response_bytes as f64);
+            };
+            if e.reached && e.destination.is_some() {
+                let mut dest = key.clone();
+                dest.reporter = Reporter::Destination;
+                dest.flags = "-";
+                observe(dest);
+            }
+            key.reporter = Reporter::Source;
+            observe(key);
         }
         let now = Instant::now();
         let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
@@ -416,7 +480,7 @@ impl Stats {
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.series.registry);
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 

@@ -257,6 +257,7 @@ fn a_mesh_host_that_names_no_service_is_a_not_modelled_warning() {
 /// on the same broken copies: where a row's code is one of istioctl's, istioctl
 /// reports that code on that object too.
 #[test]
+#[ignore = "needs Go and istiod's module (scripts/setup): ./scripts/test runs it"]
 fn istioctl_analyze_reports_the_same_codes_on_the_broken_copies() {
     let dir = crate::root().join("target/conformance");
     std::fs::create_dir_all(&dir).unwrap();

@@ -137,6 +137,7 @@ fn every_steps_routing_is_clean_for_weather_check() {
 /// Every step's YAML passes Istio's published schemas and the check for fields
 /// Istio does not define (tools/validate, installed by scripts/validate-manifests).
 #[test]
+#[ignore = "needs Node and Istio's schemas (scripts/setup): ./scripts/test runs it"]
 fn every_steps_yaml_passes_istios_schemas() {
     let (train, m) = run::prepare(&options(shipped_spec(), stage_paths("all-v1"))).unwrap();
     let checker = root().join("tools/validate/validate-istio.mjs");
