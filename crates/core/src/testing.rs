@@ -186,16 +186,9 @@ impl Process {
         assert!(status.success());
     }
 
-    /// Waits for the process to exit, up to `limit`.
+    /// Waits for the process to exit, up to `limit` (killed past it).
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        wait_for_exit(&mut self.child, limit)
     }
 }
 
@@ -346,12 +339,51 @@ impl OtlpReceiver {
 
 /// Polls `done` every 10 ms until it holds; fails after 10 s, naming `what`.
 /// Tests wait on an event this way, never with a bare sleep.
-pub async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+pub async fn eventually(what: &str, done: impl AsyncFnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(10), done).await;
+}
+
+/// [`eventually`] with its own bound, for what takes longer to happen (a
+/// browser's page, a Prometheus scrape, a process starting).
+pub async fn eventually_within(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// [`eventually_within`] for a test outside any async runtime.
+pub fn eventually_blocking(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime for waiting")
+        .block_on(eventually_within(what, limit, async || done()));
+}
+
+/// Waits for `child` to exit, up to `limit`; past it, kills it and says
+/// `None`. The wait is the child's own (`wait` on a thread of its own), not a
+/// poll.
+pub fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let pid = child.id().to_string();
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        scope.spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(limit) {
+            Ok(status) => status.ok(),
+            Err(_) => {
+                // Unblocks the waiting thread.
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                None
+            }
+        }
+    })
 }
 
 /// A request with oversized headers must be refused: answered `status`, or the

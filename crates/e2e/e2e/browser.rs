@@ -12,7 +12,7 @@ use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -21,6 +21,7 @@ use weather::{
     dataplane,
     verify::{self, Judge},
 };
+use weather_core::testing::eventually_within;
 use weather_e2e::root;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -101,23 +102,23 @@ async fn browser() -> (Driver, Client) {
     let Value::Object(caps) = caps else {
         unreachable!()
     };
-    let started = Instant::now();
-    let client = loop {
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match ClientBuilder::new(connector)
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(c) => break c,
-            Err(e) if started.elapsed() < Duration::from_secs(20) => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("cannot start a Chromium session through chromedriver: {e}"),
-        }
-    };
-    (driver, client)
+    // chromedriver takes a moment to listen, and Chromium to start.
+    let mut client = None;
+    eventually_within(
+        "a Chromium session through chromedriver",
+        Duration::from_secs(20),
+        async || {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            client = ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+                .ok();
+            client.is_some()
+        },
+    )
+    .await;
+    (driver, client.expect("a session"))
 }
 
 async fn js(c: &Client, script: &str) -> Value {
@@ -155,22 +156,19 @@ async fn click_and_load(c: &Client, css: &str) {
         .click()
         .await
         .unwrap();
-    let start = Instant::now();
-    loop {
-        let done = js(
-            c,
-            "return window.__before_click === undefined && document.readyState === 'complete'",
-        )
-        .await;
-        if done == Value::Bool(true) {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no new page after clicking {css}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_within(
+        &format!("a new page after clicking {css}"),
+        Duration::from_secs(20),
+        async || {
+            js(
+                c,
+                "return window.__before_click === undefined && document.readyState === 'complete'",
+            )
+            .await
+                == Value::Bool(true)
+        },
+    )
+    .await;
 }
 
 /// Types a username into the login form and submits it.
@@ -558,19 +556,10 @@ async fn has_edge(c: &Client, from: &str, to: &str) -> bool {
     has(c, &format!(r#"g.edge[data-from="{from}"][data-to="{to}"]"#)).await
 }
 
-/// Polls the page (which refreshes itself every 2 s) until `what` holds.
+/// Waits until the page (which refreshes itself every 2 s) shows `what`.
 async fn until(c: &Client, what: &str, check: impl AsyncFn(&Client) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check(c).await {
-        if Instant::now() > deadline {
-            let page = js(c, "return document.body.innerText").await;
-            panic!(
-                "the page never showed {what}:\n{}",
-                page.as_str().unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let what = format!("the page to show {what}");
+    eventually_within(&what, Duration::from_secs(15), async || check(c).await).await;
 }
 
 /// Page requests through the ingress: anonymous ones and testers'.

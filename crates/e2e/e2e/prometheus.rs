@@ -3,11 +3,18 @@
 //! success rate and p99 per destination workload, and the versioned edges with
 //! the counts sent. Stopped with `weather up`.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use reqwest::Client;
 use serde_json::Value;
 use weather::prometheus::{P99, SUCCESS_RATE};
+use weather_core::testing::eventually_within;
 use weather_e2e::WeatherUp;
 
 /// The program `weather up --prometheus` runs, or a clear failure.
@@ -75,18 +82,14 @@ async fn query_until(
     promql: &str,
     done: impl Fn(&[(Value, f64)]) -> bool,
 ) -> Vec<(Value, f64)> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let answer = query(http, prometheus, promql).await;
-        if done(&answer) {
-            return answer;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus never answered as expected to {promql}: {answer:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let mut answer = Vec::new();
+    let what = format!("Prometheus to answer as expected to {promql}");
+    eventually_within(&what, Duration::from_secs(60), async || {
+        answer = query(http, prometheus, promql).await;
+        done(&answer)
+    })
+    .await;
+    answer
 }
 
 fn by<'a>(answer: &'a [(Value, f64)], label: &str, value: &str) -> Option<&'a f64> {
@@ -106,23 +109,40 @@ async fn flagger_and_kiali_queries_answer_from_a_real_prometheus_scraping_weathe
         .expect("weather up --prometheus prints Prometheus's URL");
     let http = Client::builder().no_proxy().build().unwrap();
 
-    // Traffic over several scrapes, so that rate() has an increase to see.
-    let (mut anonymous, mut testers) = (0u64, 0u64);
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(4) {
-        for cookie in ["lang=en", "user=tester; lang=en"] {
-            let res = http
-                .get(format!("{}/?city=paris", up.url))
-                .header("cookie", cookie)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 200);
+    // Traffic until rate() sees it (two scrapes with requests between them),
+    // then no more: the counts can then be held against what was sent.
+    let (anonymous, testers) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = tokio::spawn({
+        let (http, url) = (http.clone(), up.url.clone());
+        let (anonymous, testers, stop) = (anonymous.clone(), testers.clone(), stop.clone());
+        async move {
+            while !stop.load(Ordering::Acquire) {
+                for (cookie, sent) in [("lang=en", &anonymous), ("user=tester; lang=en", &testers)]
+                {
+                    let res = http
+                        .get(format!("{url}/?city=paris"))
+                        .header("cookie", cookie)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(res.status(), 200);
+                    sent.fetch_add(1, Ordering::AcqRel);
+                }
+            }
         }
-        anonymous += 1;
-        testers += 1;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    });
+    let rate = r#"sum(rate(istio_requests_total{reporter="source",source_workload="istio-ingressgateway"}[1m]))"#;
+    query_until(&http, &prometheus, rate, |a| {
+        a.first().is_some_and(|(_, v)| *v > 0.0)
+    })
+    .await;
+    stop.store(true, Ordering::Release);
+    traffic.await.unwrap();
+    let (anonymous, testers) = (
+        anonymous.load(Ordering::Acquire),
+        testers.load(Ordering::Acquire),
+    );
 
     // The versioned edges, as Kiali's graph asks for them, with the counts sent.
     let edges = r#"sum by (source_workload, destination_workload) (istio_requests_total{reporter="source",source_workload="istio-ingressgateway"})"#;

@@ -107,6 +107,8 @@ pub struct Plane {
     pods: HashMap<String, SocketAddr>,
     /// For fetching JWKS documents.
     pub(super) client: reqwest::Client,
+    /// How many times the routing in force has changed since start.
+    changes: tokio::sync::watch::Sender<u64>,
     /// The hops' connections to the workloads.
     pub(super) upstreams: super::upstream::Upstreams,
     /// Round-robin position over endpoints.
@@ -192,7 +194,20 @@ impl Plane {
             reloads: Mutex::new(Reloads::default()),
             stats,
             jwks: Default::default(),
+            changes: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Follows the changes of the routing in force: the value counts them,
+    /// and `changed()` resolves at the next one.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Puts `applied` in force (the lock of the routing held) and says so.
+    fn put(&self, current: &mut Arc<Applied>, applied: Applied) {
+        *current = Arc::new(applied);
+        self.changes.send_modify(|n| *n += 1);
     }
 
     /// The routing in force now.
@@ -211,7 +226,10 @@ impl Plane {
         keeps_ingress_routes(&self.applied().mesh, &mesh)?;
         let applied = prepare(&self.pods, &self.stats, paths, stage, None, mesh)?;
         let summary = applied.summary();
-        *self.applied.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(applied);
+        self.put(
+            &mut self.applied.write().unwrap_or_else(|e| e.into_inner()),
+            applied,
+        );
         Ok(summary)
     }
 
@@ -237,7 +255,10 @@ impl Plane {
         let overlay = Some(Arc::new(overlay));
         let applied = prepare(&self.pods, &self.stats, paths, stage, overlay, mesh)?;
         let summary = applied.summary();
-        *self.applied.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(applied);
+        self.put(
+            &mut self.applied.write().unwrap_or_else(|e| e.into_inner()),
+            applied,
+        );
         Ok(summary)
     }
 
@@ -264,7 +285,7 @@ impl Plane {
         Some(match outcome {
             Ok(applied) => {
                 let summary = applied.summary();
-                *current = Arc::new(applied);
+                self.put(&mut current, applied);
                 reloads.applied += 1;
                 Ok(summary)
             }

@@ -635,15 +635,14 @@ async fn drive(d: &Driver<'_>, interrupted: &AtomicBool) -> Result<Driven, Error
         failed += 1;
     }
     let mut i = 0;
+    // The last step applied, judged or not: what an interruption leaves.
+    let mut applied: Option<Phase> = None;
     while i < phases.len() {
         let phase = phases[i];
         if interrupted.load(Ordering::Relaxed) {
             let summary = format!(
                 "interrupted: the routing is left as {} applied it; re-run the train, or apply a stage (weather stage all-v1) to go back",
-                steps.last().map_or_else(
-                    || "before the train".to_owned(),
-                    |s: &StepReport| s.phase.to_string()
-                )
+                applied.map_or_else(|| "before the train".to_owned(), |p| p.to_string())
             );
             return Ok((Outcome::Interrupted, failed, steps, summary));
         }
@@ -657,6 +656,7 @@ async fn drive(d: &Driver<'_>, interrupted: &AtomicBool) -> Result<Driven, Error
             continue;
         }
         d.apply(phase).await?;
+        applied = Some(phase);
         let (old, new) = phase.weights();
         d.say(&format!(
             "[{}/{}] {phase}: applied (gateway old {old}%, new {new}%)",

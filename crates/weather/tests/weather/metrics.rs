@@ -86,18 +86,13 @@ async fn scrape_until(
     what: &str,
     done: impl Fn(&BTreeMap<Edge, u64>) -> bool,
 ) -> BTreeMap<Edge, u64> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let now = requests(admin).await;
-        if done(&now) {
-            return now;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {now:#?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let mut last = BTreeMap::new();
+    weather_core::testing::eventually(what, async || {
+        last = requests(admin).await;
+        done(&last)
+    })
+    .await;
+    last
 }
 
 /// The metrics once every request sent so far through the ingress (`sent`)

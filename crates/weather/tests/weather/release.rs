@@ -188,19 +188,25 @@ fn step_weight_and_max_weight_count_the_steps_as_flagger_does() {
 /// Runs the shipped train against a local data plane started from `paths`,
 /// with its own load, every interval 1 s.
 async fn run_train(paths: Vec<PathBuf>) -> (run::Report, Vec<String>) {
-    run_spec(shipped_spec(), paths, std::future::pending()).await
+    run_spec(shipped_spec(), paths, |_| std::future::pending()).await
 }
 
 /// Runs the train of `spec` (see [`run_train`]), interrupted when `interrupt`
 /// resolves.
-async fn run_spec(
+/// Runs `spec` against a fresh `weather up` of `paths`; `interrupt` gets
+/// its plane and resolves when the train is to be interrupted (Ctrl-C).
+async fn run_spec<F>(
     spec: PathBuf,
     paths: Vec<PathBuf>,
-    interrupt: impl std::future::Future<Output = ()> + Send + 'static,
-) -> (run::Report, Vec<String>) {
+    interrupt: impl FnOnce(std::sync::Arc<weather::dataplane::plane::Plane>) -> F,
+) -> (run::Report, Vec<String>)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     let running = dataplane::start(dataplane::Options::local(paths.clone(), None))
         .await
         .unwrap();
+    let interrupt = interrupt(running.plane.clone());
     let admin = weather::admin::serve("127.0.0.1:0".parse().unwrap(), running.plane.clone())
         .await
         .unwrap();
@@ -325,7 +331,7 @@ async fn a_failing_rollout_webhook_fails_the_checks_and_every_webhook_is_told() 
         failing = failing.url()
     );
     let spec = edited("    metrics:\n", &format!("{hooks}    metrics:\n"));
-    let (report, chains) = run_spec(spec, stage_paths("all-v1"), std::future::pending()).await;
+    let (report, chains) = run_spec(spec, stage_paths("all-v1"), |_| std::future::pending()).await;
     assert_eq!(report.outcome, Outcome::RolledBack, "{}", report.render());
     assert_eq!(chains, ["frontend:v1,forecast:v1"]);
     let analysed: Vec<_> = report.steps.iter().filter(|s| s.phase.analysed()).collect();
@@ -368,8 +374,12 @@ async fn a_failing_rollout_webhook_fails_the_checks_and_every_webhook_is_told() 
 /// Ctrl-C between steps: the train stops and says what routing it leaves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_train_stops_and_says_what_routing_it_leaves() {
-    let interrupt = async {
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Interrupted as soon as the train has applied its first step.
+    let interrupt = |plane: std::sync::Arc<weather::dataplane::plane::Plane>| {
+        let mut changes = plane.changes();
+        async move {
+            let _ = changes.wait_for(|applied| *applied > 0).await;
+        }
     };
     let (report, chains) = run_spec(shipped_spec(), stage_paths("all-v1"), interrupt).await;
     assert_eq!(report.outcome, Outcome::Interrupted, "{}", report.render());

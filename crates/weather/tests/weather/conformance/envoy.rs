@@ -232,16 +232,12 @@ pub(super) fn start_envoy_with(
         .spawn()
         .expect("envoy starts");
     let envoy = Envoy { child, listeners };
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = dir.join(format!("{stage}-envoy.log"));
     for addr in envoy.listeners.values() {
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "Envoy did not listen on {addr}: see {}",
-                dir.join(format!("{stage}-envoy.log")).display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let what = format!("Envoy to listen on {addr} (its log: {})", log.display());
+        eventually_blocking(&what, Duration::from_secs(30), || {
+            std::net::TcpStream::connect(addr).is_ok()
+        });
     }
     envoy
 }

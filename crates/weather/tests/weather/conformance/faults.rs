@@ -306,15 +306,16 @@ fn client_and_upstream_faults_are_answered_as_envoy_answers_them() {
         answers.push((name, raw, envoy, ours));
     }
     // Envoy writes its access log in the background: a line per request.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let lines = loop {
+    let read = || -> Vec<String> {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        if lines.len() >= cases.len() || Instant::now() > deadline {
-            break lines;
-        }
-        std::thread::sleep(Duration::from_millis(200));
+        text.lines().map(str::to_owned).collect()
     };
+    eventually_blocking(
+        "Envoy's access log of every case",
+        Duration::from_secs(15),
+        || read().len() >= cases.len(),
+    );
+    let lines = read();
     assert_eq!(
         lines.len(),
         cases.len(),

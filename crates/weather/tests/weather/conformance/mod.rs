@@ -18,13 +18,14 @@ use std::{
     net::{SocketAddr, TcpListener},
     path::PathBuf,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use axum::Router;
 use mesh::{Mesh, Routed, routing::Caller};
 use serde_json::{Value, json};
 use weather::verify::{ANONYMOUS_COOKIES, TESTER_COOKIES, USER_AGENTS};
+use weather_core::testing::eventually_blocking;
 
 use crate::{root, stage_paths, stages};
 
