@@ -231,7 +231,10 @@ pub struct OtlpReceiver {
 }
 
 impl OtlpReceiver {
+    /// Also installs the process's subscriber (quietly, if none is yet):
+    /// the services' spans reach an exporter through it.
     pub async fn start() -> OtlpReceiver {
+        crate::telemetry::init_quiet();
         use opentelemetry_proto::tonic::{
             collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value::Value as Any,
         };

@@ -29,10 +29,8 @@ use jsonwebtoken::{
 pub use jsonwebtoken::jwk::JwkSet;
 
 use crate::{
-    authz::{Claims, ROOT_NAMESPACE},
-    compile::subset_of,
     model::{Labels, PeerAuthentication, RequestAuthentication},
-    routing::HeaderLookup,
+    terms::{Claims, HeaderLookup, ROOT_NAMESPACE, selects, subset_of},
 };
 
 /// A PeerAuthentication mode.
@@ -179,7 +177,7 @@ impl Provider {
     /// Whether it applies to a pod with these labels in `namespace` (in the
     /// root namespace, to such pods everywhere), as for AuthorizationPolicy.
     pub fn applies_to(&self, namespace: &str, labels: &Labels) -> bool {
-        crate::authz::selects(&self.namespace, self.selector.as_ref(), namespace, labels)
+        selects(&self.namespace, self.selector.as_ref(), namespace, labels)
     }
 
     /// A problem with its inline `jwks`, for `weather check`.

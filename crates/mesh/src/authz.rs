@@ -29,22 +29,12 @@
 //!   skipped here too, and reported as not modelled.
 
 use regex::Regex;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::{
     model::{AuthorizationPolicy, AuthzRule, Condition, Labels, Operation, Source},
-    routing::HeaderLookup,
+    terms::{Claims, HeaderLookup, claim_values, selects},
 };
-
-/// Istio's root namespace: a policy there applies in every namespace.
-pub const ROOT_NAMESPACE: &str = "istio-system";
-/// The mesh's trust domain: identities are `cluster.local/ns/NS/sa/SA`.
-pub const TRUST_DOMAIN: &str = "cluster.local";
-
-/// The mTLS identity of a pod running as ServiceAccount `sa` in `namespace`.
-pub fn principal(namespace: &str, sa: &str) -> String {
-    format!("{TRUST_DOMAIN}/ns/{namespace}/sa/{sa}")
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -53,9 +43,6 @@ pub enum Action {
     Audit,
     Custom,
 }
-
-/// A JWT's verified claims.
-pub type Claims = Map<String, Value>;
 
 /// A request as the destination's proxy sees it.
 pub struct Subject<'a, H: HeaderLookup + ?Sized> {
@@ -159,20 +146,6 @@ impl Pattern {
             Pattern::NonEmpty => !v.is_empty(),
         }
     }
-}
-
-/// Whether a security object of namespace `policy_ns` with this selector
-/// applies to a pod with `labels` in `namespace`: a selector's labels must be
-/// the pod's (none: every pod); the namespace must be the object's, unless
-/// that is the root namespace.
-pub fn selects(
-    policy_ns: &str,
-    selector: Option<&Labels>,
-    namespace: &str,
-    labels: &Labels,
-) -> bool {
-    (policy_ns == namespace || policy_ns == ROOT_NAMESPACE)
-        && selector.is_none_or(|s| crate::compile::subset_of(labels, s))
 }
 
 /// Istio's value patterns: `*` is any non-empty value, `*x` a suffix, `x*` a
@@ -397,9 +370,7 @@ impl Attribute {
 /// one string matching it (Envoy's list matcher `oneOf`, and the string
 /// itself, as `MetadataListValueMatcher` builds it for Istio's extended JWT).
 fn claim_matches(claims: Option<&Claims>, path: &[&str], g: &str) -> bool {
-    crate::security::claim_values(claims, path)
-        .iter()
-        .any(|v| glob(g, v))
+    claim_values(claims, path).iter().any(|v| glob(g, v))
 }
 
 fn list(v: &Option<Vec<String>>) -> &[String] {
@@ -856,7 +827,7 @@ spec:
                 .unwrap();
         s.jwt = Some(&other);
         assert!(!decide(p.iter(), &s).allowed());
-        let ingress = crate::routing::ingress_labels();
+        let ingress = crate::terms::ingress_labels();
         assert!(p[0].applies_to("istio-system", ingress));
         // In the root namespace: a pod with those labels anywhere, none other.
         assert!(p[0].applies_to("weather", ingress));

@@ -18,6 +18,7 @@ use crate::{
     },
     policy::{self, Policy},
     routing::{Problem, RuleRef, ServiceInfo, Target, Workload},
+    terms::subset_of,
 };
 
 /// The `gateways` entry that binds a VirtualService to every sidecar.
@@ -207,7 +208,7 @@ impl Mesh {
             subsets: subsets(&m.destination_rules, &by_fqdn),
             proxy_namespaces: {
                 let mut ns: Vec<String> = workloads.iter().map(|w| w.namespace.clone()).collect();
-                ns.push(crate::routing::INGRESS_NAMESPACE.to_owned());
+                ns.push(crate::terms::INGRESS_NAMESPACE.to_owned());
                 ns.sort();
                 ns.dedup();
                 ns
@@ -340,11 +341,6 @@ fn subsets(
         }
     }
     out
-}
-
-/// Whether `labels` include every one of `of`.
-pub(crate) fn subset_of(labels: &Labels, of: &Labels) -> bool {
-    of.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
 /// Resolves a gateway reference as written in a VirtualService of namespace `ns`.
@@ -613,7 +609,7 @@ impl MatchCompiler<'_> {
             .filter_map(|(k, sm)| {
                 let m = self.one(&format!("{field}.{k}"), sm)?;
                 // A JWT claim's name keeps its case; a header's does not matter.
-                let name = if lowercase && crate::security::routing_claim(k).is_none() {
+                let name = if lowercase && crate::terms::routing_claim(k).is_none() {
                     k.to_ascii_lowercase()
                 } else {
                     k.clone()

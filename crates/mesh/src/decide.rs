@@ -14,15 +14,15 @@
 //!    Service answers goes to `PassthroughCluster` (`ALLOW_ANY`).
 
 use crate::{
-    compile::{CompiledMatch, CompiledRule, CompiledSidecar, CompiledVs, MESH, Mesh, subset_of},
+    compile::{CompiledMatch, CompiledRule, CompiledSidecar, CompiledVs, MESH, Mesh},
     hosts::{expand_authority, host_matches, split_authority},
     matching::Matcher,
     model::Labels,
-    routing::{
-        Caller, HeaderLookup, INGRESS_NAMESPACE, INGRESS_PORT, NoRoute, Request, Routed,
-        ingress_labels,
+    routing::{Caller, INGRESS_PORT, NoRoute, Request, Routed},
+    terms::{
+        HeaderLookup, INGRESS_NAMESPACE, ROOT_NAMESPACE, claim_values, ingress_labels,
+        routing_claim, subset_of,
     },
-    security::{claim_values, routing_claim},
 };
 
 /// The policy of a host's default route (no VirtualService): Istio's.
@@ -214,13 +214,11 @@ impl Mesh {
                     && s.selector.as_ref().is_some_and(|l| subset_of(labels, l))
             })
             .or_else(|| {
-                [namespace, crate::authz::ROOT_NAMESPACE]
-                    .iter()
-                    .find_map(|ns| {
-                        self.sidecars
-                            .iter()
-                            .find(|s| s.namespace == *ns && s.selector.is_none())
-                    })
+                [namespace, ROOT_NAMESPACE].iter().find_map(|ns| {
+                    self.sidecars
+                        .iter()
+                        .find(|s| s.namespace == *ns && s.selector.is_none())
+                })
             })
     }
 }

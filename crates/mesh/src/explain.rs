@@ -5,7 +5,8 @@ use serde::Serialize;
 
 use crate::{
     compile::Mesh,
-    routing::{Caller, HeaderLookup, NoRoute, Problem, Request, Routed, Target},
+    routing::{Caller, NoRoute, Problem, Request, Routed, Target},
+    terms::HeaderLookup,
 };
 
 #[derive(Debug, Serialize, PartialEq, Eq)]

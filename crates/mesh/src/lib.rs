@@ -10,7 +10,9 @@
 //!   wrong, for `weather check`;
 //! - [`security`] is what a request meets at its destination's proxy
 //!   (docs/architecture.md, "Security the model enforces"): mTLS and JWT
-//!   ([`authn`]), then AuthorizationPolicy ([`authz`]).
+//!   ([`authn`]), then AuthorizationPolicy ([`authz`]);
+//! - [`terms`] holds the words they share (headers and claims, selectors,
+//!   the mesh's fixed names), so that no two of them import each other.
 
 pub mod analyze;
 pub mod authn;
@@ -26,6 +28,7 @@ pub mod path;
 pub mod policy;
 pub mod routing;
 pub mod security;
+pub mod terms;
 
 pub use compile::{CompileError, Mesh};
 pub use load::{LoadError, Manifests, load_paths};

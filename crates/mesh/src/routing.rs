@@ -6,24 +6,10 @@
 
 use std::borrow::Cow;
 
-use crate::model::Labels;
+use crate::{model::Labels, terms::HeaderLookup};
 
-/// The labels of Istio's ingress gateway, which `--from ingress`
-/// stands for (the demo profile's `istio-ingressgateway`).
-/// Built once: every ingress decision reads them.
-pub fn ingress_labels() -> &'static Labels {
-    static LABELS: std::sync::LazyLock<Labels> = std::sync::LazyLock::new(|| {
-        Labels::from([
-            ("app".to_owned(), "istio-ingressgateway".to_owned()),
-            ("istio".to_owned(), "ingressgateway".to_owned()),
-        ])
-    });
-    &LABELS
-}
 /// The port the ingress listens on, as the Gateway's server states it.
 pub const INGRESS_PORT: u16 = 80;
-/// The namespace of Istio's ingress gateway pods.
-pub const INGRESS_NAMESPACE: &str = "istio-system";
 
 /// Who sends the request.
 #[derive(Clone, Copy, Debug)]
@@ -35,18 +21,6 @@ pub enum Caller<'a> {
         namespace: &'a str,
         labels: &'a Labels,
     },
-}
-
-/// Request headers, looked up by lowercase name. Several values of one header
-/// are joined with "," as Envoy does before matching.
-pub trait HeaderLookup {
-    fn header(&self, name: &str) -> Option<Cow<'_, str>>;
-
-    /// The claims of a JWT the proxy verified, which `@request.auth.claims`
-    /// matches read ([`crate::security::WithClaims`]); none by default.
-    fn claims(&self) -> Option<&crate::authz::Claims> {
-        None
-    }
 }
 
 /// A header value as Envoy's matchers read it: its bytes, with every byte that

@@ -5,14 +5,13 @@
 //! destination too: policies selecting `istio: ingressgateway` in
 //! `istio-system` apply there, to requests from outside the mesh.
 
-use std::borrow::Cow;
-
 use crate::{
     authn::{self, Carrier, Keys, Mtls, Outcome, Provider},
     authz::{self, Decision, Policy, Subject},
     load::Manifests,
     model::Labels,
-    routing::{HeaderLookup, INGRESS_NAMESPACE, Workload, ingress_labels},
+    routing::Workload,
+    terms::{Claims, HeaderLookup, INGRESS_NAMESPACE, ingress_labels, principal},
 };
 
 /// The ServiceAccount of Istio's ingress gateway (the demo profile's).
@@ -23,12 +22,12 @@ pub const INGRESS_TARGET_PORT: u16 = 8080;
 /// The ingress gateway's mTLS identity, which it presents to the workloads it
 /// calls.
 pub fn ingress_principal() -> String {
-    authz::principal(INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT)
+    principal(INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT)
 }
 
 /// A workload's mTLS identity.
 pub fn workload_principal(w: &Workload) -> String {
-    authz::principal(&w.namespace, &w.service_account)
+    principal(&w.namespace, &w.service_account)
 }
 
 /// The security objects, compiled, and what applies where, resolved once per
@@ -126,7 +125,7 @@ impl Admission<'_> {
     }
 
     /// The claims of a verified JWT.
-    pub fn claims(&self) -> Option<&authz::Claims> {
+    pub fn claims(&self) -> Option<&Claims> {
         match &self.jwt {
             Outcome::Valid { claims, .. } => Some(claims),
             _ => None,
@@ -300,64 +299,5 @@ impl Security {
         let decision = authz::decide(self.policies(dest), &subject);
         admission.decision = Some(decision);
         admission
-    }
-}
-
-/// Headers seen through a verified JWT: `@request.auth.claims.NAME` and
-/// `@request.auth.claims[A][B]` read the claim (a string, or a list of
-/// strings joined by `,`), as a gateway's routes match them; every other
-/// name is a header.
-pub struct WithClaims<'a, H: HeaderLookup + ?Sized> {
-    pub headers: &'a H,
-    pub claims: Option<&'a authz::Claims>,
-}
-
-/// The claim path of an `@request.auth.claims` header name, as istiod's
-/// `jwt.ToRoutingClaim` reads it.
-pub fn routing_claim(name: &str) -> Option<Vec<&str>> {
-    const PREFIX: &str = "@request.auth.claims";
-    if name.len() < PREFIX.len() || !name[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
-        return None;
-    }
-    let rest = &name[PREFIX.len()..];
-    if let Some(dotted) = rest.strip_prefix('.').filter(|r| !r.is_empty()) {
-        Some(dotted.split('.').collect())
-    } else if rest.len() > 2 && rest.starts_with('[') && rest.ends_with(']') {
-        Some(rest[1..rest.len() - 1].split("][").collect())
-    } else {
-        None
-    }
-}
-
-/// The values of a claim, for a route's match: a string claim as one value, a
-/// list of strings as each of its strings (Envoy's list matcher `oneOf`).
-pub fn claim_values(claims: Option<&authz::Claims>, path: &[&str]) -> Vec<String> {
-    let Some(claims) = claims else {
-        return Vec::new();
-    };
-    let Some((first, rest)) = path.split_first() else {
-        return Vec::new();
-    };
-    let mut at = claims.get(*first);
-    for k in rest {
-        at = at.and_then(|v| v.get(k));
-    }
-    match at {
-        Some(serde_json::Value::String(s)) => vec![s.clone()],
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .filter_map(|i| i.as_str().map(str::to_owned))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-impl<H: HeaderLookup + ?Sized> HeaderLookup for WithClaims<'_, H> {
-    fn header(&self, name: &str) -> Option<Cow<'_, str>> {
-        self.headers.header(name)
-    }
-
-    fn claims(&self) -> Option<&authz::Claims> {
-        self.claims
     }
 }

@@ -11,7 +11,8 @@ use mesh::{
     explain::explain,
     load_paths,
     routing::{Caller, Request},
-    security::{Arrival, Dest, WithClaims},
+    security::{Arrival, Dest},
+    terms::WithClaims,
 };
 
 use crate::{admin, dataplane, prometheus, stages, verify};
@@ -201,7 +202,7 @@ pub fn route(a: RouteArgs) -> ExitCode {
 }
 
 /// The workloads a request may land on, for the security lines.
-fn destination_workloads<H: mesh::routing::HeaderLookup + ?Sized>(
+fn destination_workloads<H: mesh::terms::HeaderLookup + ?Sized>(
     mesh: &Mesh,
     caller: Caller<'_>,
     req: &Request<'_, H>,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use mesh::{
     Manifests, Mesh, Routed,
     routing::{Caller, Request},
-    security::WithClaims,
+    terms::WithClaims,
 };
 
 use crate::workloads::parse_image;
@@ -53,7 +53,7 @@ pub fn predict(manifests: &Manifests, mesh: &Mesh, headers: &[(String, String)])
 }
 
 /// The claims of the JWT in the `token` cookie, read without verifying it.
-fn token_claims(headers: &[(String, String)]) -> Option<mesh::authz::Claims> {
+fn token_claims(headers: &[(String, String)]) -> Option<mesh::terms::Claims> {
     use base64::Engine;
     let cookie = headers.iter().find(|(k, _)| k == "cookie")?;
     let token = mesh::authn::cookie(&cookie.1, "token")?;

@@ -11,10 +11,7 @@
 //! hides the OpenTelemetry layer from `OpenTelemetrySpanExt`, so spans lose
 //! their parent and attributes.)
 
-use std::sync::{
-    OnceLock,
-    atomic::{AtomicBool, Ordering},
-};
+use std::sync::{OnceLock, atomic::Ordering};
 
 use opentelemetry::trace::TraceContextExt;
 use tracing::Subscriber;
@@ -44,16 +41,13 @@ pub fn init() {
     install(Some("info"));
 }
 
-/// Installs the subscriber if none is yet, for spans to be exported from a
-/// process that set up no logging itself (a test, an embedder): logs only if
-/// `RUST_LOG` asks for them.
-pub(crate) fn install_default() {
+/// Installs the subscriber if none is yet, writing logs only if `RUST_LOG`
+/// asks for them: for a process that sets up no logging of its own (a test,
+/// an embedder) but whose `tracing` spans are to be exported, which they are
+/// only through this subscriber.
+pub fn init_quiet() {
     install(None);
 }
-
-/// Whether spans are exported: the OpenTelemetry layer's filter reads it
-/// when a callsite's interest is (re)computed.
-static EXPORTING: AtomicBool = AtomicBool::new(false);
 
 fn install(default: Option<&str>) {
     static INSTALLED: OnceLock<()> = OnceLock::new();
@@ -69,16 +63,6 @@ fn install(default: Option<&str>) {
             .with(spans())
             .try_init();
     });
-}
-
-/// Turns `tracing` spans into OpenTelemetry ones from now on (installing the
-/// subscriber first if the process has none).
-pub(crate) fn export_spans() {
-    install_default();
-    if !EXPORTING.swap(true, Ordering::AcqRel) {
-        // Every callsite's interest was computed with the layer saying no.
-        tracing::callsite::rebuild_interest_cache();
-    }
 }
 
 /// The log lines: text, or JSON with the event's fields at the top level and
@@ -113,7 +97,7 @@ where
         .with_target(false)
         .with_tracked_inactivity(false)
         .with_filter(filter_fn(|meta| {
-            EXPORTING.load(Ordering::Acquire)
+            super::trace::EXPORTING.load(Ordering::Acquire)
                 && (meta.is_span() || *meta.level() <= tracing::Level::WARN)
         }))
 }
@@ -130,7 +114,7 @@ mod tests {
     /// `OpenTelemetrySpanExt` must reach through the subscriber).
     #[test]
     fn spans_are_built_once_an_app_exports_and_not_before() {
-        super::install_default();
+        super::init_quiet();
         assert!(tracing::info_span!("request").is_disabled());
         let t = Telemetry::new("x", "v1", &TelemetryArgs::to("http://127.0.0.1:1"), &[]);
         assert!(t.is_exporting());

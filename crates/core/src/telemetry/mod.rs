@@ -12,6 +12,6 @@ pub mod log;
 pub mod propagation;
 pub mod trace;
 
-pub use log::{context_ids, ids, init};
+pub use log::{context_ids, ids, init, init_quiet};
 pub use propagation::{HeaderExtractor, HeaderInjector, propagator};
 pub use trace::{Telemetry, TelemetryArgs, flush_all, shutdown_all};

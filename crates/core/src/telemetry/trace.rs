@@ -12,7 +12,10 @@
 
 use std::{
     fmt,
-    sync::{Arc, OnceLock, RwLock},
+    sync::{
+        Arc, OnceLock, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -93,6 +96,10 @@ impl fmt::Debug for Telemetry {
     }
 }
 
+/// Whether any app exports: until one does, the subscriber's OpenTelemetry
+/// layer takes no span at all.
+pub(crate) static EXPORTING: AtomicBool = AtomicBool::new(false);
+
 /// Every app's batch processor, by sink id.
 static SINKS: RwLock<Vec<Arc<BatchSpanProcessor>>> = RwLock::new(Vec::new());
 
@@ -146,8 +153,11 @@ impl Telemetry {
             sinks.push(Arc::new(processor));
             sinks.len() as i64 - 1
         };
-        // The spans' way in: the subscriber's OpenTelemetry layer.
-        super::log::export_spans();
+        if !EXPORTING.swap(true, Ordering::AcqRel) {
+            // The subscriber's OpenTelemetry layer said no to every callsite
+            // until now ([`super::log`]): ask it again.
+            tracing::callsite::rebuild_interest_cache();
+        }
         Telemetry { sink: Some(sink) }
     }
 

@@ -286,7 +286,7 @@ fn virtual_services(out: &mut Out) {
             // VirtualService bound to one, sidecars' for one bound to `mesh`.
             let takes = |ns: &str| {
                 c.visible_from(ns)
-                    && if ns == crate::routing::INGRESS_NAMESPACE {
+                    && if ns == crate::terms::INGRESS_NAMESPACE {
                         c.gateways.iter().any(|g| g != MESH)
                     } else {
                         c.gateways.iter().any(|g| g == MESH)

@@ -10,11 +10,11 @@ use super::{
 };
 use crate::{
     authn::Mtls,
-    authz::{Policy, TRUST_DOMAIN},
+    authz::Policy,
     compile::MESH,
     model::{AuthorizationPolicy, Deployment, Source},
-    routing::INGRESS_NAMESPACE,
-    security::{Dest, INGRESS_SERVICE_ACCOUNT, routing_claim},
+    security::{Dest, INGRESS_SERVICE_ACCOUNT},
+    terms::{INGRESS_NAMESPACE, TRUST_DOMAIN, routing_claim},
 };
 
 pub(super) fn check(out: &mut Out) {

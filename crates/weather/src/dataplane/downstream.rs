@@ -20,7 +20,7 @@ use axum::{
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::Sleep;
 
-use super::proxy::Refusal;
+use super::refusal::Refusal;
 
 /// The methods Envoy's HTTP/1 parser accepts (any other, lowercase included,
 /// is a codec error: 400 `DPE`). Measured with Envoy 1.40, method by method.

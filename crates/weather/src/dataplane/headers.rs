@@ -4,7 +4,10 @@
 use std::{borrow::Cow, net::SocketAddr};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
-use mesh::routing::{HeaderLookup, header_text, join_values};
+use mesh::{
+    routing::{header_text, join_values},
+    terms::HeaderLookup,
+};
 
 /// Request headers for the routing model; several values of a header are joined
 /// with "," as Envoy joins them before matching. A value is bytes: one that is

@@ -16,7 +16,7 @@ use mesh::{
     hosts::{resolve, split_authority},
 };
 
-use super::plane::{Applied, Plane};
+use mesh::Mesh;
 
 const FRESH: Duration = Duration::from_secs(300);
 const RETRY: Duration = Duration::from_secs(1);
@@ -38,7 +38,15 @@ impl Jwks {
     }
 
     /// Fetches `uri` unless its keys are fresh or a fetch failed a moment ago.
-    pub async fn refresh(&self, plane: &Plane, applied: &Applied, uri: &str) {
+    /// A `jwksUri` whose host is a Service of `mesh` is fetched from one of
+    /// its pods (`pod` gives a workload's address by its place in `mesh`).
+    pub async fn refresh(
+        &self,
+        client: &reqwest::Client,
+        mesh: &Mesh,
+        pod: impl Fn(usize) -> Option<std::net::SocketAddr>,
+        uri: &str,
+    ) {
         {
             let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((keys, at)) = entries.get(uri) {
@@ -48,7 +56,7 @@ impl Jwks {
                 }
             }
         }
-        let keys = match fetch(plane, applied, uri).await {
+        let keys = match fetch(client, mesh, pod, uri).await {
             Ok(k) => Some(Arc::new(k)),
             Err(e) => {
                 tracing::warn!("jwksUri {uri}: {e}");
@@ -60,7 +68,12 @@ impl Jwks {
     }
 }
 
-async fn fetch(plane: &Plane, applied: &Applied, uri: &str) -> Result<JwkSet, String> {
+async fn fetch(
+    client: &reqwest::Client,
+    mesh: &Mesh,
+    pod: impl Fn(usize) -> Option<std::net::SocketAddr>,
+    uri: &str,
+) -> Result<JwkSet, String> {
     let rest = uri
         .strip_prefix("http://")
         .ok_or("only http:// URIs are fetched locally")?;
@@ -69,18 +82,17 @@ async fn fetch(plane: &Plane, applied: &Applied, uri: &str) -> Result<JwkSet, St
     let (host, _) = split_authority(authority);
     // A Service of the mesh: one of its pods.
     let fqdn = resolve(&host, "default");
-    let addr = applied
-        .mesh
+    let addr = mesh
         .service(&fqdn)
-        .or_else(|| applied.mesh.service(&host))
-        .and_then(|s| applied.mesh.endpoints(s).first())
-        .and_then(|&i| applied.addr(i));
+        .or_else(|| mesh.service(&host))
+        .and_then(|s| mesh.endpoints(s).first())
+        .and_then(|&i| pod(i));
     let target = match addr {
         Some(a) => format!("http://{a}{path}"),
         None => uri.to_owned(),
     };
     let cause = |e: reqwest::Error| weather_core::client::root_cause(&e);
-    let mut res = plane.client.get(&target).send().await.map_err(cause)?;
+    let mut res = client.get(&target).send().await.map_err(cause)?;
     if !res.status().is_success() {
         return Err(format!("answered {}", res.status()));
     }

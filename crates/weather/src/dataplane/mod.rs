@@ -24,6 +24,7 @@ mod jwks;
 mod metered;
 pub mod plane;
 pub mod proxy;
+mod refusal;
 mod reload;
 pub mod stats;
 mod upstream;

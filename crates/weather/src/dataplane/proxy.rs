@@ -17,7 +17,7 @@ use axum::{
     Router,
     body::Body,
     extract::{ConnectInfo, State},
-    http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header},
+    http::{Method, Request, Response, StatusCode, Uri, header},
 };
 use http_body::Body as _;
 use mesh::{
@@ -25,7 +25,8 @@ use mesh::{
     model::Labels,
     policy::Policy,
     routing::{Caller, Target},
-    security::{Arrival, Dest, WithClaims},
+    security::{Arrival, Dest},
+    terms::WithClaims,
 };
 use opentelemetry::{
     KeyValue,
@@ -41,6 +42,7 @@ use super::{
     headers::{Headers, at_the_edge, strip_hop_by_hop, to_upstream},
     metered::Metered,
     plane::{Applied, Plane},
+    refusal::Refusal,
     stats::{Exchange, INGRESS_PEER, ServiceRef, UNKNOWN_PEER, is_tester},
 };
 
@@ -112,58 +114,6 @@ pub fn router(plane: Arc<Plane>, hop: Hop, telemetry: Telemetry) -> Router {
         identity,
     };
     Router::new().fallback(proxy).with_state(Arc::new(listener))
-}
-
-/// Why the hop answers itself instead of the upstream.
-#[derive(Clone)]
-pub(super) struct Refusal {
-    status: StatusCode,
-    flag: &'static str,
-    detail: String,
-    /// A JWT refused: Envoy's `www-authenticate` challenge.
-    challenge: Option<String>,
-}
-
-impl Refusal {
-    pub(super) fn new(
-        status: StatusCode,
-        flag: &'static str,
-        detail: impl Into<String>,
-    ) -> Refusal {
-        Refusal {
-            status,
-            flag,
-            detail: detail.into(),
-            challenge: None,
-        }
-    }
-
-    /// What the destination's proxy answers when it refuses the request (JWT
-    /// 401, RBAC 403, plaintext under STRICT).
-    fn security(r: mesh::security::Refusal, realm: &str) -> Refusal {
-        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
-        let mut out = Refusal::new(status, if r.status == 503 { "UC" } else { "-" }, r.body);
-        if r.status == 401 {
-            out.challenge = Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\""));
-        }
-        out
-    }
-
-    /// The plain-text answer Envoy gives.
-    fn into_response(self) -> Response<Body> {
-        let mut res = Response::new(Body::from(format!("{}\n", self.detail)));
-        *res.status_mut() = self.status;
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        res.headers_mut().insert(
-            "x-weather-response-flags",
-            HeaderValue::from_static(self.flag),
-        );
-        if let Some(c) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, c);
-        }
-        res
-    }
 }
 
 /// The hop's span, access-log line and metrics, finished once with the
@@ -390,11 +340,15 @@ async fn admit(
     dest: Dest,
     headers: &axum::http::HeaderMap,
     record: &Record<'_>,
-) -> Result<Option<mesh::authz::Claims>, Refusal> {
+) -> Result<Option<mesh::terms::Claims>, Refusal> {
     let security = &applied.mesh.security;
     for p in security.providers(dest) {
         if let Some(uri) = &p.jwks_uri {
-            l.plane.jwks.refresh(&l.plane, applied, uri).await;
+            let pod = |i| applied.addr(i);
+            l.plane
+                .jwks
+                .refresh(&l.plane.client, &applied.mesh, pod, uri)
+                .await;
         }
     }
     let (path, query) = record.path.split_once('?').unwrap_or((&record.path, ""));
@@ -433,7 +387,7 @@ fn decide<'a>(
     applied: &'a Applied,
     hop: &Hop,
     req: &Request<Body>,
-    claims: Option<&mesh::authz::Claims>,
+    claims: Option<&mesh::terms::Claims>,
     record: &mut Record<'_>,
 ) -> Result<(&'a Target, &'a Policy), Refusal> {
     let authority = record.authority.as_str();

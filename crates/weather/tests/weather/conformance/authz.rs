@@ -16,7 +16,7 @@ use std::{fmt::Write, path::PathBuf};
 use mesh::{
     Manifests, Mesh,
     authz::{self, Subject},
-    routing::HeaderLookup,
+    terms::HeaderLookup,
 };
 use serde_json::{Value, json};
 
@@ -94,7 +94,7 @@ fn model_says(mesh: &Mesh, a: &Ask) -> (u16, String) {
     let w = mesh.workloads.iter().find(|w| w.name == a.to).unwrap();
     let peer = (!a.from.is_empty()).then(|| {
         let (ns, sa) = a.from.split_once('/').unwrap();
-        authz::principal(ns, sa)
+        mesh::terms::principal(ns, sa)
     });
     let full = mesh::path::normalize(a.path).expect("the corpus sends paths Envoy takes");
     let path = full.split('?').next().unwrap_or("");

@@ -107,7 +107,7 @@ struct Ask {
 /// values joined with ",", each byte that is not UTF-8 as one U+FFFD).
 struct AskHeaders<'a>(&'a [(String, Vec<u8>)]);
 
-impl mesh::routing::HeaderLookup for AskHeaders<'_> {
+impl mesh::terms::HeaderLookup for AskHeaders<'_> {
     fn header(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
         mesh::routing::join_values(
             self.0
