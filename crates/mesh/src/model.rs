@@ -3,6 +3,10 @@
 //! Istio's networking objects (strictly: a field Istio does not define is an error,
 //! so a typo like `matchs` cannot pass silently; a field Istio defines but this
 //! model does not implement is kept, and reported as "not modelled").
+//!
+//! Long because it is a schema: one plain type per object and field, no
+//! logic. Read beside Istio's API reference, one file is the clearer; the
+//! rules that use the fields live in `compile`, `decide`, `authn` and `authz`.
 
 use std::collections::BTreeMap;
 

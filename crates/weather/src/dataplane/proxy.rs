@@ -17,9 +17,8 @@ use axum::{
     Router,
     body::Body,
     extract::{ConnectInfo, State},
-    http::{Method, Request, Response, StatusCode, Uri, header},
+    http::{Request, Response, StatusCode, header},
 };
-use http_body::Body as _;
 use mesh::{
     Routed,
     model::Labels,
@@ -28,23 +27,22 @@ use mesh::{
     security::{Arrival, Dest},
     terms::WithClaims,
 };
-use opentelemetry::{
-    KeyValue,
-    propagation::TextMapPropagator,
-    trace::{SpanKind, Status, TraceContextExt},
-};
+use opentelemetry::{KeyValue, propagation::TextMapPropagator, trace::TraceContextExt};
 use weather_core::telemetry::{HeaderExtractor, HeaderInjector, Telemetry, propagator};
 
-use super::upstream::SendError;
-
 use super::{
-    downstream::{self, ClientFault, Outgoing},
-    headers::{Headers, at_the_edge, strip_hop_by_hop, to_upstream},
-    metered::Metered,
+    downstream::{self},
+    headers::{Headers, at_the_edge, to_upstream},
     plane::{Applied, Plane},
     refusal::Refusal,
-    stats::{Exchange, INGRESS_PEER, ServiceRef, UNKNOWN_PEER, is_tester},
+    stats::{INGRESS_PEER, UNKNOWN_PEER, is_tester},
 };
+
+mod forward;
+mod record;
+
+use forward::forward;
+use record::{Record, proxy_span};
 
 /// Which proxy a listener stands for.
 #[derive(Clone, Debug)]
@@ -114,91 +112,6 @@ pub fn router(plane: Arc<Plane>, hop: Hop, telemetry: Telemetry) -> Router {
         identity,
     };
     Router::new().fallback(proxy).with_state(Arc::new(listener))
-}
-
-/// The hop's span, access-log line and metrics, finished once with the
-/// outcome. Names are built only when the log or the span is on.
-struct Record<'a> {
-    l: &'a Listener,
-    start: Instant,
-    method: Method,
-    path: String,
-    authority: String,
-    cx: opentelemetry::Context,
-    exporting: bool,
-    rule: String,
-    to: String,
-    /// The Service and the workload (an index of `Stats::peers`) the request
-    /// was sent to, once chosen.
-    service: Option<Arc<ServiceRef>>,
-    destination: Option<usize>,
-    request_bytes: u64,
-}
-
-impl Record<'_> {
-    fn verbose(&self) -> bool {
-        self.exporting || self.l.plane.settings.access_log
-    }
-
-    fn finish(&self, status: u16, flags: &str) {
-        if self.exporting {
-            let span = self.cx.span();
-            span.set_attribute(KeyValue::new("http.status_code", i64::from(status)));
-            span.set_attribute(KeyValue::new("response_flags", flags.to_owned()));
-            if status >= 500 {
-                span.set_status(Status::error(format!("{status} {flags}")));
-            }
-            span.end();
-        }
-        if self.l.plane.settings.access_log {
-            let from = self.l.hop.name();
-            let (rule, to) = (or_dash(&self.rule), or_dash(&self.to));
-            tracing::info!(
-                target: "weather::access",
-                "\"{} {}\" {status} {flags} from={from} to={to} rule={rule} {:.1}ms",
-                self.method,
-                self.path,
-                self.start.elapsed().as_secs_f64() * 1e3
-            );
-        }
-    }
-
-    /// What the metrics get of this exchange; the duration and response size
-    /// are filled in when the response ends.
-    fn exchange(&self, code: u16, flags: &'static str, reached: bool) -> Exchange {
-        let service = self
-            .service
-            .clone()
-            .unwrap_or_else(|| Arc::new(ServiceRef::unresolved(&self.authority)));
-        Exchange {
-            source: self.l.peer,
-            destination: self.destination,
-            service,
-            code,
-            flags,
-            reached,
-            duration: self.start.elapsed(),
-            request_bytes: self.request_bytes,
-            response_bytes: 0,
-        }
-    }
-
-    /// The hop answers itself: the destination never saw the request.
-    fn refuse(&self, r: Refusal) -> Response<Body> {
-        let code = r.status.as_u16();
-        self.finish(code, r.flag);
-        let stats = &self.l.plane.stats;
-        if stats.enabled() {
-            let mut e = self.exchange(code, r.flag, false);
-            e.response_bytes = r.detail.len() as u64 + 1;
-            stats.record(&e);
-        }
-        r.into_response()
-    }
-}
-
-fn or_dash(s: &str) -> &str {
-    if s.is_empty() { "-" } else { s }
 }
 
 /// One hop: route, pick, forward, record.
@@ -323,7 +236,7 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
 }
 
 /// A pod the request may be sent to.
-struct Endpoint {
+pub(super) struct Endpoint {
     addr: SocketAddr,
     /// Its index in `Stats::peers`.
     peer: usize,
@@ -474,257 +387,4 @@ fn decide<'a>(
         ));
     }
     Ok((target, policy))
-}
-
-/// How one attempt went wrong.
-enum Failure {
-    /// The connection could not be made (`UF`).
-    Connect(String),
-    /// The connection closed or reset before the response began (`UC`).
-    Reset,
-    /// The upstream did not speak HTTP (`UPE`).
-    Protocol,
-    /// The attempt's own timeout ran out (`UT`).
-    PerTryTimeout,
-}
-
-/// What the upstream's failure was, in Envoy's terms.
-fn classify(e: &SendError) -> Failure {
-    match e {
-        SendError::Connect(reason) => Failure::Connect(reason.clone()),
-        SendError::Http(h) if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() => {
-            Failure::Protocol
-        }
-        SendError::Http(_) => Failure::Reset,
-    }
-}
-
-impl Failure {
-    /// Envoy's answer once no attempt is left; `retried`: some attempt was
-    /// retried (the flags then carry `URX`).
-    fn refusal(&self, retried: bool) -> Refusal {
-        const BEFORE: &str = "upstream connect error or disconnect/reset before headers.";
-        let latest = if retried {
-            "retried and the latest reset reason"
-        } else {
-            "reset reason"
-        };
-        match self {
-            Failure::Connect(why) => Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                if retried { "URX,UF" } else { "UF" },
-                format!(
-                    "{BEFORE} {latest}: remote connection failure, transport failure reason: {why}"
-                ),
-            ),
-            Failure::Reset => Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                if retried { "URX,UC" } else { "UC" },
-                format!("{BEFORE} {latest}: connection termination"),
-            ),
-            Failure::Protocol => Refusal::new(
-                StatusCode::BAD_GATEWAY,
-                "UPE",
-                format!("{BEFORE} {latest}: protocol error"),
-            ),
-            Failure::PerTryTimeout => Refusal::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "UT",
-                "upstream request timeout",
-            ),
-        }
-    }
-
-    fn retriable(&self, policy: &Policy) -> bool {
-        let on = &policy.retries.on;
-        match self {
-            Failure::Connect(_) => on.connect_failure(),
-            Failure::Reset => on.reset(),
-            Failure::Protocol => false,
-            Failure::PerTryTimeout => on.per_try_timeout(),
-        }
-    }
-}
-
-/// Envoy's back-off before retry `n` (1, 2, ...): a random wait in
-/// (0, (2^n - 1) x 25 ms].
-fn backoff(n: u32) -> std::time::Duration {
-    let ceiling = ((1u64 << n.min(10)) - 1) * 25_000;
-    std::time::Duration::from_micros(fastrand::u64(1..=ceiling.max(1)))
-}
-
-/// Sends the request to an endpoint, round-robin, within the route's policy:
-/// its timeout over all attempts, and its retries, each on the next endpoint
-/// (Envoy's `previous_hosts`). A retry re-sends a body only if no attempt
-/// began to read it.
-async fn forward(
-    plane: &Plane,
-    endpoints: &[Endpoint],
-    policy: &Policy,
-    req: Request<Body>,
-    record: &mut Record<'_>,
-) -> Response<Body> {
-    // (The framing headers are gone by now: hop-by-hop. The body knows.)
-    let bodiless = req.body().is_end_stream();
-    let timeout = policy.timeout.or(plane.settings.default_timeout);
-    let deadline = timeout.map(|t| tokio::time::Instant::from_std(record.start) + t);
-    let first = plane.next() % endpoints.len();
-    let (parts, body) = req.into_parts();
-    let outgoing = if bodiless {
-        None
-    } else {
-        let chunked = body.size_hint().exact().is_none();
-        match Outgoing::new(body, chunked, plane.settings.stream_idle_timeout).await {
-            Ok(o) => Some(o),
-            Err(r) => return record.refuse(r),
-        }
-    };
-    let Ok(uri_path) = axum::http::uri::PathAndQuery::try_from(record.path.as_str()) else {
-        return record.refuse(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "-",
-            "bad request path",
-        ));
-    };
-    // What broke on the client's side while its body was being sent, if anything.
-    let client_fault = || outgoing.as_ref().and_then(|o| o.fault.get()).copied();
-    let mut attempt = 0u32;
-    loop {
-        let endpoint = &endpoints[(first + attempt as usize) % endpoints.len()];
-        let (addr, peer) = (endpoint.addr, endpoint.peer);
-        record.destination = Some(peer);
-        // The destination's proxy refuses it: its answer, never retried (a
-        // 401 or 403 is no reason to retry; a plaintext reset is not sent).
-        if let Some(r) = &endpoint.refusal {
-            return record.refuse(r.clone());
-        }
-        let body = match &outgoing {
-            None => Some(Body::empty()),
-            Some(o) => o.attempt(),
-        };
-        // (Retries are only made while the body is unsent.)
-        let Some(body) = body else {
-            return record.refuse(Failure::Reset.refusal(attempt > 0));
-        };
-        let mut up = Request::from_parts(parts.clone(), body);
-        *up.uri_mut() = Uri::from(uri_path.clone());
-        let per_try = policy.retries.per_try_timeout;
-        let limit = match (deadline, per_try) {
-            (Some(d), Some(p)) => Some(d.min(tokio::time::Instant::now() + p)),
-            (Some(d), None) => Some(d),
-            (None, Some(p)) => Some(tokio::time::Instant::now() + p),
-            (None, None) => None,
-        };
-        let sent = plane.upstreams.send(addr, up);
-        let outcome = match limit {
-            Some(at) => tokio::time::timeout_at(at, sent).await.ok(),
-            None => Some(sent.await),
-        };
-        let failure = match outcome {
-            Some(Ok(res))
-                if attempt < policy.retries.attempts
-                    && policy.retries.on.status(res.status().as_u16())
-                    && outgoing.as_ref().is_none_or(Outgoing::unsent) =>
-            {
-                tracing::debug!("{addr} answered {}, retrying", res.status());
-                None
-            }
-            // The client's body broke while the upstream answered: a client
-            // fault, as Envoy's codec would have found it first.
-            Some(Ok(_)) if client_fault().is_some() => {
-                let fault = client_fault().unwrap_or(ClientFault::Protocol);
-                return record.refuse(fault.refusal());
-            }
-            Some(Ok(res)) => {
-                let retried_out = attempt > 0 && policy.retries.on.status(res.status().as_u16());
-                return deliver(plane, res, addr, retried_out, record);
-            }
-            Some(Err(e)) => {
-                if let Some(fault) = client_fault() {
-                    return record.refuse(fault.refusal());
-                }
-                Some(classify(&e))
-            }
-            None if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => {
-                return record.refuse(Refusal::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "UT",
-                    "upstream request timeout",
-                ));
-            }
-            None => Some(Failure::PerTryTimeout),
-        };
-        let can_resend = outgoing.as_ref().is_none_or(Outgoing::unsent);
-        let retry = attempt < policy.retries.attempts
-            && can_resend
-            && failure.as_ref().is_none_or(|f| f.retriable(policy));
-        if !retry {
-            let failure = failure.unwrap_or(Failure::Reset);
-            return record.refuse(failure.refusal(attempt > 0));
-        }
-        attempt += 1;
-        let wait = backoff(attempt);
-        if deadline.is_some_and(|d| tokio::time::Instant::now() + wait >= d) {
-            return record.refuse(Refusal::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "UT",
-                "upstream request timeout",
-            ));
-        }
-        tokio::time::sleep(wait).await;
-    }
-}
-
-/// The upstream's response, sent on: hop-by-hop headers out, metered to its
-/// last byte.
-fn deliver(
-    plane: &Plane,
-    res: Response<hyper::body::Incoming>,
-    addr: SocketAddr,
-    retried_out: bool,
-    record: &mut Record<'_>,
-) -> Response<Body> {
-    let (mut parts, incoming) = res.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    if record.exporting {
-        record
-            .cx
-            .span()
-            .set_attribute(KeyValue::new("upstream_host", addr.to_string()));
-    }
-    let code = parts.status.as_u16();
-    let flags = if retried_out { "URX" } else { "-" };
-    record.finish(code, flags);
-    let body = if plane.stats.enabled() {
-        let e = record.exchange(code, flags, true);
-        let stats = plane.stats.clone();
-        Body::new(Metered::new(Body::new(incoming), stats, e, record.start))
-    } else {
-        Body::new(incoming)
-    };
-    Response::from_parts(parts, body)
-}
-
-/// The proxy's span, like an Envoy's: a child of the caller's context, the
-/// parent of the upstream's server span.
-fn proxy_span(
-    l: &Listener,
-    req: &Request<Body>,
-    authority: &str,
-    path: &str,
-    parent: &opentelemetry::Context,
-) -> opentelemetry::global::BoxedSpan {
-    let attributes = vec![
-        KeyValue::new("component", "proxy"),
-        KeyValue::new("http.method", req.method().to_string()),
-        KeyValue::new("http.url", format!("http://{authority}{path}")),
-        KeyValue::new("downstream_cluster", l.hop.name().to_owned()),
-    ];
-    l.telemetry.start(
-        format!("{authority}/*"),
-        SpanKind::Client,
-        attributes,
-        req.headers(),
-        parent,
-    )
 }

@@ -7,7 +7,10 @@
 //! - [`metrics`]: the gates' arithmetic on Istio's standard metrics;
 //! - [`run`]: applying, waiting, judging, promoting or rolling back.
 
+mod driver;
 pub mod metrics;
+mod options;
 pub mod plan;
+mod report;
 pub mod run;
 pub mod spec;
