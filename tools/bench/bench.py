@@ -54,6 +54,14 @@ def start_services(front_forecast):
     return (rec, fc1, fc2, front), (rp, f1, f2, fe)
 
 
+def start_hello():
+    """The yardstick, up: the hello-world process and its port."""
+    hp = free_port()
+    hello = Proc([str(RELEASE / "examples" / "hello")], {"PORT": str(hp)}, "hello")
+    wait_http(f"http://127.0.0.1:{hp}/")
+    return hello, hp
+
+
 def weather_up(ingress_port, admin_port):
     """The command line of a quiet `weather up` of this checkout on these ports."""
     return [str(RELEASE / "weather"), "up", "--root", str(ROOT), "--listen", f"127.0.0.1:{ingress_port}",
@@ -176,10 +184,8 @@ def memory_section(results):
     procs = []
     try:
         # frontend v2 in front of forecast v2: the longest chain, the most held per request.
-        hp = free_port()
-        hello = Proc([str(RELEASE / "examples" / "hello")], {"PORT": str(hp)}, "hello")
+        hello, hp = start_hello()
         procs.append(hello)
-        wait_http(f"http://127.0.0.1:{hp}/")
         results["hello-world"] = memory(hello, f"http://127.0.0.1:{hp}/")
         (rec, fc1, fc2, front), (rp, f1, f2, fe) = start_services("v2")
         procs += [rec, fc1, fc2, front]
@@ -446,10 +452,8 @@ def main():
     results = {}
     procs = []
     try:
-        hp = free_port()
-        hello = Proc([str(RELEASE / "examples" / "hello")], {"PORT": str(hp)}, "hello")
+        hello, hp = start_hello()
         procs.append(hello)
-        wait_http(f"http://127.0.0.1:{hp}/")
         results["hello-world"] = measure(hello, f"http://127.0.0.1:{hp}/")
 
         (rec, fc1, fc2, front), (rp, f1, f2, fe) = start_services("v1")

@@ -36,24 +36,25 @@ impl<B> MakeSpan<B> for ServerSpan {
             .map_or("unmatched", |m| m.as_str());
         let method = req.method();
         // The fields are evaluated only when some layer wants the span.
+        // The span's level must be known where it is written: one callsite
+        // per level, the same fields.
+        macro_rules! request_span {
+            ($level:expr) => {
+                tracing::span!(
+                    $level,
+                    "request",
+                    otel.name = %format_args!("{method} {route}"),
+                    otel.kind = "server",
+                    otel.status_code = Empty,
+                    trace_id = Empty,
+                    span_id = Empty,
+                )
+            };
+        }
         let span = if is_probe(route) {
-            tracing::debug_span!(
-                "request",
-                otel.name = %format_args!("{method} {route}"),
-                otel.kind = "server",
-                otel.status_code = Empty,
-                trace_id = Empty,
-                span_id = Empty,
-            )
+            request_span!(Level::DEBUG)
         } else {
-            tracing::info_span!(
-                "request",
-                otel.name = %format_args!("{method} {route}"),
-                otel.kind = "server",
-                otel.status_code = Empty,
-                trace_id = Empty,
-                span_id = Empty,
-            )
+            request_span!(Level::INFO)
         };
         if span.is_disabled() {
             // Neither logged nor exported: nothing to link.

@@ -144,49 +144,25 @@ spec:
     providers[0].jwks = Some(Ok(Arc::new(JwkSet { keys: vec![jwk] })));
     let refs: Vec<&Provider> = providers.iter().collect();
     let none = |_: &str| None;
+    let auth = |headers: &[(String, String)], query: &str| {
+        authenticate(&refs, &Carrier { headers, query }, &none)
+    };
     let t = token(
         serde_json::json!({"iss": "weather-frontend", "sub": "t", "aud": "weather"}),
         "k1",
     );
     let bearer = [("authorization".to_owned(), format!("Bearer {t}"))];
-    assert!(matches!(
-        authenticate(
-            &refs,
-            &Carrier {
-                headers: &bearer[..],
-                query: ""
-            },
-            &none
-        ),
-        Outcome::Valid { .. }
-    ));
+    assert!(matches!(auth(&bearer, ""), Outcome::Valid { .. }));
     let empty: [(String, String); 0] = [];
     let q = format!("city=paris&access_token={t}");
-    assert!(matches!(
-        authenticate(
-            &refs,
-            &Carrier {
-                headers: &empty[..],
-                query: &q
-            },
-            &none
-        ),
-        Outcome::Valid { .. }
-    ));
+    assert!(matches!(auth(&empty, &q), Outcome::Valid { .. }));
     let wrong_aud = token(
         serde_json::json!({"iss": "weather-frontend", "sub": "t", "aud": "x"}),
         "k1",
     );
     let bearer = [("authorization".to_owned(), format!("Bearer {wrong_aud}"))];
     assert!(matches!(
-        authenticate(
-            &refs,
-            &Carrier {
-                headers: &bearer[..],
-                query: ""
-            },
-            &none
-        ),
+        auth(&bearer, ""),
         Outcome::Invalid {
             message: "Audiences in Jwt are not allowed"
         }

@@ -3,6 +3,13 @@
 use super::*;
 use crate::load::Manifests;
 
+/// The rules of one ALLOW policy `a` in `weather`, as YAML under `rules:`.
+fn rules(rules: &str) -> Vec<Policy> {
+    policies(&format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: a, namespace: weather}}\nspec:\n  rules:\n{rules}"
+    ))
+}
+
 fn policies(yaml: &str) -> Vec<Policy> {
     let mut m = Manifests::default();
     m.add_yaml("test.yaml", yaml).expect("loads");
@@ -115,13 +122,8 @@ fn values_are_exact_prefix_suffix_or_present() {
 
 #[test]
 fn namespaces_and_service_accounts_read_the_identity() {
-    let p = policies(
-        "apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: a, namespace: weather}
-spec:
-  rules:
-    - from: [{source: {namespaces: [weath*]}}]
+    let p = rules(
+        "    - from: [{source: {namespaces: [weath*]}}]
       to: [{operation: {ports: ['3002']}}]
     - from: [{source: {serviceAccounts: [recommendation]}}]
       when: [{key: 'request.headers[x-probe]', values: ['*']}]
@@ -178,13 +180,8 @@ spec:
 
 #[test]
 fn rules_naming_what_is_not_modelled_are_skipped_and_said() {
-    let p = policies(
-        "apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: a, namespace: weather}
-spec:
-  rules:
-    - from: [{source: {ipBlocks: [10.0.0.0/8]}}]
+    let p = rules(
+        "    - from: [{source: {ipBlocks: [10.0.0.0/8]}}]
     - when: [{key: source.ip, values: [10.0.0.1]}]
     - when: [{key: nonsense, values: [x]}]
 ",
