@@ -11,7 +11,11 @@
 //!   POST /apply?label=L     -> applies the routing objects of the YAML body over
 //!                              the manifests in force, whole or not at all
 //!                              (same origin only; `weather release` uses it)
+//!
+//! Every route answers only requests addressed to localhost or an address of
+//! this machine, and bounds bodies in size and time ([`guard`]).
 
+mod guard;
 mod page;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -19,13 +23,15 @@ use std::{net::SocketAddr, sync::Arc};
 use askama::Template;
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    extract::{Path, Query, State, rejection::StringRejection},
     http::{HeaderMap, StatusCode, header},
+    middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde_json::json;
 use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
 use weather_core::{
     origin::cross_origin,
     server::{self, RunningServer},
@@ -33,7 +39,8 @@ use weather_core::{
 
 use crate::{dataplane::Plane, stages};
 
-pub fn router(plane: Arc<Plane>) -> Router {
+/// The admin routes for the listener bound to `bound`, behind its guard.
+fn router(plane: Arc<Plane>, bound: SocketAddr) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/panel", get(panel))
@@ -42,6 +49,12 @@ pub fn router(plane: Arc<Plane>) -> Router {
         .route("/stage/{name}", post(switch))
         .route("/apply", post(apply))
         .with_state(plane)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            guard::REQUEST_TIMEOUT,
+        ))
+        .layer(server::body::layer(guard::MAX_BODY, guard::BODY_PAUSE))
+        .layer(middleware::from_fn_with_state(bound, guard::host_guard))
 }
 
 async fn home(State(plane): State<Arc<Plane>>) -> Response {
@@ -123,9 +136,11 @@ fn refuse_write(headers: &HeaderMap) -> Option<Response> {
     None
 }
 
-/// Binds `addr` and serves the admin router on it.
+/// Binds `addr` and serves the admin routes on it: the one way to have them.
 pub async fn serve(addr: SocketAddr, plane: Arc<Plane>) -> std::io::Result<RunningServer> {
-    server::spawn(TcpListener::bind(addr).await?, router(plane))
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    server::spawn(listener, router(plane, bound))
 }
 
 async fn current(State(plane): State<Arc<Plane>>) -> Json<serde_json::Value> {
@@ -161,11 +176,15 @@ async fn apply(
     State(plane): State<Arc<Plane>>,
     Query(q): Query<ApplyQuery>,
     headers: HeaderMap,
-    body: String,
+    body: Result<String, StringRejection>,
 ) -> Response {
     if let Some(refused) = refuse_write(&headers) {
         return refused;
     }
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return server::body::refusal(&e, e.status()),
+    };
     let label = if q.label.is_empty() {
         "applied through the admin listener".to_owned()
     } else {
