@@ -30,7 +30,7 @@ pub use jsonwebtoken::jwk::JwkSet;
 
 use crate::{
     model::{Labels, PeerAuthentication, RequestAuthentication},
-    terms::{Claims, HeaderLookup, ROOT_NAMESPACE, selects, subset_of},
+    terms::{Claims, HeaderLookup, ROOT_NAMESPACE, selects, subset_of, trim_ows},
 };
 
 /// A PeerAuthentication mode.
@@ -214,7 +214,7 @@ pub struct Carrier<'a, H: HeaderLookup + ?Sized> {
 /// The value of cookie `name` in a `Cookie` header.
 pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     header.split(';').find_map(|kv| {
-        let (k, v) = kv.trim().split_once('=')?;
+        let (k, v) = trim_ows(kv).split_once('=')?;
         (k == name).then_some(v)
     })
 }
@@ -224,7 +224,7 @@ impl Location {
         match self {
             Location::Header { name, prefix } => {
                 let v = c.headers.header(name)?;
-                let token = v.strip_prefix(prefix.as_str())?.trim().to_owned();
+                let token = trim_ows(v.strip_prefix(prefix.as_str())?).to_owned();
                 (!token.is_empty()).then_some(Cow::Owned(token))
             }
             Location::Param(p) => form_pairs(c.query)

@@ -567,6 +567,73 @@ fn rule(
     }
 }
 
+/// The fields of a match entry that hold `StringMatch`es, which istiod's
+/// validation treats apart (`validateHTTPRouteMatchRequest`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Uri,
+    Scheme,
+    Method,
+    Authority,
+    Headers,
+    WithoutHeaders,
+    QueryParams,
+}
+
+impl Field {
+    fn name(self) -> &'static str {
+        match self {
+            Field::Uri => "uri",
+            Field::Scheme => "scheme",
+            Field::Method => "method",
+            Field::Authority => "authority",
+            Field::Headers => "headers",
+            Field::WithoutHeaders => "withoutHeaders",
+            Field::QueryParams => "queryParams",
+        }
+    }
+
+    /// Matched by name: where `regex: "*"` is a presence match.
+    fn named(self) -> bool {
+        matches!(
+            self,
+            Field::Headers | Field::WithoutHeaders | Field::QueryParams
+        )
+    }
+}
+
+/// The longest regex istiod's validation lets in (`validateStringRegexp`).
+const MAX_REGEX_LEN: usize = 1024;
+
+/// Why istiod's validating webhook refuses a match, if it does, in its words
+/// (`validateStringMatch` and `validateStringMatchRegexp` in
+/// `pkg/config/validation`): an empty prefix anywhere but `uri`, an empty
+/// regex, one over 1024 bytes, or one that does not compile, except
+/// `regex: "*"` under `withoutHeaders`. The object is then refused whole.
+fn webhook_refusal(sm: &StringMatch, field: Field) -> Option<String> {
+    let at = field.name();
+    let why = match sm {
+        StringMatch::Prefix(p) if p.is_empty() && field != Field::Uri => {
+            "prefix string match should not be empty".to_owned()
+        }
+        StringMatch::Regex(r) if r == "*" && field == Field::WithoutHeaders => return None,
+        StringMatch::Regex(r) if r.is_empty() => {
+            "regex string match should not be empty".to_owned()
+        }
+        StringMatch::Regex(r) if r.len() > MAX_REGEX_LEN => {
+            format!("regex is too large, max length allowed is {MAX_REGEX_LEN}")
+        }
+        StringMatch::Regex(_) => match Matcher::new(sm) {
+            Ok(_) => return None,
+            Err(e) => format!("{e}; Istio uses RE2 style regex-based match"),
+        },
+        _ => return None,
+    };
+    Some(format!(
+        "istiod's validation refuses the object: {at:?}: {why}"
+    ))
+}
+
 /// Compiles one match entry, recording every field that does not compile.
 struct MatchCompiler<'a> {
     vs: &'a VirtualService,
@@ -577,37 +644,52 @@ struct MatchCompiler<'a> {
 }
 
 impl MatchCompiler<'_> {
-    fn one(&mut self, field: &str, sm: &StringMatch) -> Option<Matcher> {
-        match Matcher::new(sm) {
+    fn one(&mut self, field: &str, sm: &StringMatch, kind: Field) -> Option<Matcher> {
+        let compiled = match webhook_refusal(sm, kind) {
+            Some(refusal) => Err(refusal),
+            // `regex: "*"` is no regex: istiod makes it a presence match
+            // (`canBeConvertedToPresentMatch`), where its validation lets it
+            // in (`withoutHeaders`).
+            None if kind.named() && matches!(sm, StringMatch::Regex(r) if r == "*") => {
+                Ok(Matcher::Present)
+            }
+            None => Matcher::new(sm).map_err(|e| e.to_string()),
+        };
+        match compiled {
             Ok(m) => Some(m),
-            Err(e) => {
+            Err(message) => {
                 self.broken = true;
+                let part = match sm {
+                    StringMatch::Prefix(_) => ".prefix",
+                    StringMatch::Regex(_) => ".regex",
+                    _ => "",
+                };
                 self.errors.push(CompileError {
                     namespace: self.vs.metadata.ns().to_owned(),
                     name: self.vs.metadata.name.clone(),
-                    field: format!("{}.{field}", self.at),
-                    message: e.to_string(),
+                    field: format!("{}.{field}{part}", self.at),
+                    message,
                 });
                 None
             }
         }
     }
 
-    fn optional(&mut self, field: &str, sm: &Option<StringMatch>) -> Option<Matcher> {
-        self.one(field, sm.as_ref()?)
+    fn optional(&mut self, field: Field, sm: &Option<StringMatch>) -> Option<Matcher> {
+        self.one(field.name(), sm.as_ref()?, field)
     }
 
     /// Headers, withoutHeaders, queryParams: by name.
     fn named(
         &mut self,
-        field: &str,
+        field: Field,
         entries: &BTreeMap<String, StringMatch>,
         lowercase: bool,
     ) -> Vec<(String, Matcher)> {
         entries
             .iter()
             .filter_map(|(k, sm)| {
-                let m = self.one(&format!("{field}.{k}"), sm)?;
+                let m = self.one(&format!("{}.{k}", field.name()), sm, field)?;
                 // A JWT claim's name keeps its case; a header's does not matter.
                 let name = if lowercase && crate::terms::routing_claim(k).is_none() {
                     k.to_ascii_lowercase()
@@ -621,7 +703,7 @@ impl MatchCompiler<'_> {
 
     fn compile(&mut self, hm: &HttpMatch) -> CompiledMatch {
         let ignore_uri_case = hm.ignore_uri_case.unwrap_or(false);
-        let uri = match (self.optional("uri", &hm.uri), ignore_uri_case) {
+        let uri = match (self.optional(Field::Uri, &hm.uri), ignore_uri_case) {
             (Some(Matcher::Exact(s)), true) => Some(Matcher::Exact(s.to_ascii_lowercase())),
             (Some(Matcher::Prefix(s)), true) => Some(Matcher::Prefix(s.to_ascii_lowercase())),
             (m, _) => m,
@@ -629,13 +711,13 @@ impl MatchCompiler<'_> {
         let ns = self.vs.metadata.ns();
         CompiledMatch {
             uri,
-            scheme: self.optional("scheme", &hm.scheme),
-            method: self.optional("method", &hm.method),
-            authority: self.optional("authority", &hm.authority),
+            scheme: self.optional(Field::Scheme, &hm.scheme),
+            method: self.optional(Field::Method, &hm.method),
+            authority: self.optional(Field::Authority, &hm.authority),
             // Header names are case-insensitive; query parameter names are not.
-            headers: self.named("headers", &hm.headers, true),
-            without_headers: self.named("withoutHeaders", &hm.without_headers, true),
-            query: self.named("queryParams", &hm.query_params, false),
+            headers: self.named(Field::Headers, &hm.headers, true),
+            without_headers: self.named(Field::WithoutHeaders, &hm.without_headers, true),
+            query: self.named(Field::QueryParams, &hm.query_params, false),
             source_labels: hm.source_labels.clone(),
             source_namespace: hm.source_namespace.clone(),
             gateways: hm.gateways.iter().map(|g| gateway_ref(g, ns)).collect(),

@@ -41,19 +41,124 @@ pub fn header_text(value: &[u8]) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Joins several values of one header with ",", as Envoy does before matching;
-/// one value is kept as is.
-pub fn join_values<'a>(mut values: impl Iterator<Item = Cow<'a, str>>) -> Option<Cow<'a, str>> {
+/// The request headers Envoy keeps in a slot of their own ("inline"): its
+/// built-in list (`INLINE_REQ_HEADERS` and `INLINE_REQ_RESP_HEADERS` in
+/// `envoy/http/header_map.h`) and those its filters register
+/// (`CustomInlineHeaderRegistry`), found by sending each name twice to Envoy
+/// 1.40, an empty value and then `b`, against routes that match `b` and `,b`;
+/// the conformance test `repeated_headers_merge_as_envoys_header_map_merges_them`
+/// holds this list against that Envoy.
+pub const ENVOY_INLINE_REQUEST_HEADERS: &[&str] = &[
+    // Built in.
+    ":authority",
+    ":method",
+    ":path",
+    ":protocol",
+    ":scheme",
+    "connection",
+    "content-length",
+    "content-type",
+    "expect",
+    "grpc-timeout",
+    "host",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-status",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+    "user-agent",
+    "via",
+    "x-client-trace-id",
+    "x-envoy-attempt-count",
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-external-address",
+    "x-envoy-force-trace",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-internal",
+    "x-envoy-ip-tags",
+    "x-envoy-max-retries",
+    "x-envoy-original-path",
+    "x-envoy-original-url",
+    "x-envoy-retriable-header-names",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-retry-on",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-stream-duration-ms",
+    "x-forwarded-client-cert",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-request-id",
+    // Registered by the filters Envoy is built with.
+    "accept",
+    "accept-encoding",
+    "access-control-request-headers",
+    "access-control-request-method",
+    "access-control-request-private-network",
+    "authorization",
+    "cache-control",
+    "cdn-loop",
+    "content-encoding",
+    "grpc-accept-encoding",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "if-unmodified-since",
+    "origin",
+    "pragma",
+    "referer",
+    "x-forwarded-port",
+];
+
+/// Whether Envoy keeps header `name` (any case) inline.
+pub fn envoy_keeps_inline(name: &str) -> bool {
+    ENVOY_INLINE_REQUEST_HEADERS
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// The value Envoy's matchers read for header `name` sent with `values`, in
+/// order, as its header map holds them: an inline header
+/// ([`ENVOY_INLINE_REQUEST_HEADERS`]) is merged as it arrives, its non-empty
+/// values joined with "," (an empty value adds nothing: `user-agent: ` then
+/// `user-agent: b` reads `b`); any other header (`cookie` among them) keeps
+/// each value, and a match reads them joined with "," (`cookie: ` then
+/// `cookie: b` reads `,b`). One value is kept as is.
+pub fn join_values<'a>(
+    name: &str,
+    values: impl Iterator<Item = Cow<'a, str>>,
+) -> Option<Cow<'a, str>> {
+    if envoy_keeps_inline(name) {
+        let mut values = values.peekable();
+        values.peek()?;
+        let mut present = values.filter(|v| !v.is_empty());
+        return Some(join(present.next().unwrap_or_default(), present));
+    }
+    let mut values = values;
     let first = values.next()?;
-    match values.next() {
-        None => Some(first),
+    Some(join(first, values))
+}
+
+/// `first`, then each of `rest` after a ",".
+fn join<'a>(first: Cow<'a, str>, mut rest: impl Iterator<Item = Cow<'a, str>>) -> Cow<'a, str> {
+    match rest.next() {
+        None => first,
         Some(second) => {
             let mut joined = format!("{first},{second}");
-            for v in values {
+            for v in rest {
                 joined.push(',');
                 joined.push_str(&v);
             }
-            Some(Cow::Owned(joined))
+            Cow::Owned(joined)
         }
     }
 }
@@ -61,6 +166,7 @@ pub fn join_values<'a>(mut values: impl Iterator<Item = Cow<'a, str>>) -> Option
 impl HeaderLookup for [(String, String)] {
     fn header(&self, name: &str) -> Option<Cow<'_, str>> {
         join_values(
+            name,
             self.iter()
                 .filter(|(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| Cow::Borrowed(v.as_str())),

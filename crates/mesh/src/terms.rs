@@ -61,6 +61,26 @@ pub fn selects(
 /// The claims of a verified JWT.
 pub type Claims = Map<String, Value>;
 
+/// `s` without the optional whitespace HTTP allows around a header value:
+/// spaces and tabs only (RFC 9110, 5.6.3). A no-break space or an ideographic
+/// space is part of the value, as Envoy reads it.
+pub fn trim_ows(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
+}
+
+/// [`trim_ows`] for bytes.
+pub fn trim_ows_bytes(s: &[u8]) -> &[u8] {
+    let start = s
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |e| e + 1);
+    &s[start..end]
+}
+
 /// Request headers, looked up by lowercase name. Several values of one header
 /// are joined with "," as Envoy does before matching.
 pub trait HeaderLookup {
@@ -129,5 +149,21 @@ pub fn claim_values(claims: Option<&Claims>, path: &[&str]) -> Vec<String> {
             .filter_map(|i| i.as_str().map(str::to_owned))
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod ows_tests {
+    use super::*;
+
+    #[test]
+    fn only_spaces_and_tabs_are_optional_whitespace() {
+        assert_eq!(trim_ows(" \tuser=tester \t"), "user=tester");
+        assert_eq!(trim_ows("user=tester\u{a0}"), "user=tester\u{a0}");
+        assert_eq!(trim_ows("\u{3000}Chrome/1"), "\u{3000}Chrome/1");
+        assert_eq!(trim_ows(" \t "), "");
+        assert_eq!(trim_ows_bytes(b" a b\t"), b"a b");
+        assert_eq!(trim_ows_bytes(b"\xc2\xa0a "), b"\xc2\xa0a");
+        assert_eq!(trim_ows_bytes(b"  "), b"");
     }
 }

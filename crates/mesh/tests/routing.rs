@@ -278,6 +278,35 @@ fn rows() -> Vec<Row> {
             want: (200, to("v2"), Some("forecast-route http[0]")),
         },
         Row {
+            // istiod: canBeConvertedToPresentMatch makes `regex: "*"` a
+            // presence match, and its validation lets it in under
+            // withoutHeaders: the rule takes requests WITHOUT the header.
+            rule: "withoutHeaders/regex-star-is-absence",
+            vs: forecast_vs(&format!("  http:\n  - match: [{{withoutHeaders: {{x-debug: {{regex: '*'}}}}}}]\n    route: [{{destination: {{host: forecast, subset: v2}}}}]\n{catch_all_v1}")),
+            ask: Ask { headers: &[("x-debug", "")], ..TO_FORECAST },
+            want: (200, to("v1"), Some("forecast-route http[1]")),
+        },
+        Row {
+            rule: "withoutHeaders/regex-star-takes-requests-without-the-header",
+            vs: forecast_vs(&format!("  http:\n  - match: [{{withoutHeaders: {{x-debug: {{regex: '*'}}}}}}]\n    route: [{{destination: {{host: forecast, subset: v2}}}}]\n{catch_all_v1}")),
+            ask: TO_FORECAST,
+            want: (200, to("v2"), Some("forecast-route http[0]")),
+        },
+        Row {
+            // Envoy's header map merges user-agent as it arrives; an empty
+            // value adds nothing (measured: conformance::headers).
+            rule: "headers/a-repeated-inline-header-skips-empty-values",
+            vs: header_rule("{exact: canary}"),
+            ask: Ask { headers: &[("user-agent", ""), ("User-Agent", "canary")], ..TO_FORECAST },
+            want: (200, to("v2"), Some("forecast-route http[0]")),
+        },
+        Row {
+            rule: "headers/a-repeated-header-is-read-joined-with-commas",
+            vs: forecast_vs(&format!("  http:\n  - match: [{{headers: {{x-canary: {{exact: ',1'}}}}}}]\n    route: [{{destination: {{host: forecast, subset: v2}}}}]\n{catch_all_v1}")),
+            ask: Ask { headers: &[("x-canary", ""), ("x-canary", "1")], ..TO_FORECAST },
+            want: (200, to("v2"), Some("forecast-route http[0]")),
+        },
+        Row {
             // Envoy ignores case_sensitive for a safe_regex path match.
             rule: "uri/ignoreUriCase-does-not-apply-to-a-regex",
             vs: forecast_vs(&format!("  http:\n  - match: [{{uri: {{regex: '/FORECAST'}}, ignoreUriCase: true}}]\n    route: [{{destination: {{host: forecast, subset: v2}}}}]\n{catch_all_v1}")),
@@ -509,6 +538,86 @@ fn routing_rules() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// What istiod's validating webhook refuses (`validateHTTPRouteMatchRequest`)
+/// is an error naming the field, never a rule that silently never matches.
+#[test]
+fn matches_istiods_validation_refuses_are_errors_naming_the_field() {
+    let long = format!("'{}'", "a".repeat(1025));
+    for (matched, field, says) in [
+        (
+            "{headers: {x-a: {regex: '*'}}}",
+            "headers.x-a.regex",
+            "regex \"*\" does not compile",
+        ),
+        (
+            "{queryParams: {a: {regex: '*'}}}",
+            "queryParams.a.regex",
+            "does not compile",
+        ),
+        (
+            "{headers: {x-a: {prefix: ''}}}",
+            "headers.x-a.prefix",
+            "\"headers\": prefix string match should not be empty",
+        ),
+        (
+            "{method: {prefix: ''}}",
+            "method.prefix",
+            "\"method\": prefix string match should not be empty",
+        ),
+        (
+            "{headers: {x-a: {regex: ''}}}",
+            "headers.x-a.regex",
+            "regex string match should not be empty",
+        ),
+        (
+            "{uri: {regex: ''}}",
+            "uri.regex",
+            "\"uri\": regex string match should not be empty",
+        ),
+        (
+            &format!("{{uri: {{regex: {long}}}}}"),
+            "uri.regex",
+            "regex is too large, max length allowed is 1024",
+        ),
+        ("{uri: {regex: '('}}", "uri.regex", "does not compile"),
+    ] {
+        let vs = forecast_vs(&format!(
+            "  http:\n  - match: [{matched}]\n    route: [{{destination: {{host: forecast, subset: v2}}}}]\n  - route: [{{destination: {{host: forecast, subset: v1}}}}]\n"
+        ));
+        let mut m = Manifests::default();
+        m.add_yaml("row.yaml", &format!("{CLUSTER}---\n{vs}"))
+            .unwrap();
+        let errors = Mesh::compile(&m).errors;
+        assert_eq!(errors.len(), 1, "{matched}: {errors:?}");
+        assert_eq!(
+            errors[0].field,
+            format!("http[0].match[0].{field}"),
+            "{matched}"
+        );
+        assert!(
+            errors[0]
+                .message
+                .starts_with("istiod's validation refuses the object: ")
+                && errors[0].message.contains(says),
+            "{matched}: {}",
+            errors[0].message
+        );
+    }
+    // What it lets in: an empty uri prefix, `regex: "*"` under withoutHeaders.
+    for allowed in [
+        "{uri: {prefix: ''}}",
+        "{withoutHeaders: {x-a: {regex: '*'}}}",
+    ] {
+        let vs = forecast_vs(&format!(
+            "  http:\n  - match: [{allowed}]\n    route: [{{destination: {{host: forecast, subset: v2}}}}]\n"
+        ));
+        let mut m = Manifests::default();
+        m.add_yaml("row.yaml", &format!("{CLUSTER}---\n{vs}"))
+            .unwrap();
+        assert!(Mesh::compile(&m).errors.is_empty(), "{allowed}");
+    }
 }
 
 #[test]

@@ -17,6 +17,10 @@
 //!   probes (`/healthz`, `/readyz`) and tell everyone else 503; past those, a
 //!   connection is closed at once.
 //!
+//! A connection hyper closes lingers: its write side is shut and what the
+//! client still sends is read and dropped for a moment, so that an early
+//! answer is not erased by a reset ([`super::linger`]).
+//!
 //! On shutdown the listener closes; connections that are idle or have not
 //! finished their first head close at once; requests in flight get up to a
 //! drain window; whatever is left after it is cut.
@@ -51,6 +55,8 @@ use tokio::{
 };
 use tokio_io_timeout::TimeoutStream;
 use tower::ServiceExt;
+
+use super::linger::Lingering;
 
 /// What one listener allows a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,13 +197,16 @@ pub async fn serve_bounded(
     Ok(())
 }
 
+/// A connection's socket: with its write deadline, lingering when closed.
+type Socket = Lingering<Pin<Box<TimeoutStream<TcpStream>>>>;
+
 /// hyper's HTTP/1.1 connection over the socket with its write deadline.
 fn serve_connection(
     stream: TcpStream,
     conn: Conn,
     limits: &Limits,
     started: Arc<AtomicBool>,
-) -> http1::Connection<TokioIo<Pin<Box<TimeoutStream<TcpStream>>>>, ConnService> {
+) -> http1::Connection<TokioIo<Socket>, ConnService> {
     // Writes only: reads are bounded by hyper's head timeout and the body's
     // own, and a read deadline would re-arm a timer on every idle wait.
     let mut io = TimeoutStream::new(stream);
@@ -222,7 +231,9 @@ fn serve_connection(
         // 100 is hyper's default, kept on the stack; any other is on the heap.
         http.max_headers(limits.max_headers);
     }
-    http.serve_connection(TokioIo::new(Box::pin(io)), ConnService { conn, started })
+    // A close reads what the client still sends for a while ([`Lingering`]).
+    let io = Lingering::new(Box::pin(io));
+    http.serve_connection(TokioIo::new(io), ConnService { conn, started })
 }
 
 /// Resolves when shutdown begins on a connection that has not yet sent a

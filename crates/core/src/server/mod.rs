@@ -9,6 +9,7 @@ pub mod body;
 pub mod fault;
 pub mod layers;
 pub mod lifecycle;
+pub mod linger;
 pub mod listen;
 pub mod trace;
 

@@ -335,13 +335,12 @@ fn virtual_services(out: &mut Out) {
             namespace: &e.namespace,
             name: &e.name,
         };
-        let text = format!("{}: Envoy (RE2) refuses it", e.message);
         out.push(
             Level::Error,
             SCHEMA_VALIDATION_ERROR,
             &o,
-            format!("spec.{}.regex", e.field),
-            text,
+            format!("spec.{}", e.field),
+            e.message.clone(),
         );
     }
     for (host, owners) in mesh_hosts {

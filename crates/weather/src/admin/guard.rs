@@ -70,7 +70,12 @@ pub fn answers_to(host: &str, bound: IpAddr) -> bool {
         return false;
     }
     let port = &host[name.len()..];
-    if !port.is_empty() && port.strip_prefix(':').and_then(|p| p.parse::<u16>().ok()).is_none() {
+    if !port.is_empty()
+        && port
+            .strip_prefix(':')
+            .and_then(|p| p.parse::<u16>().ok())
+            .is_none()
+    {
         return false;
     }
     let unbracketed = name

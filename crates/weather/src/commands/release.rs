@@ -4,6 +4,8 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::Args;
 
+use mesh::terms::trim_ows;
+
 use crate::stages;
 
 use super::{Output, stage::admin_paths};
@@ -59,8 +61,8 @@ pub async fn release(a: ReleaseArgs) -> ExitCode {
     let mut lane = Vec::new();
     for h in &a.lane_headers {
         match h.split_once(':') {
-            Some((k, v)) if !k.trim().is_empty() => {
-                lane.push((k.trim().to_owned(), v.trim().to_owned()))
+            Some((k, v)) if !trim_ows(k).is_empty() => {
+                lane.push((trim_ows(k).to_owned(), trim_ows(v).to_owned()))
             }
             _ => {
                 eprintln!("error: --lane-header {h:?}: expected `name: value`");

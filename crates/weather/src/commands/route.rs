@@ -11,7 +11,7 @@ use mesh::{
     explain::explain,
     routing::{Caller, Request},
     security::{Arrival, Dest},
-    terms::WithClaims,
+    terms::{WithClaims, trim_ows},
 };
 
 use super::{Output, load};
@@ -51,8 +51,8 @@ pub fn route(a: RouteArgs) -> ExitCode {
     let mut headers = Vec::new();
     for h in &a.headers {
         match h.split_once(':') {
-            Some((k, v)) if !k.trim().is_empty() => {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            Some((k, v)) if !trim_ows(k).is_empty() => {
+                headers.push((trim_ows(k).to_ascii_lowercase(), trim_ows(v).to_owned()))
             }
             _ => {
                 eprintln!("error: -H {h:?}: expected 'name: value'");
@@ -61,6 +61,14 @@ pub fn route(a: RouteArgs) -> ExitCode {
         }
     }
     let mesh = Mesh::compile(&m);
+    if !mesh.errors.is_empty() {
+        // Routes a cluster would never have: istiod refuses the object.
+        for e in &mesh.errors {
+            eprintln!("error: {e}");
+        }
+        eprintln!("error: the manifests cannot be routed: `weather check` lists every problem");
+        return ExitCode::FAILURE;
+    }
     let caller = if a.from == "ingress" {
         Caller::Ingress
     } else {

@@ -114,8 +114,9 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
     for w in &manifests.warnings {
         tracing::warn!("{w}");
     }
-    for e in &mesh.errors {
-        tracing::warn!("{e}: the rule never matches");
+    // What istiod would refuse is not served: the cluster would not take it.
+    if !mesh.errors.is_empty() {
+        return Err(Error::Compile(mesh.errors));
     }
     if manifests.deployments.is_empty() {
         return Err(Error::NoDeployments);

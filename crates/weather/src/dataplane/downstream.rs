@@ -8,7 +8,10 @@
 use std::{
     borrow::Cow,
     pin::Pin,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -157,6 +160,8 @@ struct Watched {
     idle: Duration,
     timer: Pin<Box<Sleep>>,
     fault: Arc<OnceLock<ClientFault>>,
+    /// Set once the body's end was read.
+    ended: Arc<AtomicBool>,
 }
 
 impl HttpBody for Watched {
@@ -177,6 +182,9 @@ impl HttpBody for Watched {
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(other) => {
+                if other.is_none() || this.inner.is_end_stream() {
+                    this.ended.store(true, Ordering::Release);
+                }
                 let deadline = tokio::time::Instant::now() + this.idle;
                 this.timer.as_mut().reset(deadline);
                 Poll::Ready(other)
@@ -217,6 +225,7 @@ impl HttpBody for Watched {
 pub(super) struct Outgoing {
     slot: Arc<Mutex<Option<Watched>>>,
     pub(super) fault: Arc<OnceLock<ClientFault>>,
+    ended: Arc<AtomicBool>,
 }
 
 impl Outgoing {
@@ -239,17 +248,25 @@ impl Outgoing {
             }
         }
         let fault = Arc::new(OnceLock::new());
+        let ended = Arc::new(AtomicBool::new(false));
         let watched = Watched {
             first,
             inner: body,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
             fault: fault.clone(),
+            ended: ended.clone(),
         };
         Ok(Outgoing {
             slot: Arc::new(Mutex::new(Some(watched))),
             fault,
+            ended,
         })
+    }
+
+    /// The client's body was read to its end.
+    pub(super) fn ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
     }
 
     /// No attempt has begun to read the body: it can be sent (again).

@@ -18,6 +18,7 @@ pub(super) struct Headers<'a>(pub(super) &'a HeaderMap);
 impl HeaderLookup for Headers<'_> {
     fn header(&self, name: &str) -> Option<Cow<'_, str>> {
         join_values(
+            name,
             self.0
                 .get_all(name)
                 .iter()

@@ -21,6 +21,7 @@ use axum::{
 };
 use mesh::{
     Routed,
+    authn::Mtls,
     model::Labels,
     policy::Policy,
     routing::{Caller, Target},
@@ -163,6 +164,7 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
         to: String::new(),
         service: None,
         destination: None,
+        mtls: false,
         request_bytes,
     };
 
@@ -195,10 +197,14 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
                 .await
                 .err()
         };
+        // Istio's auto mTLS: sidecar to sidecar is mutual TLS unless the
+        // destination's mode is DISABLE.
+        let mtls = applied.mesh.security.mtls(Dest::Workload(i)).0 != Mtls::Disable;
         endpoints.push(Endpoint {
             addr,
             peer,
             refusal,
+            mtls,
         });
     }
     if endpoints.is_empty() {
@@ -242,6 +248,8 @@ pub(super) struct Endpoint {
     peer: usize,
     /// What its sidecar answers instead of the app, if it refuses the request.
     refusal: Option<Refusal>,
+    /// Whether the hop reaches it over mutual TLS.
+    mtls: bool,
 }
 
 /// mTLS, JWT and authorization of the request at `dest`, as its proxy takes

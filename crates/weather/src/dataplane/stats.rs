@@ -57,6 +57,8 @@ pub struct Peer {
     pub version: String,
     pub canonical_service: String,
     pub canonical_revision: String,
+    /// Its mTLS identity, `spiffe://cluster.local/ns/NS/sa/SA`.
+    pub principal: String,
 }
 
 impl Peer {
@@ -69,6 +71,7 @@ impl Peer {
             version: UNKNOWN.into(),
             canonical_service: INGRESS.into(),
             canonical_revision: "latest".into(),
+            principal: format!("spiffe://{}", mesh::security::ingress_principal()),
         }
     }
 
@@ -81,6 +84,7 @@ impl Peer {
             version: UNKNOWN.into(),
             canonical_service: UNKNOWN.into(),
             canonical_revision: UNKNOWN.into(),
+            principal: UNKNOWN.into(),
         }
     }
 
@@ -105,6 +109,7 @@ impl Peer {
                 "version",
             ])
             .unwrap_or_else(|| "latest".into()),
+            principal: format!("spiffe://{}", mesh::security::workload_principal(w)),
         }
     }
 
@@ -161,6 +166,9 @@ pub struct Exchange {
     pub flags: &'static str,
     /// Whether the destination's workload answered (its proxy saw it).
     pub reached: bool,
+    /// Whether the connection to the destination was mutual TLS (Istio's
+    /// auto mTLS: unless the destination's mode is DISABLE).
+    pub mtls: bool,
     pub duration: Duration,
     pub request_bytes: u64,
     pub response_bytes: u64,
@@ -265,6 +273,7 @@ impl Stats {
             service: e.service.clone(),
             code: e.code,
             flags: e.flags,
+            mtls: e.mtls,
         };
         {
             let mut series = self
@@ -427,7 +436,7 @@ pub struct Matrix {
 pub fn is_tester<'a>(cookies: impl IntoIterator<Item = &'a [u8]>) -> bool {
     cookies.into_iter().any(|h| {
         h.split(|b| *b == b';')
-            .any(|pair| pair.trim_ascii() == b"user=tester")
+            .any(|pair| mesh::terms::trim_ows_bytes(pair) == b"user=tester")
     })
 }
 

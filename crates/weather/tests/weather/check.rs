@@ -148,6 +148,15 @@ const ROWS: &[Row] = &[
         text: "does not compile",
     },
     Row {
+        analysis: "a match istiod's validation refuses",
+        replace: r"regex: '^(.*;\s*)?user=tester(\s*;.*)?$'",
+        with: r#"regex: "*""#,
+        code: "IST0106",
+        resource: "VirtualService frontend-route.weather",
+        field: "spec.http[0].match[0].headers.cookie.regex",
+        text: "istiod's validation refuses the object: \"headers\": regex \"*\" does not compile",
+    },
+    Row {
         analysis: "gateway reference not found",
         replace: "    - istio-system/weather-gateway",
         with: "    - istio-system/weather-gatewy",

@@ -157,6 +157,120 @@ fn route_refuses_unknown_callers_and_bad_headers_clearly() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("expected 'name: value'"));
 }
 
+/// The stage's frontend route from the ingress for these `-H` arguments:
+/// `Some(subset)`, or `None` with no route.
+fn tester_route(stage_text: &str, headers: &[&str]) -> Option<String> {
+    let dir = std::env::temp_dir().join(format!(
+        "weather-route-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("all.yaml");
+    std::fs::write(&file, stage_text).unwrap();
+    let mut args = vec!["route", "-f", file.to_str().unwrap(), "--from", "ingress"];
+    args.extend(["--host", "localhost:8080", "--output", "json"]);
+    for h in headers {
+        args.extend(["-H", h]);
+    }
+    let o = weather(&args);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    json["destinations"][0]["subset"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Only SP and HTAB are optional whitespace around a value; other spaces are
+/// part of it, as Envoy reads it.
+#[test]
+fn route_trims_header_values_of_spaces_and_tabs_only() {
+    let stage = shipped_text("multiservice");
+    for (header, subset) in [
+        ("cookie: user=tester", "v2"),
+        ("cookie:  \tuser=tester \t", "v2"),
+        ("cookie: user=tester\u{a0}", "v1"),
+        ("cookie: \u{3000}user=tester", "v1"),
+        ("cookie: a=1;\u{a0}user=tester", "v1"),
+    ] {
+        assert_eq!(
+            tester_route(&stage, &[header]).as_deref(),
+            Some(subset),
+            "{header:?}"
+        );
+    }
+}
+
+/// A header sent twice reads as Envoy's header map holds it: `user-agent`
+/// merged, an empty value adding nothing; `cookie` kept apart, its values
+/// joined with ",".
+#[test]
+fn route_reads_repeated_headers_as_envoy_merges_them() {
+    let by_agent = shipped_text("multiservice").replace(
+        "            cookie:\n              regex: '^(.*;\\s*)?user=tester(\\s*;.*)?$'",
+        "            user-agent:\n              exact: user",
+    );
+    assert!(by_agent.contains("exact: user"));
+    let by_agent = by_agent.replace(
+        "    - name: others-to-v1",
+        "    - name: others-to-v1\n      match: [{uri: {prefix: /nowhere}}]",
+    );
+    assert_eq!(
+        tester_route(&by_agent, &["user-agent: ", "User-agent: user"]).as_deref(),
+        Some("v2")
+    );
+    assert_eq!(
+        tester_route(&by_agent, &["user-agent: user", "user-agent:"]).as_deref(),
+        Some("v2")
+    );
+    assert_eq!(
+        tester_route(&by_agent, &["user-agent: a", "user-agent: user"]),
+        None
+    );
+    let stage = shipped_text("multiservice");
+    assert_eq!(
+        tester_route(&stage, &["cookie: a=1", "cookie: user=tester"]).as_deref(),
+        Some("v1"),
+        "read as \"a=1,user=tester\""
+    );
+}
+
+/// What istiod's validating webhook refuses is refused, naming the field: a
+/// cluster would never route by it.
+#[test]
+fn route_refuses_what_istiods_validation_refuses() {
+    let star = shipped_text("multiservice")
+        .replace(r"regex: '^(.*;\s*)?user=tester(\s*;.*)?$'", r#"regex: "*""#);
+    let dir = std::env::temp_dir().join(format!("weather-route-star-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("all.yaml");
+    std::fs::write(&file, &star).unwrap();
+    let o = weather(&[
+        "route",
+        "-f",
+        file.to_str().unwrap(),
+        "--from",
+        "ingress",
+        "--host",
+        "localhost:8080",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("VirtualService weather/frontend-route: http[0].match[0].headers.cookie.regex: istiod's validation refuses the object: \"headers\": regex \"*\" does not compile"),
+        "{err}"
+    );
+    let o = weather(&["check", "-f", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("Error [IST0106] (VirtualService frontend-route.weather) spec.http[0].match[0].headers.cookie.regex: istiod's validation refuses the object"),
+        "{}",
+        stdout(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn check_passes_the_shipped_stage_and_fails_a_broken_copy() {
     let mut args = vec!["check"];

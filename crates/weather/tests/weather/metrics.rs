@@ -5,7 +5,7 @@
 //! refused from another origin, and requests for another name or with bodies
 //! past their bounds refused by the admin listener.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use reqwest::{Client, StatusCode};
 use weather::dataplane::{self, Running};
@@ -170,6 +170,70 @@ async fn after_mixed_traffic_the_metrics_show_each_chains_edges_with_both_report
         }
     }
     assert_eq!(grown(&before, &after), expected);
+
+    // istio/security is in force (STRICT mTLS): each destination reports
+    // mutual TLS and the two identities, as Kiali's security view reads them.
+    let text = get_text(&format!("http://{admin_addr}/stats/prometheus")).await;
+    let spiffe = |ns: &str, sa: &str| format!("spiffe://cluster.local/ns/{ns}/sa/{sa}");
+    let ingress = spiffe("istio-system", "istio-ingressgateway-service-account");
+    for (from, to, source_principal, destination_principal) in [
+        (
+            "istio-ingressgateway",
+            "frontend-v1",
+            ingress.clone(),
+            spiffe("weather", "frontend"),
+        ),
+        (
+            "frontend-v2",
+            "forecast-v2",
+            spiffe("weather", "frontend"),
+            spiffe("weather", "forecast"),
+        ),
+        (
+            "forecast-v2",
+            "recommendation-v1",
+            spiffe("weather", "forecast"),
+            spiffe("weather", "recommendation"),
+        ),
+    ] {
+        let reported: Vec<BTreeMap<String, String>> = text
+            .lines()
+            .filter(|l| l.starts_with("istio_requests_total{"))
+            .map(labels)
+            .filter(|l| l["source_workload"] == from && l["destination_workload"] == to)
+            .collect();
+        let security = |reporter: &str| {
+            reported
+                .iter()
+                .filter(|l| l["reporter"] == reporter)
+                .map(|l| {
+                    (
+                        l["connection_security_policy"].clone(),
+                        l["source_principal"].clone(),
+                        l["destination_principal"].clone(),
+                    )
+                })
+                .collect::<BTreeSet<_>>()
+        };
+        assert_eq!(
+            security("destination"),
+            BTreeSet::from([(
+                "mutual_tls".to_owned(),
+                source_principal.clone(),
+                destination_principal.clone()
+            )]),
+            "{from} -> {to}"
+        );
+        assert_eq!(
+            security("source"),
+            BTreeSet::from([(
+                "unknown".to_owned(),
+                source_principal,
+                destination_principal
+            )]),
+            "{from} -> {to}"
+        );
+    }
     admin.shutdown().await.unwrap();
     running.shutdown().await;
 }
@@ -275,6 +339,44 @@ async fn a_stage_switch_from_another_origin_is_refused_and_changes_nothing() {
     running.shutdown().await;
 }
 
+/// A body the frontend refuses before reading it (413 on its declared
+/// length) reaches the client as the frontend's 413, every time, and is
+/// counted so: not an upstream reset (503 `UC`). A client that does not wait
+/// for `100 Continue` has sent much of the body when the answer comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_the_frontend_refuses_early_reaches_the_client_as_its_413() {
+    let (running, admin) = up("multiservice").await;
+    let http = client();
+    let body = vec![b'a'; 2_000_009];
+    for i in 0..10 {
+        let res = http
+            .post(format!("http://{}/login", running.ingress))
+            .header("content-type", "text/plain")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request {i}: {e:?}"));
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(res.headers()["x-weather-chain"], "frontend:v1");
+    }
+    let text = get_text(&format!("http://{}/stats/prometheus", admin.addr)).await;
+    let refused: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{"))
+        .filter(|l| {
+            let l = labels(l);
+            l["reporter"] == "source"
+                && l["destination_workload"] == "frontend-v1"
+                && l["response_code"] == "413"
+                && l["response_flags"] == "-"
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(refused, 10, "{text}");
+    admin.shutdown().await.unwrap();
+    running.shutdown().await;
+}
+
 /// DNS rebinding: a page of another site whose name now resolves to this
 /// machine sends its own name as `Host` and `Origin`. Nothing answers it, reads
 /// included, and the stage stays.
@@ -300,7 +402,11 @@ async fn a_request_for_another_name_reaches_nothing_on_the_admin_listener() {
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), StatusCode::MISDIRECTED_REQUEST, "{method} {path}");
+        assert_eq!(
+            res.status(),
+            StatusCode::MISDIRECTED_REQUEST,
+            "{method} {path}"
+        );
         let body: serde_json::Value = res.json().await.unwrap();
         assert!(
             body["error"].as_str().unwrap().contains("rebind.example"),

@@ -237,6 +237,25 @@ async fn edited_manifests_are_applied_while_running() {
     );
     assert_eq!(reloads.applied, 1);
     assert_eq!(chain().await, "frontend:v1,forecast:v1");
+    // So is one istiod's validation refuses, naming the field.
+    let star =
+        std::fs::read_to_string(crate::root().join("istio/stages/multiservice/frontend.yaml"))
+            .unwrap()
+            .replace(r"regex: '^(.*;\s*)?user=tester(\s*;.*)?$'", r#"regex: "*""#);
+    assert!(star.contains(r#"regex: "*""#));
+    std::fs::write(stage.join("frontend.yaml"), star).unwrap();
+    eventually("the refused edit refused", async || {
+        plane.reloads().refused == 2
+    })
+    .await;
+    let reloads = plane.reloads();
+    assert!(
+        reloads.last_error.as_deref().unwrap_or("").contains(
+            "http[0].match[0].headers.cookie.regex: istiod's validation refuses the object"
+        ),
+        "{reloads:?}"
+    );
+    assert_eq!(chain().await, "frontend:v1,forecast:v1");
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }

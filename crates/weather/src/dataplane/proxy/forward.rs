@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use axum::{
     body::Body,
-    http::{Request, Response, StatusCode, Uri},
+    http::{HeaderValue, Request, Response, StatusCode, Uri, header},
 };
 use http_body::Body as _;
 use mesh::policy::Policy;
@@ -141,6 +141,7 @@ pub(super) async fn forward(
         let endpoint = &endpoints[(first + attempt as usize) % endpoints.len()];
         let (addr, peer) = (endpoint.addr, endpoint.peer);
         record.destination = Some(peer);
+        record.mtls = endpoint.mtls;
         // The destination's proxy refuses it: its answer, never retried (a
         // 401 or 403 is no reason to retry; a plaintext reset is not sent).
         if let Some(r) = &endpoint.refusal {
@@ -185,7 +186,17 @@ pub(super) async fn forward(
             }
             Some(Ok(res)) => {
                 let retried_out = attempt > 0 && policy.retries.on.status(res.status().as_u16());
-                return deliver(plane, res, addr, retried_out, record);
+                let mut res = deliver(plane, res, addr, retried_out, record);
+                // Answered before the client's body was all read: the
+                // connection closes after the answer, and says so, as
+                // Envoy's connection manager does on HTTP/1 (the client
+                // would otherwise send its next request on a connection
+                // about to close).
+                if outgoing.as_ref().is_some_and(|o| !o.ended()) {
+                    res.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                return res;
             }
             Some(Err(e)) => {
                 if let Some(fault) = client_fault() {

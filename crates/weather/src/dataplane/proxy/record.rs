@@ -35,6 +35,8 @@ pub(super) struct Record<'a> {
     /// was sent to, once chosen.
     pub(super) service: Option<Arc<ServiceRef>>,
     pub(super) destination: Option<usize>,
+    /// Whether the connection to that workload is mutual TLS.
+    pub(super) mtls: bool,
     pub(super) request_bytes: u64,
 }
 
@@ -80,6 +82,7 @@ impl Record<'_> {
             code,
             flags,
             reached,
+            mtls: self.mtls,
             duration: self.start.elapsed(),
             request_bytes: self.request_bytes,
             response_bytes: 0,

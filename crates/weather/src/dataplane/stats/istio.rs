@@ -32,6 +32,7 @@ pub(super) struct Key {
     pub(super) service: Arc<ServiceRef>,
     pub(super) code: u16,
     pub(super) flags: &'static str,
+    pub(super) mtls: bool,
 }
 
 /// One series' counts, in `prometheus-client`'s metric types.
@@ -75,10 +76,19 @@ impl EncodeLabelSet for Labels<'_> {
         };
         let k = self.key;
         let (src, dst, svc) = (peer(Some(k.source)), peer(k.destination), &k.service);
-        let (reporter, security) = match k.reporter {
-            // Without mTLS the destination sees plaintext; a source never knows.
-            Reporter::Source => ("source", UNKNOWN),
-            Reporter::Destination => ("destination", "none"),
+        // As Istio's stats filter reports them: the destination's proxy
+        // names the connection's security and both identities of its TLS
+        // session; the source's proxy never names the security, and names the
+        // identities of its upstream TLS session, if there is one.
+        let (reporter, security) = match (k.reporter, k.mtls) {
+            (Reporter::Source, _) => ("source", UNKNOWN),
+            (Reporter::Destination, true) => ("destination", "mutual_tls"),
+            (Reporter::Destination, false) => ("destination", "none"),
+        };
+        let (source_principal, destination_principal) = if k.mtls && k.destination.is_some() {
+            (src.principal.as_str(), dst.principal.as_str())
+        } else {
+            (UNKNOWN, UNKNOWN)
         };
         let code = k.code.to_string();
         let pairs: [(&str, &str); 25] = [
@@ -87,13 +97,13 @@ impl EncodeLabelSet for Labels<'_> {
             ("source_canonical_service", &src.canonical_service),
             ("source_canonical_revision", &src.canonical_revision),
             ("source_workload_namespace", &src.namespace),
-            ("source_principal", UNKNOWN),
+            ("source_principal", source_principal),
             ("source_app", &src.app),
             ("source_version", &src.version),
             ("source_cluster", "Kubernetes"),
             ("destination_workload", &dst.workload),
             ("destination_workload_namespace", &dst.namespace),
-            ("destination_principal", UNKNOWN),
+            ("destination_principal", destination_principal),
             ("destination_app", &dst.app),
             ("destination_version", &dst.version),
             ("destination_service", &svc.fqdn),

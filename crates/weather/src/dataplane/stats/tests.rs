@@ -33,6 +33,7 @@ fn exchange(code: u16, flags: &'static str, reached: bool) -> Exchange {
         code,
         flags,
         reached,
+        mtls: false,
         duration: Duration::from_millis(3),
         request_bytes: 0,
         response_bytes: 120,
@@ -82,6 +83,54 @@ fn an_answered_request_is_reported_by_both_sides_a_refused_one_by_the_source() {
     ] {
         assert!(dest.contains(label), "{label} missing from {dest}");
     }
+}
+
+/// Over mTLS (Istio's default between sidecars), as Istio's own telemetry
+/// tests expect of the destination's report (`buildQuery` in
+/// `tests/integration/ambient/baseline_test.go`, the sidecar reporter alike):
+/// `mutual_tls` and both SPIFFE identities; the source names no security.
+#[test]
+fn over_mtls_the_destination_reports_mutual_tls_and_both_identities() {
+    let s = stats();
+    s.record(&Exchange {
+        mtls: true,
+        ..exchange(200, "-", true)
+    });
+    let text = s.render();
+    let line = |reporter: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("istio_requests_total{")
+                    && l.contains(&format!("reporter=\"{reporter}\""))
+            })
+            .unwrap()
+            .to_owned()
+    };
+    let (dest, source) = (line("destination"), line("source"));
+    for label in [
+        "connection_security_policy=\"mutual_tls\"",
+        "source_principal=\"spiffe://cluster.local/ns/weather/sa/default\"",
+        "destination_principal=\"spiffe://cluster.local/ns/weather/sa/default\"",
+    ] {
+        assert!(dest.contains(label), "{label} missing from {dest}");
+    }
+    assert!(
+        source.contains("connection_security_policy=\"unknown\""),
+        "{source}"
+    );
+    assert!(
+        source.contains("destination_principal=\"spiffe://cluster.local/ns/weather/sa/default\""),
+        "{source}"
+    );
+    // Plaintext: the destination says so, and knows no identity.
+    let s = stats();
+    s.record(&exchange(200, "-", true));
+    let text = s.render();
+    assert!(
+        text.contains("connection_security_policy=\"none\""),
+        "{text}"
+    );
+    assert!(!text.contains("spiffe://"), "{text}");
 }
 
 #[test]

@@ -19,6 +19,10 @@ const ODD_AGENTS: &[&str] = &[
     "Mozilla/5.0 (Linux; Android\u{a0}14) Chrome/131.0",
     "Mozilla/5.0 Chrome/120\u{2003}Safari",
     "Mozilla/5.0 (Android) \u{6d4f}\u{89c8}\u{5668}",
+    // Spaces outside ASCII at either end: part of the value (only SP and
+    // HTAB are optional whitespace).
+    "\u{3000}Mozilla/5.0 Chrome/120.0",
+    "\u{a0}Mozilla/5.0 Chrome/120.0\u{a0}",
 ];
 
 const PATHS: &[&str] = &[
@@ -55,6 +59,7 @@ fn random_cookie(rng: &mut fastrand::Rng) -> String {
         "lang=\u{4e2d}\u{6587}",
         "\u{a0}user=tester",
         "user=tester\u{a0}",
+        "\u{3000}user=tester",
     ];
     let n = rng.usize(1..5);
     let sep = ["; ", ";", ";\u{a0}", ";\u{2009}"][rng.usize(..4)];
@@ -98,6 +103,13 @@ pub(super) fn corpus(proxy: &str, listeners: &[String], n: usize, seed: u64) -> 
                 1 => ANONYMOUS_COOKIES[rng.usize(..ANONYMOUS_COOKIES.len())].to_owned(),
                 _ => random_cookie(&mut rng),
             };
+            // Now and then an empty header before or after the others of its
+            // name: Envoy merges some headers as they arrive, where an empty
+            // value adds nothing, and keeps each value of the rest.
+            let empty_at = rng.u8(..16);
+            if empty_at == 0 {
+                headers.push(("cookie".to_owned(), Vec::new()));
+            }
             if !cookie.is_empty() {
                 let name = if rng.u8(..10) == 0 {
                     "Cookie"
@@ -144,6 +156,12 @@ pub(super) fn corpus(proxy: &str, listeners: &[String], n: usize, seed: u64) -> 
                     let other = USER_AGENTS[rng.usize(..USER_AGENTS.len())];
                     headers.push(("user-agent".to_owned(), other.as_bytes().to_vec()));
                 }
+            }
+            match empty_at {
+                1 => headers.insert(0, ("user-agent".to_owned(), Vec::new())),
+                2 => headers.push(("User-agent".to_owned(), Vec::new())),
+                3 => headers.push(("cookie".to_owned(), Vec::new())),
+                _ => {}
             }
             out.push(Ask {
                 from: proxy.to_owned(),

@@ -84,7 +84,7 @@ fn roll_from_header(v: &mut Value) {
 
 /// A free port, held by `held` until Envoy is about to bind it, so that no two
 /// listeners are given the same one.
-fn free_port(ip: [u8; 4], held: &mut Vec<TcpListener>) -> u16 {
+pub(super) fn free_port(ip: [u8; 4], held: &mut Vec<TcpListener>) -> u16 {
     let l = TcpListener::bind(SocketAddr::from((ip, 0))).unwrap();
     let port = l.local_addr().unwrap().port();
     held.push(l);
@@ -93,7 +93,7 @@ fn free_port(ip: [u8; 4], held: &mut Vec<TcpListener>) -> u16 {
 
 /// A loopback address no other Envoy of this process uses, and unlikely to
 /// be another process's: 127.P.N.1 (P from the process id, N counted).
-fn own_loopback() -> [u8; 4] {
+pub(super) fn own_loopback() -> [u8; 4] {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     [

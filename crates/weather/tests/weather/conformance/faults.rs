@@ -97,6 +97,17 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
         ("upstream speaks no HTTP", get("/garbage")),
         ("upstream slower than the route's timeout", get("/slow")),
     ];
+    // An app that answers before it reads the body (a declared length over
+    // its limit, a head it refuses), then closes as a server should, reading
+    // what still comes: the answer is passed on, not taken for a reset.
+    for code in ["413", "400", "431"] {
+        let mut raw = format!(
+            "POST /early/{code} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {EARLY_BODY}\r\n\r\n"
+        )
+        .into_bytes();
+        raw.resize(raw.len() + EARLY_BODY, b'a');
+        cases.push(("upstream answers before reading the body", raw));
+    }
     for path in [
         "/a/./b",
         "/a/%2e%2e/b",
@@ -134,6 +145,10 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
     cases
 }
 
+/// The body sent to an upstream that answers before it reads it: more than
+/// a socket takes in one write.
+const EARLY_BODY: usize = 300_000;
+
 /// The upstream: answers by path, as an app can behave.
 async fn stand_in(l: TcpListener) {
     loop {
@@ -162,6 +177,18 @@ async fn stand_in(l: TcpListener) {
                 return;
             } else if path.starts_with("/garbage") {
                 b"HELLO THERE\r\n\r\n".to_vec()
+            } else if let Some(code) = path.strip_prefix("/early/") {
+                let answer = format!(
+                    "HTTP/1.1 {code} Refused\r\ncontent-length: 7\r\nconnection: close\r\n\r\nrefused"
+                );
+                let _ = c.write_all(answer.as_bytes()).await;
+                // A lingering close: the write side shut, the rest read.
+                let _ = c.shutdown().await;
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while c.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+                })
+                .await;
+                return;
             } else if path.starts_with("/big") && length > 4096 {
                 b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 3\r\nconnection: close\r\n\r\nbig".to_vec()
             } else {

@@ -34,10 +34,11 @@ mod corpus;
 mod end_to_end;
 mod envoy;
 mod faults;
+mod headers;
 mod random;
 
 use corpus::corpus;
-use envoy::{envoy_says, start_envoy};
+use envoy::{envoy_binary, envoy_says, free_port, own_loopback, pinned_runtime, start_envoy};
 
 /// The header a weighted route reads its random value from.
 const ROLL: &str = "x-weather-roll";
@@ -110,6 +111,7 @@ struct AskHeaders<'a>(&'a [(String, Vec<u8>)]);
 impl mesh::terms::HeaderLookup for AskHeaders<'_> {
     fn header(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
         mesh::routing::join_values(
+            name,
             self.0
                 .iter()
                 .filter(|(k, _)| k.eq_ignore_ascii_case(name))
