@@ -48,6 +48,8 @@ fn router(plane: Arc<Plane>, bound: SocketAddr) -> Router {
         .route("/stage", get(current))
         .route("/stage/{name}", post(switch))
         .route("/apply", post(apply))
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(no_such_method)
         .with_state(plane)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -55,6 +57,24 @@ fn router(plane: Arc<Plane>, bound: SocketAddr) -> Router {
         ))
         .layer(server::body::layer(guard::MAX_BODY, guard::BODY_PAUSE))
         .layer(middleware::from_fn_with_state(bound, guard::host_guard))
+}
+
+const ROUTES: &str = "GET /, GET /stage, GET /stats/prometheus, POST /stage/NAME, POST /apply";
+
+async fn no_such_route(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let msg = format!(
+        "no such route: {method} {}; the admin listener serves {ROUTES}",
+        uri.path()
+    );
+    (StatusCode::NOT_FOUND, Json(json!({"error": msg}))).into_response()
+}
+
+async fn no_such_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let msg = format!(
+        "{method} is not served on {}; the admin listener serves {ROUTES}",
+        uri.path()
+    );
+    (StatusCode::METHOD_NOT_ALLOWED, Json(json!({"error": msg}))).into_response()
 }
 
 async fn home(State(plane): State<Arc<Plane>>) -> Response {

@@ -2,6 +2,7 @@
 //! per stage, weights over many decisions, the analysis, the command line, and
 //! real HTTP through the local data plane.
 
+mod admin;
 mod check;
 mod cli;
 mod conformance;
