@@ -205,6 +205,94 @@ def memory_section(results):
             p.stop()
 
 
+MIXED_ROUNDS = int(os.environ.get("BENCH_MIXED_ROUNDS", "8"))
+# Growth judged over the last four rounds: a peak of some 600 connections'
+# buffers steps by a megabyte now and then; a leak climbs every round (with
+# 256 kept upstream connections: 51.1 to 61.7 MiB over rounds 3 to 8).
+MIXED_GROWTH_MIB = 2.0
+STAGES = ["all-v1", "forecast-50-50", "forecast-v2", "forecast-user-agent", "frontend-combined", "multiservice"]
+
+
+def bad_inputs(port, stop):
+    """What a hostile or careless client sends through the ingress, over and over
+    until `stop` is set: bodies past every limit, broken framing, odd paths and
+    queries, heads at the header limit, connections dropped mid-request."""
+    import socket
+
+    big = b"a" * 200_000
+    requests = [
+        b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 2000009\r\n\r\n" + big,
+        b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        b"GET /?city=%ff%fe&days=-1 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /api/weather?city=" + b"a" * 4000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 59_000 + b"\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 70_000 + b"\r\n\r\n",
+        b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nusername=",
+        b"GET / HTTP/1.1\r\nHost: x\r\nCookie: user=tester\r\nUser-Agent: \r\nUser-Agent: Chrome/1\r\n\r\n",
+    ]
+    while not stop.is_set():
+        for raw in requests:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                    s.sendall(raw)
+                    s.recv(4096)
+            except OSError:
+                pass
+
+
+def switch_stages(admin_port, stop):
+    """POST /stage/NAME to the admin listener through every stage, in turn,
+    until `stop` is set."""
+    import urllib.request
+
+    i = 0
+    while not stop.wait(0.3):
+        name = STAGES[i % len(STAGES)]
+        req = urllib.request.Request(f"http://127.0.0.1:{admin_port}/stage/{name}", method="POST")
+        try:
+            urllib.request.urlopen(req, timeout=10).read()
+        except OSError as e:
+            raise SystemExit(f"bench: switching to {name} failed: {e}")
+        i += 1
+
+
+def mixed_section():
+    """A fresh weather up under MIXED_ROUNDS rounds of mixed load: pages at 200
+    connections (testers and everyone else), the bad inputs above, and stage
+    switches every 0.3 s; its peak resident memory after each round."""
+    import threading
+
+    ip, ap = free_port(), free_port()
+    up = Proc(weather_up(ip, ap), {}, "weather up")
+    try:
+        wait_http(f"http://127.0.0.1:{ip}/healthz")
+        peaks = []
+        for _ in range(MIXED_ROUNDS):
+            stop = threading.Event()
+            helpers = [threading.Thread(target=bad_inputs, args=(ip, stop)),
+                       threading.Thread(target=switch_stages, args=(ap, stop))]
+            for t in helpers:
+                t.start()
+            # Pages: non-2xx answers are expected while stages switch, and from
+            # the bad inputs sharing the ingress; wrk's count is not judged here.
+            pages = [subprocess.Popen(["wrk", "-t1", f"-c{conns}", f"-d{MEMORY_SECONDS}s", *extra,
+                                       f"http://127.0.0.1:{ip}/?city=beijing"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for conns, extra in ((150, []), (50, ["-H", "Cookie: user=tester"]))]
+            for w in pages:
+                w.wait()
+            stop.set()
+            for t in helpers:
+                t.join()
+            peaks.append(up.peak_rss_mib())
+        code = healthz(ip)
+        return {"rounds_mib": peaks, "after_mib": up.rss_mib(), "healthz": code}
+    finally:
+        up.stop()
+
+
 HOSTILE_CONNECTIONS = int(os.environ.get("BENCH_HOSTILE_CONNECTIONS", "1000"))
 # The services' pods' memory limit (k8s/*.yaml).
 POD_LIMIT_MIB = 64
@@ -448,6 +536,11 @@ def data_plane_hop(extra):
 
 
 def main():
+    if sys.argv[1:] == ["--mixed"]:
+        # The mixed-load round of weather up alone.
+        m = mixed_section()
+        print(json.dumps(m))
+        return
     envoy_bin = sys.argv[1] if len(sys.argv) > 1 else None
     results = {}
     procs = []
@@ -555,6 +648,16 @@ def main():
         print(f"{line}   <= {limit:.1f} MiB, not growing: {'within' if ok else 'OVER' + (' (grows)' if growing else '')}")
     print(f"{sum(mem_verdicts)} of {len(mem_verdicts)} memory budgets met")
 
+    mixed = mixed_section()
+    rounds = " ".join(f"{r:.1f}" for r in mixed["rounds_mib"])
+    growing = mixed["rounds_mib"][-1] - mixed["rounds_mib"][-4] > MIXED_GROWTH_MIB
+    ok = max(mixed["rounds_mib"]) <= 60 and not growing and mixed["healthz"] == 200
+    print(f"\nweather up under mixed load ({MIXED_ROUNDS} rounds of {MEMORY_SECONDS}s: pages at 200 connections,")
+    print("bad inputs, a stage switch every 0.3 s), peak RSS after each round:\n")
+    print(f"{rounds} MiB, {mixed['after_mib']:.1f} MiB after, /healthz {mixed['healthz']}   "
+          f"<= 60 MiB, under {MIXED_GROWTH_MIB} MiB over the last four rounds: "
+          f"{'within' if ok else 'OVER' + (' (grows)' if growing else '')}")
+
     hostile = hostile_section()
     print(f"\nHostile clients (fresh processes; {HOSTILE_CONNECTIONS} connections, each holding what the limits allow)\n")
     print(f"{'target':<16} {'what each connection holds':<34} {'peak RSS':>9} {'/healthz':>9}   budget")
@@ -565,7 +668,7 @@ def main():
         print(f"{name:<16} {what:<34} {h['peak_mib']:>5.1f} MiB {h['healthz']:>9}   "
               f"< {POD_LIMIT_MIB} MiB and 200: {'within' if ok else 'OVER'}")
     print(f"{sum(hostile_verdicts)} of {len(hostile_verdicts)} hostile-client budgets met")
-    out.write_text(json.dumps({"cpu": results, "instructions": inst, "memory": mem,
+    out.write_text(json.dumps({"cpu": results, "instructions": inst, "memory": mem, "mixed": mixed,
                                "hostile": {f"{n} / {w}": h for (n, w), h in hostile.items()}}, indent=1))
     print(f"\n(figures written to {out})")
 

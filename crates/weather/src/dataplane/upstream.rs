@@ -20,8 +20,13 @@ use hyper::{body::Incoming, client::conn::http1::SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-/// At most this many connections are kept, busy or idle, across endpoints.
-const MAX_KEPT: usize = 256;
+/// At most this many connections are kept, busy or idle, across endpoints;
+/// past it a request goes on a connection of its own, closed after it. Every
+/// workload handles at most 32 requests at once (`MAX_IN_FLIGHT`), so more
+/// kept connections to one only queue there, each holding its buffers on both
+/// ends: with 256, `weather up` under 200 connections kept some 300 of them
+/// and its memory rose round after round (docs/benchmarks.md).
+const MAX_KEPT: usize = 64;
 
 /// Why a request got no answer.
 #[derive(Debug)]
@@ -118,7 +123,13 @@ async fn connect(addr: SocketAddr) -> Result<SendRequest<Body>, SendError> {
         .await
         .map_err(|e| SendError::Connect(e.to_string()))?;
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    // A read buffer of a fixed 8 KiB rather than hyper's adaptive one, which
+    // grows with the answers read (a page is some 20 KB) and keeps its size
+    // while the connection is kept (docs/benchmarks.md, "weather up under
+    // mixed load").
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .read_buf_exact_size(Some(8192))
+        .handshake(TokioIo::new(stream))
         .await
         .map_err(SendError::Http)?;
     tokio::spawn(async move {
