@@ -5,23 +5,8 @@
 
 use proptest::{prelude::*, test_runner::TestRunner};
 use reqwest::{Client, StatusCode};
-use weather::dataplane::{self, Running};
 
-use crate::{get_json, shipped_text, stage_paths, stages};
-
-async fn up(stage: &str) -> (Running, weather_core::RunningServer) {
-    let opts = dataplane::Options::local(stage_paths(stage), Some(stage.to_owned()));
-    let running = dataplane::start(opts).await.unwrap();
-    let any = "127.0.0.1:0".parse().unwrap();
-    let admin = weather::admin::serve(any, running.plane.clone())
-        .await
-        .unwrap();
-    (running, admin)
-}
-
-fn client() -> Client {
-    Client::builder().no_proxy().build().unwrap()
-}
+use crate::{client, get_json, shipped_text, stages, up_with_admin as up};
 
 /// DNS rebinding: a page of another site whose name now resolves to this
 /// machine sends its own name as `Host` and `Origin`. Nothing answers it, reads

@@ -77,3 +77,22 @@ pub fn shipped_text(stage: &str) -> String {
     }
     text
 }
+
+/// `weather up` of a shipped stage, with its admin listener on a free port,
+/// as `weather up` mounts it.
+pub async fn up_with_admin(
+    stage: &str,
+) -> (weather::dataplane::Running, weather_core::RunningServer) {
+    let opts = weather::dataplane::Options::local(stage_paths(stage), Some(stage.to_owned()));
+    let running = weather::dataplane::start(opts).await.unwrap();
+    let any = "127.0.0.1:0".parse().unwrap();
+    let admin = weather::admin::serve(any, running.plane.clone())
+        .await
+        .unwrap();
+    (running, admin)
+}
+
+/// An HTTP client that ignores any proxy of the environment.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}

@@ -6,24 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use reqwest::{Client, StatusCode};
-use weather::dataplane::{self, Running};
+use reqwest::StatusCode;
+use weather::dataplane;
 
-use crate::{get_json, get_text, stage_paths};
-
-async fn up(stage: &str) -> (Running, weather_core::RunningServer) {
-    let opts = dataplane::Options::local(stage_paths(stage), Some(stage.to_owned()));
-    let running = dataplane::start(opts).await.unwrap();
-    let any = "127.0.0.1:0".parse().unwrap();
-    let admin = weather::admin::serve(any, running.plane.clone())
-        .await
-        .unwrap();
-    (running, admin)
-}
-
-fn client() -> Client {
-    Client::builder().no_proxy().build().unwrap()
-}
+use crate::{client, get_json, get_text, up_with_admin as up};
 
 /// (reporter, source_workload, destination_workload, response_code).
 type Edge = (String, String, String, String);
