@@ -12,3 +12,4 @@ pub mod release;
 pub mod stages;
 pub mod verify;
 pub mod workloads;
+pub mod zipkin;

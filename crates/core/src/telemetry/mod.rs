@@ -1,4 +1,5 @@
-//! Telemetry: OpenTelemetry traces exported over OTLP/HTTP (protobuf), the
+//! Telemetry: OpenTelemetry traces exported over OTLP/HTTP (protobuf) or to
+//! Zipkin ([`zipkin`]), the
 //! propagation of trace context, and logs that lead to their trace.
 //!
 //! - [`trace`]: where each app's spans go, so that several apps in one process
@@ -11,7 +12,8 @@
 pub mod log;
 pub mod propagation;
 pub mod trace;
+mod zipkin;
 
 pub use log::{context_ids, ids, init, init_quiet};
 pub use propagation::{HeaderExtractor, HeaderInjector, propagator};
-pub use trace::{Telemetry, TelemetryArgs, flush_all, shutdown_all};
+pub use trace::{Exporter, Telemetry, TelemetryArgs, flush_all, shutdown_all};

@@ -49,7 +49,28 @@ pub struct TelemetryArgs {
     /// Turn telemetry export off whatever the endpoint.
     #[arg(long, env = "OTEL_SDK_DISABLED", default_value_t = false)]
     pub otel_sdk_disabled: bool,
+
+    /// Where spans go: otlp (the default, when an OTLP endpoint is set),
+    /// zipkin, or none.
+    #[arg(long, env = "OTEL_TRACES_EXPORTER")]
+    pub traces_exporter: Option<String>,
+
+    /// Zipkin's collector URL, for --traces-exporter zipkin.
+    #[arg(long, env = "OTEL_EXPORTER_ZIPKIN_ENDPOINT")]
+    pub zipkin_endpoint: Option<String>,
 }
+
+/// Where an app's spans go, as [`TelemetryArgs::exporter`] reads the settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exporter {
+    /// OTLP/HTTP (protobuf), to this URL.
+    Otlp(String),
+    /// Zipkin's JSON v2, to this collector URL.
+    Zipkin(String),
+}
+
+/// OpenTelemetry's default Zipkin collector URL.
+pub const ZIPKIN_DEFAULT_ENDPOINT: &str = "http://localhost:9411/api/v2/spans";
 
 impl TelemetryArgs {
     /// Sends traces to the OTLP/HTTP receiver at `base`.
@@ -57,6 +78,49 @@ impl TelemetryArgs {
         TelemetryArgs {
             otlp_endpoint: Some(base.into()),
             ..TelemetryArgs::default()
+        }
+    }
+
+    /// Sends traces to the Zipkin collector at `url` (its `/api/v2/spans`).
+    pub fn to_zipkin(url: impl Into<String>) -> Self {
+        TelemetryArgs {
+            traces_exporter: Some("zipkin".into()),
+            zipkin_endpoint: Some(url.into()),
+            ..TelemetryArgs::default()
+        }
+    }
+
+    /// Where spans go, as OpenTelemetry's specification reads
+    /// `OTEL_TRACES_EXPORTER`: `otlp` (the default) to the OTLP endpoint,
+    /// `zipkin` to `OTEL_EXPORTER_ZIPKIN_ENDPOINT` (else Zipkin's default
+    /// URL), `none` nowhere. One difference, kept from before: OTLP without
+    /// an endpoint exports nothing rather than trying `localhost:4318`, so a
+    /// service started bare sends nowhere. An exporter this build does not
+    /// have is an error that names those it has.
+    pub fn exporter(&self) -> Result<Option<Exporter>, String> {
+        if self.otel_sdk_disabled {
+            return Ok(None);
+        }
+        let chosen = self
+            .traces_exporter
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("otlp");
+        match chosen.to_ascii_lowercase().as_str() {
+            "otlp" => Ok(self.traces_endpoint().map(Exporter::Otlp)),
+            "zipkin" => Ok(Some(Exporter::Zipkin(
+                self.zipkin_endpoint
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or(ZIPKIN_DEFAULT_ENDPOINT)
+                    .to_owned(),
+            ))),
+            "none" => Ok(None),
+            other => Err(format!(
+                "OTEL_TRACES_EXPORTER={other:?}: this build exports with otlp, zipkin or none"
+            )),
         }
     }
 
@@ -118,36 +182,59 @@ impl Telemetry {
         args: &TelemetryArgs,
         extra: &[(&'static str, String)],
     ) -> Self {
-        let Some(endpoint) = args.traces_endpoint() else {
-            return Telemetry::disabled();
+        let exporter = match args.exporter() {
+            Ok(Some(e)) => e,
+            Ok(None) => return Telemetry::disabled(),
+            Err(e) => {
+                tracing::error!("{e}; tracing is off");
+                return Telemetry::disabled();
+            }
         };
-        if std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").is_ok_and(|p| p != "http/protobuf") {
-            tracing::warn!(
-                "OTEL_EXPORTER_OTLP_PROTOCOL: only http/protobuf is supported; using it"
-            );
-        }
-        // The exporter's blocking HTTP client must be built outside the async
-        // runtime; its batch processor then sends from its own thread.
-        let url = endpoint.clone();
-        let built = std::thread::spawn(move || {
-            use opentelemetry_otlp::{Protocol, WithExportConfig};
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(url)
-                .build()
+        let resource = resource(service, version, extra);
+        // The exporters' blocking HTTP clients must be built outside the
+        // async runtime; their batch processors then send from their own
+        // threads.
+        let to = exporter.clone();
+        let tags: Vec<(String, String)> = resource
+            .iter()
+            .filter(|(k, _)| k.as_str() != "service.name")
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let name = service.to_owned();
+        let built = std::thread::spawn(move || -> Result<BatchSpanProcessor, String> {
+            Ok(match to {
+                Exporter::Otlp(url) => {
+                    use opentelemetry_otlp::{Protocol, WithExportConfig};
+                    if std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL")
+                        .is_ok_and(|p| p != "http/protobuf")
+                    {
+                        tracing::warn!(
+                            "OTEL_EXPORTER_OTLP_PROTOCOL: only http/protobuf is supported; using it"
+                        );
+                    }
+                    let e = opentelemetry_otlp::SpanExporter::builder()
+                        .with_http()
+                        .with_protocol(Protocol::HttpBinary)
+                        .with_endpoint(url)
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    BatchSpanProcessor::builder(e).build()
+                }
+                Exporter::Zipkin(url) => {
+                    BatchSpanProcessor::builder(super::zipkin::exporter(url, &name, tags)?).build()
+                }
+            })
         })
         .join();
-        let exporter = match built {
-            Ok(Ok(e)) => e,
+        let mut processor = match built {
+            Ok(Ok(p)) => p,
             Ok(Err(e)) => {
-                tracing::error!("cannot export traces to {endpoint}: {e}; tracing is off");
+                tracing::error!("cannot export traces ({exporter:?}): {e}; tracing is off");
                 return Telemetry::disabled();
             }
             Err(_) => return Telemetry::disabled(),
         };
-        let mut processor = BatchSpanProcessor::builder(exporter).build();
-        processor.set_resource(&resource(service, version, extra));
+        processor.set_resource(&resource);
         let sink = {
             let mut sinks = SINKS.write().unwrap_or_else(|e| e.into_inner());
             sinks.push(Arc::new(processor));
@@ -324,5 +411,55 @@ mod tests {
         };
         assert_eq!(off.traces_endpoint(), None);
         assert!(!Telemetry::new("x", "v1", &TelemetryArgs::default(), &[]).is_exporting());
+    }
+}
+
+#[cfg(test)]
+mod exporter_tests {
+    use super::*;
+
+    #[test]
+    fn the_exporter_is_chosen_as_opentelemetrys_variables_say() {
+        let none = TelemetryArgs::default();
+        assert_eq!(
+            none.exporter(),
+            Ok(None),
+            "OTLP without an endpoint sends nowhere"
+        );
+        assert_eq!(
+            TelemetryArgs::to("http://c:4318").exporter(),
+            Ok(Some(Exporter::Otlp("http://c:4318/v1/traces".into())))
+        );
+        let zipkin = TelemetryArgs {
+            traces_exporter: Some("zipkin".into()),
+            ..TelemetryArgs::default()
+        };
+        assert_eq!(
+            zipkin.exporter(),
+            Ok(Some(Exporter::Zipkin(ZIPKIN_DEFAULT_ENDPOINT.into())))
+        );
+        assert_eq!(
+            TelemetryArgs::to_zipkin("http://z:9411/api/v2/spans").exporter(),
+            Ok(Some(Exporter::Zipkin("http://z:9411/api/v2/spans".into())))
+        );
+        let off = TelemetryArgs {
+            traces_exporter: Some("none".into()),
+            ..TelemetryArgs::to("http://c:4318")
+        };
+        assert_eq!(off.exporter(), Ok(None));
+        let disabled = TelemetryArgs {
+            otel_sdk_disabled: true,
+            ..TelemetryArgs::to_zipkin("http://z:9411/api/v2/spans")
+        };
+        assert_eq!(disabled.exporter(), Ok(None));
+        let unknown = TelemetryArgs {
+            traces_exporter: Some("jaeger".into()),
+            ..TelemetryArgs::default()
+        };
+        let e = unknown.exporter().unwrap_err();
+        assert!(
+            e.contains("\"jaeger\"") && e.contains("otlp, zipkin or none"),
+            "{e}"
+        );
     }
 }

@@ -78,7 +78,11 @@ async fn no_such_method(method: axum::http::Method, uri: axum::http::Uri) -> Res
 }
 
 async fn home(State(plane): State<Arc<Plane>>) -> Response {
-    let panel = page::Panel::new(&plane.applied(), &plane.stats);
+    let panel = page::Panel::new(
+        &plane.applied(),
+        &plane.stats,
+        plane.settings.trace_viewer.as_deref(),
+    );
     match panel.render() {
         Ok(panel) => html(page::Page { panel }.render()),
         Err(e) => html(Err(e)),
@@ -86,7 +90,14 @@ async fn home(State(plane): State<Arc<Plane>>) -> Response {
 }
 
 async fn panel(State(plane): State<Arc<Plane>>) -> Response {
-    html(page::Panel::new(&plane.applied(), &plane.stats).render())
+    html(
+        page::Panel::new(
+            &plane.applied(),
+            &plane.stats,
+            plane.settings.trace_viewer.as_deref(),
+        )
+        .render(),
+    )
 }
 
 fn html(rendered: askama::Result<String>) -> Response {

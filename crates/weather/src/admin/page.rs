@@ -33,7 +33,22 @@ pub struct Panel {
     pub stages: Vec<StageButton>,
     pub graph: Graph,
     pub matrix: MatrixView,
+    /// The ingress's latest requests, each with its trace when there is a
+    /// viewer (`weather up --traces`).
+    pub latest: Vec<LatestView>,
+    pub viewer: Option<String>,
     pub window_s: u64,
+}
+
+/// How many of the ingress's latest requests the page lists.
+const LATEST: usize = 10;
+
+pub struct LatestView {
+    pub who: &'static str,
+    pub chain: String,
+    pub crossing: bool,
+    /// The viewer's page of the request's trace.
+    pub trace_url: Option<String>,
 }
 
 pub struct StageButton {
@@ -94,7 +109,7 @@ const ROW_H: u32 = 80;
 const MARGIN: u32 = 10;
 
 impl Panel {
-    pub fn new(applied: &Applied, stats: &Stats) -> Panel {
+    pub fn new(applied: &Applied, stats: &Stats, viewer: Option<&str>) -> Panel {
         let root = applied
             .stage
             .as_deref()
@@ -135,6 +150,19 @@ impl Panel {
             stages,
             graph: graph(stats.peers(), &stats.edges()),
             matrix: matrix(stats.matrix()),
+            latest: stats
+                .latest(LATEST)
+                .into_iter()
+                .map(|l| LatestView {
+                    who: if l.tester { "tester" } else { "everyone else" },
+                    crossing: verify::is_crossing(&l.chain),
+                    trace_url: viewer
+                        .zip(l.trace.as_deref())
+                        .map(|(v, t)| crate::zipkin::Zipkin::trace_page(v, t)),
+                    chain: l.chain,
+                })
+                .collect(),
+            viewer: viewer.map(str::to_owned),
             window_s: WINDOW.as_secs(),
         }
     }

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Args;
 
-use crate::{admin, dataplane, prometheus, stages};
+use crate::{admin, dataplane, prometheus, stages, zipkin};
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
@@ -49,6 +49,20 @@ pub struct UpArgs {
     /// The Prometheus program.
     #[arg(long, env = "WEATHER_PROMETHEUS", default_value = "prometheus")]
     pub prometheus_bin: PathBuf,
+    /// Start a trace viewer (Zipkin's server with its UI, on Java) and send
+    /// every workload's and proxy hop's spans to it; the admin page links each
+    /// request to its trace.
+    #[arg(long)]
+    pub traces: bool,
+    /// Where that viewer listens.
+    #[arg(long, default_value = "127.0.0.1:9411")]
+    pub traces_listen: SocketAddr,
+    /// Zipkin's server jar (default: where scripts/setup's Maven puts it).
+    #[arg(long, env = "WEATHER_ZIPKIN_JAR")]
+    pub zipkin_jar: Option<PathBuf>,
+    /// The Java program that runs it.
+    #[arg(long, env = "WEATHER_JAVA", default_value = "java")]
+    pub java: PathBuf,
     /// Where the workloads and the proxy hops send their spans.
     #[command(flatten)]
     pub telemetry: weather_core::telemetry::TelemetryArgs,
@@ -67,6 +81,31 @@ pub async fn up(a: UpArgs) -> ExitCode {
     } else {
         (a.paths.clone(), None)
     };
+    // The viewer first: every workload and hop is pointed at it as it starts.
+    let viewer = if a.traces {
+        let opts = zipkin::Options {
+            java: a.java.clone(),
+            jar: a.zipkin_jar.clone(),
+            listen: a.traces_listen,
+        };
+        println!(
+            "starting Zipkin on {} (some seconds: a JVM)",
+            a.traces_listen
+        );
+        match zipkin::Zipkin::start(&opts).await {
+            Ok(z) => Some(z),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let telemetry = match &viewer {
+        Some(z) => weather_core::telemetry::TelemetryArgs::to_zipkin(z.collector()),
+        None => a.telemetry.clone(),
+    };
     let opts = dataplane::Options {
         paths,
         stage: stage.clone(),
@@ -75,14 +114,18 @@ pub async fn up(a: UpArgs) -> ExitCode {
             access_log: !a.quiet,
             default_timeout: a.upstream_timeout_ms.map(Duration::from_millis),
             metrics: !a.no_metrics,
+            trace_viewer: viewer.as_ref().map(|z| z.url.clone()),
             ..dataplane::Settings::default()
         },
-        telemetry: a.telemetry.clone(),
+        telemetry,
     };
     let mut running = match dataplane::start(opts).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
+            if let Some(z) = viewer {
+                z.stop().await;
+            }
             return ExitCode::FAILURE;
         }
     };
@@ -91,6 +134,9 @@ pub async fn up(a: UpArgs) -> ExitCode {
         Err(e) => {
             eprintln!("error: cannot listen on {} (admin): {e}", a.admin);
             running.shutdown().await;
+            if let Some(z) = viewer {
+                z.stop().await;
+            }
             return ExitCode::FAILURE;
         }
     };
@@ -107,6 +153,9 @@ pub async fn up(a: UpArgs) -> ExitCode {
                 eprintln!("error: {e}");
                 let _ = admin.shutdown().await;
                 running.shutdown().await;
+                if let Some(z) = viewer {
+                    z.stop().await;
+                }
                 return ExitCode::FAILURE;
             }
         }
@@ -123,6 +172,7 @@ pub async fn up(a: UpArgs) -> ExitCode {
         &running,
         admin.addr,
         prometheus_url,
+        viewer.as_ref().map(|z| z.url.as_str()),
     );
     stop.wait().await;
     println!("stopping");
@@ -133,6 +183,9 @@ pub async fn up(a: UpArgs) -> ExitCode {
     running.shutdown().await;
     // Send the spans still buffered, the workloads' and the proxies'.
     let _ = tokio::task::spawn_blocking(weather_core::telemetry::shutdown_all).await;
+    if let Some(z) = viewer {
+        z.stop().await;
+    }
     ExitCode::SUCCESS
 }
 
@@ -143,6 +196,7 @@ fn print_banner(
     running: &dataplane::Running,
     admin: SocketAddr,
     prometheus: Option<&str>,
+    traces: Option<&str>,
 ) {
     let url = format!("http://{}/", running.ingress);
     println!();
@@ -161,6 +215,11 @@ fn print_banner(
     );
     println!("  Watch     http://{admin}/   (graph, stage buttons, version matrix)");
     println!("  Metrics   http://{admin}/stats/prometheus   (Istio's standard metrics)");
+    if let Some(t) = traces {
+        println!(
+            "  Traces    {t}/zipkin/   (Zipkin: every hop's span; the admin page links each request to its trace)"
+        );
+    }
     println!();
     if stage.is_some() {
         println!("  Stages:");

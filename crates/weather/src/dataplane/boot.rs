@@ -233,6 +233,12 @@ fn env(c: &Container, telemetry: &TelemetryArgs) -> Vec<(String, String)> {
     if telemetry.otel_sdk_disabled {
         env.push(("OTEL_SDK_DISABLED".into(), "true".into()));
     }
+    if let Some(e) = &telemetry.traces_exporter {
+        env.push(("OTEL_TRACES_EXPORTER".into(), e.clone()));
+    }
+    if let Some(e) = &telemetry.zipkin_endpoint {
+        env.push(("OTEL_EXPORTER_ZIPKIN_ENDPOINT".into(), e.clone()));
+    }
     env
 }
 

@@ -34,6 +34,9 @@ pub struct Settings {
     pub stream_idle_timeout: Duration,
     /// Istio's standard metrics (`GET /stats/prometheus` on the admin listener).
     pub metrics: bool,
+    /// The trace viewer the hops' spans go to (`weather up --traces`): its
+    /// base URL, for the admin page's links.
+    pub trace_viewer: Option<String>,
 }
 
 impl Default for Settings {
@@ -43,6 +46,7 @@ impl Default for Settings {
             default_timeout: None,
             stream_idle_timeout: Duration::from_secs(300),
             metrics: true,
+            trace_viewer: None,
         }
     }
 }

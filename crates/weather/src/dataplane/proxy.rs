@@ -234,9 +234,10 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
     }
     let res = forward(&l.plane, &endpoints, policy, req, &mut record).await;
     if matrix && let Some(chain) = res.headers().get(weather_core::chain::CHAIN_HEADER) {
+        let trace = exporting.then(|| record.cx.span().span_context().trace_id().to_string());
         l.plane
             .stats
-            .visit(tester, &String::from_utf8_lossy(chain.as_bytes()));
+            .visit(tester, &String::from_utf8_lossy(chain.as_bytes()), trace);
     }
     res
 }

@@ -192,6 +192,16 @@ const NONE: u32 = u32::MAX;
 struct Visit {
     tester: bool,
     chain: String,
+    /// The trace the request made, when the ingress exports its spans.
+    trace: Option<String>,
+}
+
+/// One of the ingress's latest requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Latest {
+    pub tester: bool,
+    pub chain: String,
+    pub trace: Option<String>,
 }
 
 /// The metrics of a data plane: one for its life, whatever stage is applied.
@@ -313,9 +323,9 @@ impl Stats {
         });
     }
 
-    /// Records which chain answered a request at the ingress, and whether its
-    /// cookie said `user=tester`.
-    pub fn visit(&self, tester: bool, chain: &str) {
+    /// Records which chain answered a request at the ingress, whether its
+    /// cookie said `user=tester`, and the trace it made, if it was exported.
+    pub fn visit(&self, tester: bool, chain: &str, trace: Option<String>) {
         if !self.enabled {
             return;
         }
@@ -326,7 +336,23 @@ impl Stats {
         visits.push_back(Visit {
             tester,
             chain: chain.to_owned(),
+            trace,
         });
+    }
+
+    /// The ingress's latest `n` requests, the latest first.
+    pub fn latest(&self, n: usize) -> Vec<Latest> {
+        let visits = self.visits.lock().unwrap_or_else(|p| p.into_inner());
+        visits
+            .iter()
+            .rev()
+            .take(n)
+            .map(|v| Latest {
+                tester: v.tester,
+                chain: v.chain.clone(),
+                trace: v.trace.clone(),
+            })
+            .collect()
     }
 
     /// The OpenMetrics text exposition ([`CONTENT_TYPE`]).

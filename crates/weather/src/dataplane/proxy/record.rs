@@ -50,6 +50,10 @@ impl Record<'_> {
             let span = self.cx.span();
             span.set_attribute(KeyValue::new("http.status_code", i64::from(status)));
             span.set_attribute(KeyValue::new("response_flags", flags.to_owned()));
+            // The rule that picked the destination, as Envoy tags the route.
+            if !self.rule.is_empty() {
+                span.set_attribute(KeyValue::new("route_name", self.rule.clone()));
+            }
             if status >= 500 {
                 span.set_status(Status::error(format!("{status} {flags}")));
             }
