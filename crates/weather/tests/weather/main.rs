@@ -12,6 +12,7 @@ mod model;
 mod proxy;
 mod release;
 mod security;
+mod traces;
 mod up;
 
 use std::path::PathBuf;
