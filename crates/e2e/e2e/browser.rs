@@ -665,3 +665,136 @@ async fn the_admin_page_switches_the_stage_and_its_graph_follows_the_traffic() {
     admin.shutdown().await.unwrap();
     running.shutdown().await;
 }
+
+/// `weather up --traces`: a tester's page, then, from the admin page's link,
+/// Zipkin's page of its trace, showing the gateway and the four services of
+/// the v2 chain with their versions.
+#[tokio::test]
+#[ignore = "needs Chromium, chromedriver, Java and Zipkin's server (scripts/setup): ./scripts/test runs it"]
+async fn a_testers_page_is_one_trace_in_zipkin_one_click_from_the_admin_page() {
+    // The services' spans are `tracing` spans: the subscriber `weather up`'s
+    // main installs.
+    weather_core::telemetry::init_quiet();
+    let zipkin = weather::zipkin::Zipkin::start(&weather::zipkin::Options {
+        java: std::env::var_os("WEATHER_JAVA").map_or_else(|| "java".into(), Into::into),
+        jar: std::env::var_os("WEATHER_ZIPKIN_JAR").map(Into::into),
+        listen: "127.0.0.1:0".parse().unwrap(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let local = dataplane::Options::local(
+        weather::stages::paths(&root(), "multiservice").unwrap(),
+        Some("multiservice".into()),
+    );
+    let running = dataplane::start(dataplane::Options {
+        telemetry: weather_core::telemetry::TelemetryArgs::to_zipkin(zipkin.collector()),
+        settings: dataplane::Settings {
+            trace_viewer: Some(zipkin.url.clone()),
+            ..local.settings.clone()
+        },
+        ..local
+    })
+    .await
+    .unwrap();
+    let admin = weather::admin::serve("127.0.0.1:0".parse().unwrap(), running.plane.clone())
+        .await
+        .unwrap();
+    let (_driver, c) = browser().await;
+
+    c.goto(&format!("http://{}/", running.ingress))
+        .await
+        .unwrap();
+    log_in_as(&c, "tester").await;
+    assert_buttons(&c, BLUE).await;
+    tokio::task::spawn_blocking(weather_core::telemetry::flush_all)
+        .await
+        .unwrap();
+
+    // The admin page: the tester's page among the latest requests, linked.
+    c.goto(&format!("http://{}/", admin.addr)).await.unwrap();
+    let v2 = "frontend:v2,forecast:v2,recommendation:v1";
+    let link = js(
+        &c,
+        &format!(
+            "const row = [...document.querySelectorAll('#latest tr')].find(r => r.innerText.includes('{v2}'));
+             const a = row && row.querySelector('a.trace'); return a ? a.href : null"
+        ),
+    )
+    .await;
+    let link = link
+        .as_str()
+        .expect("a trace link for the tester's page")
+        .to_owned();
+    assert!(
+        link.starts_with(&format!("{}/zipkin/traces/", zipkin.url)),
+        "{link}"
+    );
+
+    // Zipkin's page of that trace (it may take a moment to hold every span).
+    let wanted = [
+        "istio-ingressgateway.istio-system",
+        "frontend",
+        "forecast",
+        "recommendation",
+    ];
+    eventually_within(
+        "Zipkin's page showing the trace's services",
+        Duration::from_secs(60),
+        async || {
+            if c.goto(&link).await.is_err() {
+                return false;
+            }
+            let mut seen = String::new();
+            for _ in 0..20 {
+                seen = js(&c, "return document.body.innerText")
+                    .await
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_lowercase();
+                if wanted.iter().all(|w| seen.contains(w)) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            wanted.iter().all(|w| seen.contains(w))
+        },
+    )
+    .await;
+    // Each service's span, selected, shows its version among its tags.
+    for (span, service, version) in [
+        ("frontend: get /", "frontend", "v2"),
+        ("forecast: get /forecast", "forecast", "v2"),
+        (
+            "recommendation: get /recommendation",
+            "recommendation",
+            "v1",
+        ),
+    ] {
+        let clicked = js(
+            &c,
+            &format!(
+                "const e = [...document.querySelectorAll('body *')].find(e => e.children.length === 0 && e.textContent.trim() === {});
+                 if (!e) return false; e.click(); return true",
+                serde_json::to_string(span).unwrap()
+            ),
+        )
+        .await;
+        assert_eq!(clicked, Value::Bool(true), "{span} is on Zipkin's page");
+        let shown = format!("service.version\t{version}");
+        eventually_within(
+            &format!("{span}'s details"),
+            Duration::from_secs(10),
+            async || {
+                let text = live_text(&c, "body").await;
+                text.contains(&format!("Service name\n\n{service}\n")) && text.contains(&shown)
+            },
+        )
+        .await;
+        if service == "frontend" {
+            save(&c, "zipkin-trace.png").await;
+        }
+    }
+    admin.shutdown().await.unwrap();
+    running.shutdown().await;
+    zipkin.stop().await;
+}
