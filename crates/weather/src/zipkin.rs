@@ -21,7 +21,7 @@ pub const VERSION: &str = "3.5.1";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "no Zipkin server at {0}: fetch it with scripts/setup (mvn dependency:get -Dartifact=io.zipkin:zipkin-server:3.5.1:jar:exec), or name the jar with --zipkin-jar / WEATHER_ZIPKIN_JAR"
+        "no Zipkin server at {0}: fetch it with scripts/setup (mvn dependency:get -Dartifact=io.zipkin:zipkin-server:3.5.1:jar:exec -Dtransitive=false), or name the jar with --zipkin-jar / WEATHER_ZIPKIN_JAR"
     )]
     NoJar(PathBuf),
     #[error(

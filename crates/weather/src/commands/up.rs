@@ -81,6 +81,10 @@ pub async fn up(a: UpArgs) -> ExitCode {
     } else {
         (a.paths.clone(), None)
     };
+    if let Err(e) = a.telemetry.exporter() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     // The viewer first: every workload and hop is pointed at it as it starts.
     let viewer = if a.traces {
         let opts = zipkin::Options {

@@ -394,3 +394,39 @@ fn release_dry_run_prints_the_plan_and_errors_exit_one_before_anything_is_applie
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read nowhere.yaml"));
 }
+
+/// What `weather up` cannot trace with is a clear error before anything
+/// starts: an exporter this build has not, a trace viewer that is missing.
+#[test]
+fn up_says_clearly_what_it_cannot_trace_with() {
+    let o = Command::new(env!("CARGO_BIN_EXE_weather"))
+        .current_dir(root())
+        .args(["up", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .env("OTEL_TRACES_EXPORTER", "jaeger")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "OTEL_TRACES_EXPORTER=\"jaeger\": this build exports with otlp, zipkin or none"
+        ),
+        "{err}"
+    );
+    let o = weather(&[
+        "up",
+        "--traces",
+        "--zipkin-jar",
+        "/nonexistent/zipkin.jar",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no Zipkin server at /nonexistent/zipkin.jar: fetch it with scripts/setup"),
+        "{err}"
+    );
+}
