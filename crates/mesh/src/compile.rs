@@ -539,7 +539,7 @@ fn rule(
             (!same(&seen, &targets)).then(|| (p.clone(), seen))
         })
         .collect();
-    let policy = match policy::compile(r.timeout.as_ref(), r.retries.as_ref()) {
+    let policy = match policy::compile(r.timeout.as_ref(), r.retries.as_ref(), r.fault.as_ref()) {
         Ok(p) => p,
         Err((field, message)) => {
             broken = true;

@@ -129,7 +129,11 @@ pub fn explain<H: HeaderLookup + ?Sized>(
                 lines,
             }
         }
-        Routed::Route { rule, targets, .. } => {
+        Routed::Route {
+            rule,
+            targets,
+            policy,
+        } => {
             match rule {
                 Some(r) => lines.push(format!(
                     "rule: {r}{} of VirtualService {}/{}",
@@ -179,6 +183,12 @@ pub fn explain<H: HeaderLookup + ?Sized>(
                         problems.push(why);
                     }
                 }
+            }
+            if let Some(f) = &policy.fault {
+                lines.push(format!(
+                    "  fault injected by the caller's proxy before it routes: {} (flags DI for a delay, FI for an abort)",
+                    f.describe()
+                ));
             }
             let status = if destinations.is_empty() { 503 } else { 200 };
             Explanation {

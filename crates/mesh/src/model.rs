@@ -289,12 +289,23 @@ impl HttpRoute {
     /// The fields Istio defines that this model does not apply: a local run
     /// differs from the cluster where they are set.
     pub fn not_modelled(&self) -> Vec<&'static str> {
-        let fields: [(&'static str, bool); 12] = [
+        let fields: [(&'static str, bool); 13] = [
             ("redirect", self.redirect.is_some()),
             ("directResponse", self.direct_response.is_some()),
             ("delegate", self.delegate.is_some()),
             ("rewrite", self.rewrite.is_some()),
-            ("fault", self.fault.is_some()),
+            (
+                "fault.delay.exponentialDelay",
+                self.fault
+                    .as_ref()
+                    .is_some_and(|f| f["delay"].get("exponentialDelay").is_some()),
+            ),
+            (
+                "fault.abort.grpcStatus",
+                self.fault.as_ref().is_some_and(|f| {
+                    f["abort"].get("grpcStatus").is_some() || f["abort"].get("http2Error").is_some()
+                }),
+            ),
             ("mirror", self.mirror.is_some()),
             ("mirrors", self.mirrors.is_some()),
             ("mirrorPercentage", self.mirror_percentage.is_some()),

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use crate::duration::parse_duration;
+use crate::fault::{self, Fault};
+
 /// What `retryOn` asks for, as Envoy's router reads it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RetryOn {
@@ -55,12 +58,14 @@ pub struct Retries {
     pub on: RetryOn,
 }
 
-/// A route's timeout and retries.
+/// A route's timeout, retries and fault injection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     /// The whole request, retries included; `None`: no timeout, Istio's default.
     pub timeout: Option<Duration>,
     pub retries: Retries,
+    /// What the calling proxy's fault filter does first ([`crate::fault`]).
+    pub fault: Option<Fault>,
 }
 
 /// Istio's `retryOn` when a VirtualService sets none.
@@ -72,6 +77,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             timeout: None,
+            fault: None,
             retries: Retries {
                 attempts: 2,
                 per_try_timeout: None,
@@ -97,39 +103,17 @@ pub fn parse_retry_on(s: &str) -> RetryOn {
     on
 }
 
-/// A protobuf `Duration` as JSON (and so Istio's YAML) spells it: seconds
-/// with up to nine decimals and an `s`, `"1.5s"`.
-pub fn parse_duration(v: &Value) -> Result<Duration, String> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| format!("{v} is not a duration string like \"1.5s\""))?;
-    let bad =
-        || format!("{s:?} is not a duration: write seconds with an s, like \"1.5s\" or \"0.25s\"");
-    let n = s.strip_suffix('s').ok_or_else(bad)?;
-    let (whole, frac) = n.split_once('.').unwrap_or((n, ""));
-    if whole.is_empty()
-        || !whole.bytes().all(|b| b.is_ascii_digit())
-        || frac.len() > 9
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(bad());
-    }
-    let secs: u64 = whole.parse().map_err(|_| bad())?;
-    let nanos: u32 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<9}").parse().map_err(|_| bad())?
-    };
-    Ok(Duration::new(secs, nanos))
-}
-
-/// The policy of a route with these `timeout` and `retries` fields; an error
-/// names the field.
+/// The policy of a route with these `timeout`, `retries` and `fault` fields;
+/// an error names the field.
 pub fn compile(
     timeout: Option<&Value>,
     retries: Option<&Value>,
+    fault: Option<&Value>,
 ) -> Result<Policy, (String, String)> {
     let mut p = Policy::default();
+    if let Some(f) = fault {
+        p.fault = fault::compile(f)?;
+    }
     if let Some(t) = timeout {
         let d = parse_duration(t).map_err(|e| ("timeout".to_owned(), e))?;
         // 0s turns the timeout off, as in Envoy.
@@ -205,6 +189,7 @@ mod tests {
             Some(
                 &json!({"attempts": 3, "perTryTimeout": "0.25s", "retryOn": "gateway-error, 429"}),
             ),
+            None,
         )
         .unwrap();
         assert_eq!(p.timeout, Some(Duration::from_millis(1500)));
@@ -217,33 +202,45 @@ mod tests {
         assert_eq!(p.retries.on.status_codes, [429]);
         assert!(p.retries.on.status(503) && p.retries.on.status(429) && !p.retries.on.status(500));
         assert_eq!(
-            compile(Some(&json!("0s")), Some(&json!({"attempts": 0})))
+            compile(Some(&json!("0s")), Some(&json!({"attempts": 0})), None)
                 .unwrap()
                 .retries
                 .attempts,
             0
         );
-        assert_eq!(compile(Some(&json!("0s")), None).unwrap().timeout, None);
+        assert_eq!(
+            compile(Some(&json!("0s")), None, None).unwrap().timeout,
+            None
+        );
         // Attempts without retryOn keep Istio's conditions.
-        let p = compile(None, Some(&json!({"attempts": 5}))).unwrap();
+        let p = compile(None, Some(&json!({"attempts": 5})), None).unwrap();
         assert_eq!(p.retries.on, Policy::default().retries.on);
     }
 
     #[test]
     fn bad_fields_are_named() {
         assert_eq!(
-            compile(Some(&json!("300ms")), None).unwrap_err().0,
+            compile(Some(&json!("300ms")), None, None).unwrap_err().0,
             "timeout"
         );
-        assert_eq!(compile(Some(&json!(5)), None).unwrap_err().0, "timeout");
         assert_eq!(
-            compile(None, Some(&json!({"attempts": 2, "perTryTimeout": "x"})))
-                .unwrap_err()
-                .0,
+            compile(Some(&json!(5)), None, None).unwrap_err().0,
+            "timeout"
+        );
+        assert_eq!(
+            compile(
+                None,
+                Some(&json!({"attempts": 2, "perTryTimeout": "x"})),
+                None
+            )
+            .unwrap_err()
+            .0,
             "retries.perTryTimeout"
         );
         assert_eq!(
-            compile(None, Some(&json!({"atempts": 2}))).unwrap_err().0,
+            compile(None, Some(&json!({"atempts": 2})), None)
+                .unwrap_err()
+                .0,
             "retries.atempts"
         );
     }

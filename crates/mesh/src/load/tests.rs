@@ -69,15 +69,26 @@ fn unknown_kinds_are_skipped_with_a_note() {
 fn fields_istio_has_but_the_model_ignores_are_warned_about() {
     let text = VS.replace(
         "  - route:",
-        "  - fault: {abort: {httpStatus: 500, percentage: {value: 10}}}\n    route:",
+        "  - mirror: {host: forecast}\n    fault: {abort: {grpcStatus: UNAVAILABLE}}\n    route:",
     );
     let m = load(&text).unwrap();
-    assert_eq!(m.warnings.len(), 1);
+    assert_eq!(m.warnings.len(), 2, "{:?}", m.warnings);
     assert!(
-        m.warnings[0].contains("spec.http[0].fault is not modelled"),
+        m.warnings[0].contains("spec.http[0].fault.abort.grpcStatus is not modelled"),
         "{}",
         m.warnings[0]
     );
+    assert!(
+        m.warnings[1].contains("spec.http[0].mirror is not modelled"),
+        "{}",
+        m.warnings[1]
+    );
+    // An HTTP fault is modelled: no warning.
+    let text = VS.replace(
+        "  - route:",
+        "  - fault: {abort: {httpStatus: 500, percentage: {value: 10}}}\n    route:",
+    );
+    assert!(load(&text).unwrap().warnings.is_empty());
 }
 
 #[test]

@@ -430,3 +430,34 @@ fn up_says_clearly_what_it_cannot_trace_with() {
         "{err}"
     );
 }
+
+/// `weather route` says what a route's fault does, as the caller's proxy
+/// applies it.
+#[test]
+fn route_explains_a_routes_fault() {
+    let text = shipped_text("multiservice").replace(
+        "    - name: all-v1\n      route:",
+        "    - name: all-v1\n      fault: {delay: {fixedDelay: 2s, percentage: {value: 100}}, abort: {httpStatus: 503, percentage: {value: 50}}}\n      route:",
+    );
+    assert!(text.contains("fixedDelay: 2s"));
+    let dir = std::env::temp_dir().join(format!("weather-route-fault-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("all.yaml");
+    std::fs::write(&file, &text).unwrap();
+    let o = weather(&[
+        "route",
+        "-f",
+        file.to_str().unwrap(),
+        "--from",
+        "forecast-v2",
+        "--host",
+        "recommendation:3005",
+    ]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    assert!(
+        out.contains("fault injected by the caller's proxy before it routes: delay 2s (100%), abort 503 (50%)"),
+        "{out}"
+    );
+}

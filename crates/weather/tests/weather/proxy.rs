@@ -78,6 +78,13 @@ spec:
     route: [{destination: {host: web, subset: slow}}]
   - match: [{headers: {x-case: {exact: pair}}}]
     route: [{destination: {host: web, subset: pair}}]
+  - match: [{headers: {x-case: {exact: abort}}}]
+    route: [{destination: {host: web, subset: live}}]
+    fault: {abort: {httpStatus: 503, percentage: {value: 100}}}
+  - match: [{headers: {x-case: {exact: delay}}}]
+    route: [{destination: {host: web, subset: live}}]
+    timeout: 0.2s
+    fault: {delay: {fixedDelay: 0.3s, percentage: {value: 100}}}
   - match: [{uri: {prefix: /app}}]
     route: [{destination: {host: web, subset: live}}]
   - match: [{headers: {user-agent: {regex: ".*Android.*"}}}]
@@ -269,6 +276,25 @@ async fn no_rule_that_matches_is_404_nr() {
     let res = f.ingress(get("/elsewhere", &[])).await;
     assert_eq!((res.status(), flag(&res)), (StatusCode::NOT_FOUND, "NR"));
     assert!(text(res).await.starts_with("no route"));
+}
+
+/// A route's fault, as the calling proxy's fault filter applies it: an abort
+/// answers at once, never reaching the pod; a delay comes before the router,
+/// so the route's timeout counts from after it.
+#[tokio::test]
+async fn a_routes_fault_aborts_before_the_pod_and_delays_before_the_timeout_starts() {
+    let f = fixture(None).await;
+    let res = f.ingress(case("abort")).await;
+    assert_eq!(
+        (res.status(), flag(&res)),
+        (StatusCode::SERVICE_UNAVAILABLE, "FI")
+    );
+    assert_eq!(text(res).await.trim(), "fault filter abort");
+    // Delayed 0.3 s on a route whose timeout is 0.2 s: answered, since the
+    // timeout starts after the delay (a timeout counted from the start would
+    // be 504 UT).
+    let res = f.ingress(case("delay")).await;
+    assert_eq!((res.status(), flag(&res)), (StatusCode::OK, "DI"));
 }
 
 #[tokio::test]

@@ -112,10 +112,30 @@ pub(super) async fn forward(
     req: Request<Body>,
     record: &mut Record<'_>,
 ) -> Response<Body> {
+    // The fault filter first, before the router: a delay, then an abort
+    // that answers without sending the request on (docs/architecture.md).
+    let mut delayed = false;
+    if let Some(fault) = &policy.fault {
+        let hits = |per_million: u32| fastrand::u32(0..mesh::fault::MILLION) < per_million;
+        if let Some(d) = &fault.delay
+            && hits(d.per_million)
+        {
+            tokio::time::sleep(d.fixed).await;
+            delayed = true;
+        }
+        if let Some(a) = &fault.abort
+            && hits(a.per_million)
+        {
+            let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let flags = if delayed { "DI,FI" } else { "FI" };
+            return record.refuse(Refusal::new(status, flags, "fault filter abort"));
+        }
+    }
     // (The framing headers are gone by now: hop-by-hop. The body knows.)
     let bodiless = req.body().is_end_stream();
     let timeout = policy.timeout.or(plane.settings.default_timeout);
-    let deadline = timeout.map(|t| tokio::time::Instant::from_std(record.start) + t);
+    // The route's timeout starts in the router, after any injected delay.
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let first = plane.next() % endpoints.len();
     let (parts, body) = req.into_parts();
     let outgoing = if bodiless {
@@ -186,7 +206,7 @@ pub(super) async fn forward(
             }
             Some(Ok(res)) => {
                 let retried_out = attempt > 0 && policy.retries.on.status(res.status().as_u16());
-                let mut res = deliver(plane, res, addr, retried_out, record);
+                let mut res = deliver(plane, res, addr, retried_out, delayed, record);
                 // Answered before the client's body was all read: the
                 // connection closes after the answer, and says so, as
                 // Envoy's connection manager does on HTTP/1 (the client
@@ -241,6 +261,7 @@ fn deliver(
     res: Response<hyper::body::Incoming>,
     addr: SocketAddr,
     retried_out: bool,
+    delayed: bool,
     record: &mut Record<'_>,
 ) -> Response<Body> {
     let (mut parts, incoming) = res.into_parts();
@@ -251,8 +272,20 @@ fn deliver(
             .span()
             .set_attribute(KeyValue::new("upstream_host", addr.to_string()));
     }
+    let flags = match (retried_out, delayed) {
+        (false, false) => "-",
+        (false, true) => "DI",
+        (true, false) => "URX",
+        (true, true) => "DI,URX",
+    };
+    if flags != "-" {
+        // As on the hop's own answers: what it flagged, for the curious.
+        parts
+            .headers
+            .insert("x-weather-response-flags", HeaderValue::from_static(flags));
+    }
     let code = parts.status.as_u16();
-    let flags = if retried_out { "URX" } else { "-" };
+
     record.finish(code, flags);
     let body = if plane.stats.enabled() {
         let e = record.exchange(code, flags, true);

@@ -179,7 +179,12 @@ pub(super) fn start_envoy_with(
                             "logFormat": {"textFormatSource": {"inlineString": "%RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:METHOD)% %REQ(:PATH)%\n"}}
                         }}],
                         "routeConfig": rc,
-                        "httpFilters": [{"name": "envoy.filters.http.router", "typedConfig": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+                        // Istio's sidecars and gateways run the fault filter before
+                        // the router: a route's `fault` is its per-route config.
+                        "httpFilters": [
+                            {"name": "envoy.filters.http.fault", "typedConfig": {"@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"}},
+                            {"name": "envoy.filters.http.router", "typedConfig": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+                        ],
                     }
                 }]}],
             }));

@@ -46,6 +46,29 @@ spec:
     match: [{uri: {prefix: /slow}}]
     route: [{destination: {host: probe}}]
     timeout: 1s
+  - name: fault-abort
+    match: [{uri: {prefix: /abort}}]
+    route: [{destination: {host: probe}}]
+    fault: {abort: {httpStatus: 503, percentage: {value: 100}}}
+  - name: fault-delay
+    match: [{uri: {prefix: /delay}}]
+    route: [{destination: {host: probe}}]
+    fault: {delay: {fixedDelay: 0.2s, percentage: {value: 100}}}
+  - name: fault-delay-then-abort
+    match: [{uri: {prefix: /both}}]
+    route: [{destination: {host: probe}}]
+    fault:
+      delay: {fixedDelay: 0.1s, percentage: {value: 100}}
+      abort: {httpStatus: 418, percentage: {value: 100}}
+  - name: fault-unset-shares
+    match: [{uri: {prefix: /never}}]
+    route: [{destination: {host: probe}}]
+    fault: {delay: {fixedDelay: 5s}, abort: {httpStatus: 500}}
+  - name: fault-delay-within-timeout
+    match: [{uri: {prefix: /late}}]
+    route: [{destination: {host: probe}}]
+    timeout: 0.5s
+    fault: {delay: {fixedDelay: 0.7s, percentage: {value: 100}}}
   - name: rest
     route: [{destination: {host: probe}}]
 "#;
@@ -96,6 +119,12 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
         ("upstream closes", get("/close")),
         ("upstream speaks no HTTP", get("/garbage")),
         ("upstream slower than the route's timeout", get("/slow")),
+        ("fault: abort 503 at 100%", get("/abort")),
+        ("fault: abort with a body", b"POST /abort HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello".to_vec()),
+        ("fault: delay 0.2s at 100%", get("/delay")),
+        ("fault: delay, then abort 418", get("/both")),
+        ("fault: no share set, so never", get("/never")),
+        ("fault: a delay past the route's timeout, which starts after it", get("/late")),
     ];
     // An app that answers before it reads the body (a declared length over
     // its limit, a head it refuses), then closes as a server should, reading
