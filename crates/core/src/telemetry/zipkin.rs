@@ -62,29 +62,37 @@ impl Named {
         })
     }
 
-    /// The batch as the crate wrote it, each span given its service and the
-    /// resource's tags (a span's own tag of the same name wins).
     fn name(&self, body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
-        let mut spans: Vec<Value> = serde_json::from_slice(body)?;
-        for span in spans.iter_mut().filter_map(Value::as_object_mut) {
-            let local = span
-                .entry("localEndpoint")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Some(local) = local.as_object_mut() {
-                local.insert("serviceName".into(), Value::String(self.service.clone()));
-            }
-            let tags = span
-                .entry("tags")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Some(tags) = tags.as_object_mut() {
-                for (k, v) in &self.tags {
-                    tags.entry(k.clone())
-                        .or_insert_with(|| Value::String(v.clone()));
-                }
+        name_spans(body, &self.service, &self.tags)
+    }
+}
+
+/// The batch as the crate wrote it, each span given `service` and the
+/// resource's `tags` (a span's own tag of the same name wins).
+fn name_spans(
+    body: &[u8],
+    service: &str,
+    resource_tags: &[(String, String)],
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut spans: Vec<Value> = serde_json::from_slice(body)?;
+    for span in spans.iter_mut().filter_map(Value::as_object_mut) {
+        let local = span
+            .entry("localEndpoint")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(local) = local.as_object_mut() {
+            local.insert("serviceName".into(), Value::String(service.to_owned()));
+        }
+        let tags = span
+            .entry("tags")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(tags) = tags.as_object_mut() {
+            for (k, v) in resource_tags {
+                tags.entry(k.clone())
+                    .or_insert_with(|| Value::String(v.clone()));
             }
         }
-        serde_json::to_vec(&spans)
     }
+    serde_json::to_vec(&spans)
 }
 
 #[async_trait]
@@ -104,16 +112,13 @@ mod tests {
 
     #[test]
     fn every_span_is_given_its_service_and_the_resources_tags() {
-        let named = Named {
-            inner: reqwest::blocking::Client::new(),
-            service: "frontend".into(),
-            tags: vec![
-                ("service.version".into(), "v2".into()),
-                ("component".into(), "app".into()),
-            ],
-        };
+        let tags = [
+            ("service.version".to_owned(), "v2".to_owned()),
+            ("component".to_owned(), "app".to_owned()),
+        ];
+        let name = |b: &[u8]| name_spans(b, "frontend", &tags);
         let batch = br#"[{"traceId":"a","id":"b","localEndpoint":{"ipv4":"127.0.0.1"},"tags":{"component":"proxy"}},{"traceId":"a","id":"c"}]"#;
-        let out: Vec<Value> = serde_json::from_slice(&named.name(batch).unwrap()).unwrap();
+        let out: Vec<Value> = serde_json::from_slice(&name(batch).unwrap()).unwrap();
         assert_eq!(out[0]["localEndpoint"]["serviceName"], "frontend");
         assert_eq!(out[0]["localEndpoint"]["ipv4"], "127.0.0.1");
         assert_eq!(out[0]["tags"]["service.version"], "v2");
@@ -123,6 +128,6 @@ mod tests {
         );
         assert_eq!(out[1]["localEndpoint"]["serviceName"], "frontend");
         assert_eq!(out[1]["tags"]["component"], "app");
-        assert!(named.name(b"not json").is_err());
+        assert!(name(b"not json").is_err());
     }
 }
