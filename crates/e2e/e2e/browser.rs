@@ -675,25 +675,18 @@ async fn a_testers_page_is_one_trace_in_zipkin_one_click_from_the_admin_page() {
     // The services' spans are `tracing` spans: the subscriber `weather up`'s
     // main installs.
     weather_core::telemetry::init_quiet();
-    let zipkin = weather::zipkin::Zipkin::start(&weather::zipkin::Options {
-        java: std::env::var_os("WEATHER_JAVA").map_or_else(|| "java".into(), Into::into),
-        jar: std::env::var_os("WEATHER_ZIPKIN_JAR").map(Into::into),
-        listen: "127.0.0.1:0".parse().unwrap(),
-    })
+    let zipkin = weather::zipkin::Zipkin::start(&weather::zipkin::Options::from_env(
+        "127.0.0.1:0".parse().unwrap(),
+    ))
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    let local = dataplane::Options::local(
-        weather::stages::paths(&root(), "multiservice").unwrap(),
-        Some("multiservice".into()),
-    );
-    let running = dataplane::start(dataplane::Options {
-        telemetry: weather_core::telemetry::TelemetryArgs::to_zipkin(zipkin.collector()),
-        settings: dataplane::Settings {
-            trace_viewer: Some(zipkin.url.clone()),
-            ..local.settings.clone()
-        },
-        ..local
-    })
+    let running = dataplane::start(
+        dataplane::Options::local(
+            weather::stages::paths(&root(), "multiservice").unwrap(),
+            Some("multiservice".into()),
+        )
+        .traced(zipkin.collector(), zipkin.url.clone()),
+    )
     .await
     .unwrap();
     let admin = weather::admin::serve("127.0.0.1:0".parse().unwrap(), running.plane.clone())

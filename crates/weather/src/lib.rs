@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod commands;
+pub mod companion;
 pub mod dataplane;
 pub mod predict;
 pub mod prometheus;

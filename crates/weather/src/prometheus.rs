@@ -4,14 +4,11 @@
 //! PromQL that Kiali and Flagger run on a cluster answers locally. Its data
 //! lives in a temporary folder removed when it stops.
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+
+use crate::companion::{Companion, NotReady, SpawnError, probe_client};
 
 /// Why Prometheus could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +54,7 @@ pub struct Options {
 
 /// A running Prometheus; [`Prometheus::stop`] ends it and removes its data.
 pub struct Prometheus {
-    child: Child,
-    dir: PathBuf,
+    companion: Companion,
     pub url: String,
 }
 
@@ -104,87 +100,60 @@ impl Prometheus {
         if let Err(source) = written {
             return Err(Error::Config { dir, source });
         }
-        let log_path = dir.join("prometheus.log");
-        let log = std::fs::File::create(&log_path).map_err(|source| Error::Config {
-            dir: dir.clone(),
-            source,
-        })?;
-        let stderr = log.try_clone().map_err(|source| Error::Config {
-            dir: dir.clone(),
-            source,
-        })?;
-        let child = Command::new(&opts.program)
-            .arg(format!("--config.file={}", config_path.display()))
+        let mut cmd = Command::new(&opts.program);
+        cmd.arg(format!("--config.file={}", config_path.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.join("data").display()
             ))
             .arg(format!("--web.listen-address={}", opts.listen))
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(stderr)
-            .kill_on_drop(true)
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(source) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(Error::Spawn {
+            .arg("--log.level=warn");
+        let companion =
+            Companion::spawn(cmd, dir.clone(), "prometheus.log").map_err(|e| match e {
+                SpawnError::Folder(source) => Error::Config { dir, source },
+                SpawnError::Program(source) => Error::Spawn {
                     program: opts.program.display().to_string(),
                     source,
-                });
-            }
-        };
+                },
+            })?;
         let mut p = Prometheus {
-            child,
-            dir,
+            companion,
             url: format!("http://{}", opts.listen),
         };
-        if let Err(e) = p.ready(&log_path, opts.listen).await {
+        if let Err(e) = p.ready(opts.listen).await {
             p.stop().await;
             return Err(e);
         }
         Ok(p)
     }
 
-    /// Waits for `/-/ready`, then for the first scrape of the admin listener
-    /// (Prometheus starts scraping a few seconds after it is ready), so that
-    /// traffic sent once `weather up` has printed its banner is all counted.
-    async fn ready(&mut self, log: &Path, listen: SocketAddr) -> Result<(), Error> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .map_err(|_| Error::NotReady(listen))?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let log = std::fs::read_to_string(log).unwrap_or_default();
-                return Err(Error::Exited {
-                    status,
-                    log: log.trim().to_owned(),
-                });
-            }
-            // `up` is 1 once the target has been scraped.
-            let url = format!(
-                "{}/api/v1/query?query=up%7Bjob%3D%22envoy-stats%22%7D",
-                self.url
-            );
-            if let Ok(r) = http.get(url).send().await
+    /// Waits for the first scrape of the admin listener (Prometheus starts
+    /// scraping a few seconds after it is ready), so that traffic sent once
+    /// `weather up` has printed its banner is all counted.
+    async fn ready(&mut self, listen: SocketAddr) -> Result<(), Error> {
+        let http = probe_client().ok_or(Error::NotReady(listen))?;
+        // `up` is 1 once the target has been scraped.
+        let url = format!(
+            "{}/api/v1/query?query=up%7Bjob%3D%22envoy-stats%22%7D",
+            self.url
+        );
+        let scraped = async || {
+            if let Ok(r) = http.get(&url).send().await
                 && let Ok(v) = r.json::<serde_json::Value>().await
-                && v["data"]["result"][0]["value"][1] == "1"
             {
-                return Ok(());
+                return v["data"]["result"][0]["value"][1] == "1";
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            false
+        };
+        match self.companion.wait(Duration::from_secs(60), scraped).await {
+            Ok(()) => Ok(()),
+            Err(NotReady::Exited(status, log)) => Err(Error::Exited { status, log }),
+            Err(NotReady::Late) => Err(Error::NotReady(listen)),
         }
-        Err(Error::NotReady(listen))
     }
 
     /// Stops Prometheus and removes its data.
-    pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
-        let _ = std::fs::remove_dir_all(&self.dir);
+    pub async fn stop(self) {
+        self.companion.stop().await;
     }
 }

@@ -5,14 +5,11 @@
 //! Zipkin: Jaeger's UI cannot be had from the package registries here
 //! (docs/tracing.md).
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+
+use crate::companion::{Companion, NotReady, SpawnError, probe_client};
 
 /// The server `scripts/setup` fetches.
 pub const VERSION: &str = "3.5.1";
@@ -54,6 +51,18 @@ pub struct Options {
     pub listen: SocketAddr,
 }
 
+impl Options {
+    /// The Java and the jar `WEATHER_JAVA` and `WEATHER_ZIPKIN_JAR` name (else
+    /// `java` on the PATH and Maven's copy), listening on `listen`.
+    pub fn from_env(listen: SocketAddr) -> Options {
+        Options {
+            java: std::env::var_os("WEATHER_JAVA").map_or_else(|| "java".into(), Into::into),
+            jar: std::env::var_os("WEATHER_ZIPKIN_JAR").map(Into::into),
+            listen,
+        }
+    }
+}
+
 /// Where `mvn dependency:get` puts the server's jar.
 pub fn maven_jar() -> PathBuf {
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
@@ -64,8 +73,7 @@ pub fn maven_jar() -> PathBuf {
 
 /// A running Zipkin; [`Zipkin::stop`] ends it.
 pub struct Zipkin {
-    child: Child,
-    dir: PathBuf,
+    companion: Companion,
     /// `http://ADDR`: the UI is under `/zipkin/`, the API under `/api/v2/`.
     pub url: String,
 }
@@ -88,16 +96,8 @@ impl Zipkin {
             std::process::id(),
             listen.port()
         ));
-        let log_path = dir.join("zipkin.log");
-        let log = std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::File::create(&log_path))
-            .and_then(|f| Ok((f.try_clone()?, f)));
-        let (stdout, stderr) = log.map_err(|source| Error::Log {
-            dir: dir.clone(),
-            source,
-        })?;
-        let child = Command::new(&opts.java)
-            .arg("-Xmx256m")
+        let mut cmd = Command::new(&opts.java);
+        cmd.arg("-Xmx256m")
             .arg("-jar")
             .arg(&jar)
             // Loopback only, HTTP only: the API and the UI on one port.
@@ -105,28 +105,19 @@ impl Zipkin {
             .arg(format!("--armeria.ports[0].port={}", listen.port()))
             .arg("--armeria.ports[0].protocols=http")
             .env("QUERY_PORT", listen.port().to_string())
-            .env("STORAGE_TYPE", "mem")
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .kill_on_drop(true)
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(source) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(Error::Spawn {
-                    program: opts.java.display().to_string(),
-                    source,
-                });
-            }
-        };
+            .env("STORAGE_TYPE", "mem");
+        let companion = Companion::spawn(cmd, dir.clone(), "zipkin.log").map_err(|e| match e {
+            SpawnError::Folder(source) => Error::Log { dir, source },
+            SpawnError::Program(source) => Error::Spawn {
+                program: opts.java.display().to_string(),
+                source,
+            },
+        })?;
         let mut z = Zipkin {
-            child,
-            dir,
+            companion,
             url: format!("http://{listen}"),
         };
-        if let Err(e) = z.ready(&log_path, listen).await {
+        if let Err(e) = z.ready(listen).await {
             z.stop().await;
             return Err(e);
         }
@@ -144,36 +135,26 @@ impl Zipkin {
     }
 
     /// Waits for `/health` to say UP (the JVM takes some seconds).
-    async fn ready(&mut self, log: &Path, listen: SocketAddr) -> Result<(), Error> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .map_err(|_| Error::NotReady(listen))?;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let log = std::fs::read_to_string(log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(8).collect();
-                return Err(Error::Exited {
-                    status,
-                    log: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-                });
-            }
-            if let Ok(r) = http.get(format!("{}/health", self.url)).send().await
+    async fn ready(&mut self, listen: SocketAddr) -> Result<(), Error> {
+        let http = probe_client().ok_or(Error::NotReady(listen))?;
+        let url = format!("{}/health", self.url);
+        let up = async || {
+            if let Ok(r) = http.get(&url).send().await
                 && let Ok(v) = r.json::<serde_json::Value>().await
-                && v["status"] == "UP"
             {
-                return Ok(());
+                return v["status"] == "UP";
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            false
+        };
+        match self.companion.wait(Duration::from_secs(120), up).await {
+            Ok(()) => Ok(()),
+            Err(NotReady::Exited(status, log)) => Err(Error::Exited { status, log }),
+            Err(NotReady::Late) => Err(Error::NotReady(listen)),
         }
-        Err(Error::NotReady(listen))
     }
 
     /// Stops Zipkin (its spans were in memory) and removes its log.
-    pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
-        let _ = std::fs::remove_dir_all(&self.dir);
+    pub async fn stop(self) {
+        self.companion.stop().await;
     }
 }

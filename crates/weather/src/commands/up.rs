@@ -106,11 +106,7 @@ pub async fn up(a: UpArgs) -> ExitCode {
     } else {
         None
     };
-    let telemetry = match &viewer {
-        Some(z) => weather_core::telemetry::TelemetryArgs::to_zipkin(z.collector()),
-        None => a.telemetry.clone(),
-    };
-    let opts = dataplane::Options {
+    let mut opts = dataplane::Options {
         paths,
         stage: stage.clone(),
         listen: a.listen,
@@ -118,11 +114,13 @@ pub async fn up(a: UpArgs) -> ExitCode {
             access_log: !a.quiet,
             default_timeout: a.upstream_timeout_ms.map(Duration::from_millis),
             metrics: !a.no_metrics,
-            trace_viewer: viewer.as_ref().map(|z| z.url.clone()),
             ..dataplane::Settings::default()
         },
-        telemetry,
+        telemetry: a.telemetry.clone(),
     };
+    if let Some(z) = &viewer {
+        opts = opts.traced(z.collector(), z.url.clone());
+    }
     let mut running = match dataplane::start(opts).await {
         Ok(r) => r,
         Err(e) => {

@@ -41,6 +41,15 @@ pub struct Options {
 impl Options {
     /// The manifests at `paths`, served on a free loopback port, quietly: what
     /// tests and embedders start from.
+    /// These options with every workload and hop sending its spans to the
+    /// Zipkin collector at `collector`, whose UI at `viewer` the admin page
+    /// links to (`weather up --traces`).
+    pub fn traced(mut self, collector: String, viewer: String) -> Options {
+        self.telemetry = TelemetryArgs::to_zipkin(collector);
+        self.settings.trace_viewer = Some(viewer);
+        self
+    }
+
     pub fn local(paths: Vec<PathBuf>, stage: Option<String>) -> Options {
         Options {
             paths,

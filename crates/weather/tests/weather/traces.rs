@@ -11,7 +11,7 @@ use weather::{
     dataplane,
     zipkin::{Options, Zipkin},
 };
-use weather_core::{telemetry::TelemetryArgs, testing::eventually_within};
+use weather_core::testing::eventually_within;
 
 use crate::{client, get_text, stage_paths};
 
@@ -47,22 +47,13 @@ async fn with_traces_a_tester_page_and_an_anonymous_page_are_two_traces_in_zipki
     // The services' spans are `tracing` spans: the subscriber that exports
     // them, as `weather up`'s main installs it.
     weather_core::telemetry::init_quiet();
-    let zipkin = Zipkin::start(&Options {
-        java: std::env::var_os("WEATHER_JAVA").map_or_else(|| "java".into(), Into::into),
-        jar: std::env::var_os("WEATHER_ZIPKIN_JAR").map(Into::into),
-        listen: "127.0.0.1:0".parse().unwrap(),
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let local = dataplane::Options::local(stage_paths("multiservice"), Some("multiservice".into()));
-    let running = dataplane::start(dataplane::Options {
-        telemetry: TelemetryArgs::to_zipkin(zipkin.collector()),
-        settings: dataplane::Settings {
-            trace_viewer: Some(zipkin.url.clone()),
-            ..local.settings.clone()
-        },
-        ..local
-    })
+    let zipkin = Zipkin::start(&Options::from_env("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let running = dataplane::start(
+        dataplane::Options::local(stage_paths("multiservice"), Some("multiservice".into()))
+            .traced(zipkin.collector(), zipkin.url.clone()),
+    )
     .await
     .unwrap();
     let admin = weather::admin::serve("127.0.0.1:0".parse().unwrap(), running.plane.clone())
