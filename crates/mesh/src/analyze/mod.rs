@@ -72,6 +72,7 @@ pub const PRINCIPAL_WITHOUT_STRICT_MTLS: &str = "WEA0009";
 pub const CLAIM_ROUTE_OUTSIDE_GATEWAY: &str = "WEA0010";
 pub const POD_SECURITY_RESTRICTED: &str = "WEA0011";
 pub const EXPORT_HIDES: &str = "WEA0012";
+pub const RETRY_PAST_TIMEOUT: &str = "WEA0013";
 
 fn includes(labels: &Labels, of: &Labels) -> bool {
     of.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -267,6 +268,18 @@ fn virtual_services(out: &mut Out) {
             }
         }
         for (i, (r, cr)) in vs.spec.http.iter().zip(&c.rules).enumerate() {
+            // Envoy's route timeout covers every attempt: a per-try timeout
+            // that is not under it never ends an attempt, so no retry follows.
+            let p = &cr.policy;
+            if let (Some(total), Some(per_try)) = (p.timeout, p.retries.per_try_timeout)
+                && p.retries.attempts > 0
+                && per_try >= total
+            {
+                out.push(Level::Warning, RETRY_PAST_TIMEOUT, &o, format!("spec.http[{i}].retries.perTryTimeout"), format!(
+                    "perTryTimeout {}s is not under the route's timeout {}s: the route's timeout ends the request during its first attempt (504 UT), so no retry on a per-try timeout is ever made",
+                    per_try.as_secs_f64(), total.as_secs_f64()
+                ));
+            }
             for (j, cm) in cr.matches.iter().enumerate() {
                 let field = format!("spec.http[{i}].match[{j}].gateways");
                 unknown_gateways(out, &o, &field, &cm.gateways);

@@ -317,3 +317,28 @@ fn istioctl_analyze_reports_the_same_codes_on_the_broken_copies() {
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
+
+/// A retry policy the route's own timeout defeats is a warning that says so.
+#[test]
+fn a_per_try_timeout_not_under_the_routes_timeout_is_a_warning() {
+    let text = shipped_text("multiservice").replacen(
+        "    - name: all-v1\n      route:",
+        "    - name: all-v1\n      timeout: 1s\n      retries: {attempts: 2, perTryTimeout: 2s}\n      route:",
+        1,
+    );
+    assert!(text.contains("perTryTimeout: 2s"));
+    let mut m = Manifests::default();
+    m.add_yaml("retries.yaml", &text).unwrap();
+    let messages = check(&m);
+    let warned: Vec<String> = messages
+        .iter()
+        .filter(|m| m.level == Level::Warning && m.code == "WEA0013")
+        .map(|m| m.to_string())
+        .collect();
+    assert_eq!(warned.len(), 1, "{messages:?}");
+    assert!(
+        warned[0].contains("(VirtualService recommendation-route.weather) spec.http[0].retries.perTryTimeout: perTryTimeout 2s is not under the route's timeout 1s"),
+        "{}",
+        warned[0]
+    );
+}
