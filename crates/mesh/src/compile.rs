@@ -592,46 +592,39 @@ impl Field {
             Field::QueryParams => "queryParams",
         }
     }
-
-    /// Matched by name: where `regex: "*"` is a presence match.
-    fn named(self) -> bool {
-        matches!(
-            self,
-            Field::Headers | Field::WithoutHeaders | Field::QueryParams
-        )
-    }
 }
 
 /// The longest regex istiod's validation lets in (`validateStringRegexp`).
 const MAX_REGEX_LEN: usize = 1024;
 
-/// Why istiod's validating webhook refuses a match, if it does, in its words
-/// (`validateStringMatch` and `validateStringMatchRegexp` in
+/// A match compiled, or why istiod's validating webhook refuses it, in its
+/// words (`validateStringMatch` and `validateStringMatchRegexp` in
 /// `pkg/config/validation`): an empty prefix anywhere but `uri`, an empty
-/// regex, one over 1024 bytes, or one that does not compile, except
-/// `regex: "*"` under `withoutHeaders`. The object is then refused whole.
-fn webhook_refusal(sm: &StringMatch, field: Field) -> Option<String> {
-    let at = field.name();
-    let why = match sm {
-        StringMatch::Prefix(p) if p.is_empty() && field != Field::Uri => {
-            "prefix string match should not be empty".to_owned()
-        }
-        StringMatch::Regex(r) if r == "*" && field == Field::WithoutHeaders => return None,
-        StringMatch::Regex(r) if r.is_empty() => {
-            "regex string match should not be empty".to_owned()
-        }
-        StringMatch::Regex(r) if r.len() > MAX_REGEX_LEN => {
-            format!("regex is too large, max length allowed is {MAX_REGEX_LEN}")
-        }
-        StringMatch::Regex(_) => match Matcher::new(sm) {
-            Ok(_) => return None,
-            Err(e) => format!("{e}; Istio uses RE2 style regex-based match"),
-        },
-        _ => return None,
+/// regex, one over 1024 bytes, or one that does not compile. The object is
+/// then refused whole. `regex: "*"` is no regex: under `withoutHeaders`, where
+/// the webhook lets it in, istiod makes it a presence match
+/// (`canBeConvertedToPresentMatch`); anywhere else it does not compile.
+fn compile_match(sm: &StringMatch, field: Field) -> Result<Matcher, String> {
+    let refused = |why: String| {
+        format!(
+            "istiod's validation refuses the object: {:?}: {why}",
+            field.name()
+        )
     };
-    Some(format!(
-        "istiod's validation refuses the object: {at:?}: {why}"
-    ))
+    match sm {
+        StringMatch::Prefix(p) if p.is_empty() && field != Field::Uri => Err(refused(
+            "prefix string match should not be empty".to_owned(),
+        )),
+        StringMatch::Regex(r) if r == "*" && field == Field::WithoutHeaders => Ok(Matcher::Present),
+        StringMatch::Regex(r) if r.is_empty() => {
+            Err(refused("regex string match should not be empty".to_owned()))
+        }
+        StringMatch::Regex(r) if r.len() > MAX_REGEX_LEN => Err(refused(format!(
+            "regex is too large, max length allowed is {MAX_REGEX_LEN}"
+        ))),
+        _ => Matcher::new(sm)
+            .map_err(|e| refused(format!("{e}; Istio uses RE2 style regex-based match"))),
+    }
 }
 
 /// Compiles one match entry, recording every field that does not compile.
@@ -645,17 +638,7 @@ struct MatchCompiler<'a> {
 
 impl MatchCompiler<'_> {
     fn one(&mut self, field: &str, sm: &StringMatch, kind: Field) -> Option<Matcher> {
-        let compiled = match webhook_refusal(sm, kind) {
-            Some(refusal) => Err(refusal),
-            // `regex: "*"` is no regex: istiod makes it a presence match
-            // (`canBeConvertedToPresentMatch`), where its validation lets it
-            // in (`withoutHeaders`).
-            None if kind.named() && matches!(sm, StringMatch::Regex(r) if r == "*") => {
-                Ok(Matcher::Present)
-            }
-            None => Matcher::new(sm).map_err(|e| e.to_string()),
-        };
-        match compiled {
+        match compile_match(sm, kind) {
             Ok(m) => Some(m),
             Err(message) => {
                 self.broken = true;

@@ -61,10 +61,6 @@ impl Named {
             tags,
         })
     }
-
-    fn name(&self, body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
-        name_spans(body, &self.service, &self.tags)
-    }
 }
 
 /// The batch as the crate wrote it, each span given `service` and the
@@ -99,7 +95,7 @@ fn name_spans(
 impl HttpClient for Named {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         let (parts, body) = request.into_parts();
-        let named = self.name(&body)?;
+        let named = name_spans(&body, &self.service, &self.tags)?;
         self.inner
             .send_bytes(Request::from_parts(parts, Bytes::from(named)))
             .await

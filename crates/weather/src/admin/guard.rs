@@ -13,7 +13,7 @@ use std::{
 use axum::{
     Json,
     extract::{Request, State},
-    http::{StatusCode, Uri, header},
+    http::{StatusCode, header, uri::Authority},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -55,27 +55,15 @@ pub async fn host_guard(State(bound): State<SocketAddr>, req: Request, next: Nex
 /// Whether the listener bound to `bound` answers a request for `host` (a
 /// `Host` header's value: a name or address, and a port or not).
 pub fn answers_to(host: &str, bound: IpAddr) -> bool {
-    // Uri's authority parser takes `name`, `name:port`, `v4:port` and
-    // `[v6]:port`, and refuses what is none of them.
-    if host.contains(['@', '/', '?', '#']) {
-        return false;
-    }
-    let Ok(uri) = format!("http://{host}/").parse::<Uri>() else {
+    // http's authority parser takes `name`, `name:port`, `v4:port` and
+    // `[v6]:port` (and user info, which a Host never has); a port must be
+    // a number.
+    let Ok(authority) = host.parse::<Authority>() else {
         return false;
     };
-    let Some(name) = uri.host() else {
-        return false;
-    };
-    if uri.authority().is_none_or(|a| a.as_str() != host) {
-        return false;
-    }
-    let port = &host[name.len()..];
-    if !port.is_empty()
-        && port
-            .strip_prefix(':')
-            .and_then(|p| p.parse::<u16>().ok())
-            .is_none()
-    {
+    let name = authority.host();
+    let has_port = authority.as_str().len() > name.len();
+    if host.contains('@') || (has_port && authority.port_u16().is_none()) {
         return false;
     }
     let unbracketed = name

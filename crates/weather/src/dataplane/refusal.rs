@@ -8,6 +8,10 @@ use axum::{
     http::{HeaderValue, Response, StatusCode, header},
 };
 
+/// The response header in which a hop says what it flagged (Envoy's
+/// `%RESPONSE_FLAGS%`), on its own answers and on those it passes on.
+pub(super) const FLAGS_HEADER: &str = "x-weather-response-flags";
+
 /// Why the hop answers itself instead of the upstream.
 #[derive(Clone)]
 pub(super) struct Refusal {
@@ -49,10 +53,8 @@ impl Refusal {
         *res.status_mut() = self.status;
         res.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        res.headers_mut().insert(
-            "x-weather-response-flags",
-            HeaderValue::from_static(self.flag),
-        );
+        res.headers_mut()
+            .insert(FLAGS_HEADER, HeaderValue::from_static(self.flag));
         if let Some(c) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, c);
         }

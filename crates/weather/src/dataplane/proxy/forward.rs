@@ -19,7 +19,7 @@ use super::super::{
     headers::strip_hop_by_hop,
     metered::Metered,
     plane::Plane,
-    refusal::Refusal,
+    refusal::{FLAGS_HEADER, Refusal},
 };
 
 use super::{Endpoint, record::Record};
@@ -282,7 +282,7 @@ fn deliver(
         // As on the hop's own answers: what it flagged, for the curious.
         parts
             .headers
-            .insert("x-weather-response-flags", HeaderValue::from_static(flags));
+            .insert(FLAGS_HEADER, HeaderValue::from_static(flags));
     }
     let code = parts.status.as_u16();
 
