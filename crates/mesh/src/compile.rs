@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::{
+    cluster::{self, ClusterPolicy},
     hosts::resolve,
     load::Manifests,
     matching::Matcher,
@@ -26,8 +27,10 @@ pub(crate) const MESH: &str = "mesh";
 
 /// A problem that makes a rule unusable (it then never matches).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("VirtualService {namespace}/{name}: {field}: {message}")]
+#[error("{kind} {namespace}/{name}: {field}: {message}")]
 pub struct CompileError {
+    /// `VirtualService` or `DestinationRule`.
+    pub kind: &'static str,
     pub namespace: String,
     pub name: String,
     /// Where in the object, e.g. `http[0].match[1].headers.cookie`.
@@ -201,11 +204,12 @@ impl Mesh {
             .enumerate()
             .map(|(i, s)| (s.fqdn.clone(), i))
             .collect();
+        let mut errors = Vec::new();
         let resolver = Resolver {
             workloads: &workloads,
             services: &services,
             by_fqdn: &by_fqdn,
-            subsets: subsets(&m.destination_rules, &by_fqdn),
+            clusters: clusters(&m.destination_rules, &by_fqdn, &mut errors),
             proxy_namespaces: {
                 let mut ns: Vec<String> = workloads.iter().map(|w| w.namespace.clone()).collect();
                 ns.push(crate::terms::INGRESS_NAMESPACE.to_owned());
@@ -223,7 +227,6 @@ impl Mesh {
             .iter()
             .map(|dr| resolver.destination_rule(dr))
             .collect();
-        let mut errors = Vec::new();
         let virtual_services = m
             .virtual_services
             .iter()
@@ -317,28 +320,71 @@ fn gateway(g: &crate::model::Gateway) -> GatewayInfo {
     }
 }
 
-/// A subset: its name, labels, and the namespaces its DestinationRule is
-/// exported to.
-type SubsetDef = (String, Labels, Vec<String>);
+/// A subset: its name, labels, the namespaces its DestinationRule is
+/// exported to, and its cluster's policy.
+struct SubsetDef {
+    name: String,
+    labels: Labels,
+    export: Vec<String>,
+    cluster: ClusterPolicy,
+}
 
-/// Every DestinationRule subset, by the Service its host names.
-fn subsets(
+/// What the DestinationRules say of each Service's clusters.
+#[derive(Default)]
+struct Clusters {
+    /// Every subset, by the Service its host names.
+    subsets: HashMap<usize, Vec<SubsetDef>>,
+    /// The policy of the Service's own cluster (no subset).
+    own: HashMap<usize, ClusterPolicy>,
+}
+
+/// Every DestinationRule subset and cluster policy; a `trafficPolicy` that
+/// cannot be read is an error, and leaves istiod's defaults.
+fn clusters(
     drs: &[DestinationRule],
     by_fqdn: &HashMap<String, usize>,
-) -> HashMap<usize, Vec<SubsetDef>> {
-    let mut out: HashMap<usize, Vec<SubsetDef>> = HashMap::new();
+    errors: &mut Vec<CompileError>,
+) -> Clusters {
+    let mut out = Clusters::default();
     for dr in drs {
         let ns = dr.metadata.ns();
-        if let Some(&svc) = by_fqdn.get(&resolve(&dr.spec.host, ns)) {
-            let export = export_list(&dr.spec.export_to, ns);
-            let entry = out.entry(svc).or_default();
-            entry.extend(
-                dr.spec
-                    .subsets
-                    .iter()
-                    .map(|s| (s.name.clone(), s.labels.clone(), export.clone())),
-            );
-        }
+        let mut policy = |subset: Option<(&serde_json::Value, &str)>| {
+            cluster::compile(dr.spec.traffic_policy.as_ref(), subset).unwrap_or_else(
+                |(field, message)| {
+                    errors.push(CompileError {
+                        kind: "DestinationRule",
+                        namespace: ns.to_owned(),
+                        name: dr.metadata.name.clone(),
+                        field,
+                        message,
+                    });
+                    ClusterPolicy::default()
+                },
+            )
+        };
+        let Some(&svc) = by_fqdn.get(&resolve(&dr.spec.host, ns)) else {
+            continue;
+        };
+        // (Two DestinationRules for one host: istiod keeps the first one's policy.)
+        let own = policy(None);
+        out.own.entry(svc).or_insert(own);
+        let export = export_list(&dr.spec.export_to, ns);
+        let defs: Vec<SubsetDef> = dr
+            .spec
+            .subsets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let at = format!("subsets[{i}].trafficPolicy");
+                SubsetDef {
+                    name: s.name.clone(),
+                    labels: s.labels.clone(),
+                    export: export.clone(),
+                    cluster: policy(s.traffic_policy.as_ref().map(|t| (t, at.as_str()))),
+                }
+            })
+            .collect();
+        out.subsets.entry(svc).or_default().extend(defs);
     }
     out
 }
@@ -357,7 +403,7 @@ struct Resolver<'a> {
     workloads: &'a [Workload],
     services: &'a [ServiceInfo],
     by_fqdn: &'a HashMap<String, usize>,
-    subsets: HashMap<usize, Vec<SubsetDef>>,
+    clusters: Clusters,
     /// The namespaces of the proxies: the workloads' and the ingress's.
     proxy_namespaces: Vec<String>,
 }
@@ -394,25 +440,30 @@ impl Resolver<'_> {
         let service = self.by_fqdn.get(&resolve(host, ns)).copied();
         let selected = match (service, subset) {
             (None, _) => Err(Problem::UnknownHost),
-            (Some(svc), None) => Ok((svc, Labels::new())),
+            (Some(svc), None) => Ok((
+                svc,
+                Labels::new(),
+                self.clusters.own.get(&svc).cloned().unwrap_or_default(),
+            )),
             (Some(svc), Some(name)) => self
+                .clusters
                 .subsets
                 .get(&svc)
                 .and_then(|all| {
-                    all.iter().find(|(n, _, export)| {
-                        n == name && seen_from.is_none_or(|p| exported(export, p))
+                    all.iter().find(|d| {
+                        d.name == name && seen_from.is_none_or(|p| exported(&d.export, p))
                     })
                 })
-                .map(|(_, labels, _)| (svc, labels.clone()))
+                .map(|d| (svc, d.labels.clone(), d.cluster.clone()))
                 .ok_or(Problem::UnknownSubset),
         };
-        let (endpoints, problem) = match selected {
-            Ok((svc, labels)) => {
+        let (endpoints, problem, cluster) = match selected {
+            Ok((svc, labels, cluster)) => {
                 let e = self.endpoints(svc, &labels);
                 let p = e.is_empty().then_some(Problem::NoEndpoints);
-                (e, p)
+                (e, p, cluster)
             }
-            Err(p) => (Vec::new(), Some(p)),
+            Err(p) => (Vec::new(), Some(p), ClusterPolicy::default()),
         };
         Target {
             host: host.to_owned(),
@@ -421,6 +472,7 @@ impl Resolver<'_> {
             weight,
             endpoints,
             problem,
+            cluster,
         }
     }
 
@@ -539,11 +591,17 @@ fn rule(
             (!same(&seen, &targets)).then(|| (p.clone(), seen))
         })
         .collect();
-    let policy = match policy::compile(r.timeout.as_ref(), r.retries.as_ref(), r.fault.as_ref()) {
+    let compiled = policy::compile(r.timeout.as_ref(), r.retries.as_ref(), r.fault.as_ref())
+        .and_then(|mut p| {
+            p.mirrors = mirrors(r, ns, resolver)?;
+            Ok(p)
+        });
+    let policy = match compiled {
         Ok(p) => p,
         Err((field, message)) => {
             broken = true;
             errors.push(CompileError {
+                kind: "VirtualService",
                 namespace: ns.to_owned(),
                 name: vs.metadata.name.clone(),
                 field: format!("http[{i}].{field}"),
@@ -565,6 +623,71 @@ fn rule(
         scoped,
         policy,
     }
+}
+
+/// A route's `mirror` and `mirrors`, resolved, as istiod translates them
+/// (`MirrorPercent`, `MirrorPercentByPolicy`): a share per million, 100 %
+/// when none is given, no mirror when it is 0.
+fn mirrors(
+    r: &HttpRoute,
+    ns: &str,
+    resolver: &Resolver<'_>,
+) -> Result<Vec<policy::Mirror>, (String, String)> {
+    use serde_json::Value;
+    let destination = |v: &Value, at: &str| -> Result<(String, Option<String>), (String, String)> {
+        let d: crate::model::Destination = serde_json::from_value(v.clone())
+            .map_err(|e| (at.to_owned(), format!("not a destination: {e}")))?;
+        Ok((d.host, d.subset))
+    };
+    // A `Percent` ({value: P}) per million, `None` when it says 0.
+    let percentage = |v: &Value, at: &str| -> Result<Option<u32>, (String, String)> {
+        let p = v
+            .get("value")
+            .and_then(Value::as_f64)
+            .filter(|p| (0.0..=100.0).contains(p))
+            .ok_or_else(|| (at.to_owned(), "must be {value: P}, P from 0 to 100".to_owned()))?;
+        Ok((p > 0.0).then_some((p * 10_000.0) as u32))
+    };
+    let mut out = Vec::new();
+    if let Some(m) = &r.mirror {
+        let (host, subset) = destination(m, "mirror")?;
+        let share = if let Some(p) = &r.mirror_percentage {
+            percentage(p, "mirrorPercentage")?
+        } else if let Some(p) = r.mirror_percent.as_ref().or(r.mirror_percent_snake.as_ref()) {
+            let n = p
+                .as_u64()
+                .filter(|n| *n <= 100)
+                .ok_or_else(|| ("mirrorPercent".to_owned(), format!("{p} is not 0 to 100")))?;
+            (n > 0).then_some(n as u32 * 10_000)
+        } else {
+            Some(crate::fault::MILLION)
+        };
+        if let Some(per_million) = share {
+            let target = resolver.target(&host, ns, subset.as_deref(), 100, None);
+            out.push(policy::Mirror { target, per_million });
+        }
+    }
+    if let Some(list) = &r.mirrors {
+        let list = list
+            .as_array()
+            .ok_or_else(|| ("mirrors".to_owned(), "must be a list".to_owned()))?;
+        for (i, m) in list.iter().enumerate() {
+            let at = format!("mirrors[{i}]");
+            let d = m
+                .get("destination")
+                .ok_or_else(|| (at.clone(), "needs a destination".to_owned()))?;
+            let (host, subset) = destination(d, &format!("{at}.destination"))?;
+            let share = match m.get("percentage") {
+                Some(p) => percentage(p, &format!("{at}.percentage"))?,
+                None => Some(crate::fault::MILLION),
+            };
+            if let Some(per_million) = share {
+                let target = resolver.target(&host, ns, subset.as_deref(), 100, None);
+                out.push(policy::Mirror { target, per_million });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The fields of a match entry that hold `StringMatch`es, which istiod's
@@ -648,6 +771,7 @@ impl MatchCompiler<'_> {
                     _ => "",
                 };
                 self.errors.push(CompileError {
+                    kind: "VirtualService",
                     namespace: self.vs.metadata.ns().to_owned(),
                     name: self.vs.metadata.name.clone(),
                     field: format!("{}.{field}{part}", self.at),

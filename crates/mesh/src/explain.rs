@@ -159,6 +159,9 @@ pub fn explain<H: HeaderLookup + ?Sized>(
                             t.weight,
                             pods.join(", ")
                         ));
+                        for c in t.cluster.describe() {
+                            lines.push(format!("     {c}"));
+                        }
                         destinations.push(Destination {
                             host: t.host.clone(),
                             subset: t.subset.clone(),
@@ -188,6 +191,54 @@ pub fn explain<H: HeaderLookup + ?Sized>(
                 lines.push(format!(
                     "  fault injected by the caller's proxy before it routes: {} (flags DI for a delay, FI for an abort)",
                     f.describe()
+                ));
+            }
+            match policy.timeout {
+                Some(t) => lines.push(format!(
+                    "  timeout: {}s for the whole request, retries included (past it: 504 UT)",
+                    t.as_secs_f64()
+                )),
+                None => lines.push("  timeout: none (Istio's default)".to_owned()),
+            }
+            let r = &policy.retries;
+            if r.attempts == 0 {
+                lines.push("  retries: none".to_owned());
+            } else {
+                let mut on = r.on.conditions.join(",");
+                if !r.on.status_codes.is_empty() {
+                    let codes: Vec<String> = r.on.status_codes.iter().map(u16::to_string).collect();
+                    on.push_str(&format!(" (codes {})", codes.join(",")));
+                }
+                let per_try = r
+                    .per_try_timeout
+                    .map(|t| format!(", {}s per try", t.as_secs_f64()))
+                    .unwrap_or_default();
+                let note = if r.on.status(503) {
+                    ""
+                } else {
+                    "; a 503 answer is not retried (Istio 1.24 took 503 out of the default)"
+                };
+                lines.push(format!(
+                    "  retries: up to {} on {on}{per_try}{note}",
+                    r.attempts
+                ));
+            }
+            for m in &policy.mirrors {
+                let pods: Vec<&str> = m
+                    .target
+                    .endpoints
+                    .iter()
+                    .map(|&i| mesh.workloads[i].name.as_str())
+                    .collect();
+                let to = if pods.is_empty() {
+                    "no pods: the copies go nowhere".to_owned()
+                } else {
+                    pods.join(", ")
+                };
+                lines.push(format!(
+                    "  mirror: a copy of {}% of requests to {} ({to}); its answer is dropped",
+                    f64::from(m.per_million) / 10_000.0,
+                    describe(&m.target)
                 ));
             }
             let status = if destinations.is_empty() { 503 } else { 200 };

@@ -17,6 +17,7 @@
 pub mod analyze;
 pub mod authn;
 pub mod authz;
+pub mod cluster;
 pub mod compile;
 pub mod decide;
 pub mod duration;

@@ -216,15 +216,31 @@ impl Manifests {
             }
             ("networking.istio.io", "DestinationRule") => {
                 let dr: DestinationRule = parse(&origin, &id, doc)?;
-                for (field, set) in [
-                    ("workloadSelector", dr.spec.workload_selector.is_some()),
-                    ("trafficPolicy", dr.spec.traffic_policy.is_some()),
-                ] {
-                    if set {
-                        self.warnings.push(format!(
-                            "{origin} ({id}): spec.{field} is not modelled: a local run ignores it, the cluster does not"
-                        ));
+                let mut unread = Vec::new();
+                if dr.spec.workload_selector.is_some() {
+                    unread.push("workloadSelector".to_owned());
+                }
+                // connectionPool and outlierDetection apply (crate::cluster);
+                // the rest of a trafficPolicy does not.
+                let policies = dr
+                    .spec
+                    .traffic_policy
+                    .iter()
+                    .map(|t| ("trafficPolicy".to_owned(), t))
+                    .chain(dr.spec.subsets.iter().enumerate().filter_map(|(i, s)| {
+                        Some((format!("subsets[{i}].trafficPolicy"), s.traffic_policy.as_ref()?))
+                    }));
+                for (at, tp) in policies {
+                    for key in tp.as_object().into_iter().flat_map(|o| o.keys()) {
+                        if !crate::cluster::APPLIED.contains(&key.as_str()) {
+                            unread.push(format!("{at}.{key}"));
+                        }
                     }
+                }
+                for field in unread {
+                    self.warnings.push(format!(
+                        "{origin} ({id}): spec.{field} is not modelled: a local run ignores it, the cluster does not"
+                    ));
                 }
                 upsert(&mut self.destination_rules, dr, |o| &o.metadata);
             }

@@ -289,7 +289,7 @@ impl HttpRoute {
     /// The fields Istio defines that this model does not apply: a local run
     /// differs from the cluster where they are set.
     pub fn not_modelled(&self) -> Vec<&'static str> {
-        let fields: [(&'static str, bool); 13] = [
+        let fields: [(&'static str, bool); 8] = [
             ("redirect", self.redirect.is_some()),
             ("directResponse", self.direct_response.is_some()),
             ("delegate", self.delegate.is_some()),
@@ -306,11 +306,6 @@ impl HttpRoute {
                     f["abort"].get("grpcStatus").is_some() || f["abort"].get("http2Error").is_some()
                 }),
             ),
-            ("mirror", self.mirror.is_some()),
-            ("mirrors", self.mirrors.is_some()),
-            ("mirrorPercentage", self.mirror_percentage.is_some()),
-            ("mirrorPercent", self.mirror_percent.is_some()),
-            ("mirror_percent", self.mirror_percent_snake.is_some()),
             ("corsPolicy", self.cors_policy.is_some()),
             ("headers", self.headers.is_some()),
         ];

@@ -11,7 +11,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use crate::duration::parse_duration;
-use crate::fault::{self, Fault};
+use crate::{
+    fault::{self, Fault},
+    routing::Target,
+};
 
 /// What `retryOn` asks for, as Envoy's router reads it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -66,6 +69,19 @@ pub struct Policy {
     pub retries: Retries,
     /// What the calling proxy's fault filter does first ([`crate::fault`]).
     pub fault: Option<Fault>,
+    /// Copies of the request sent elsewhere, their answers dropped.
+    pub mirrors: Vec<Mirror>,
+}
+
+/// A route's `mirror` (or an entry of `mirrors`), as istiod writes a
+/// `request_mirror_policy`: the destination, the share of requests copied
+/// (per million; 100 % when no percentage is set, none when it is 0), the
+/// copy's Host left as it was (istiod's `DISABLE_SHADOW_HOST_SUFFIX`) and its
+/// trace not sampled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mirror {
+    pub target: Target,
+    pub per_million: u32,
 }
 
 /// Istio's `retryOn` when a VirtualService sets none.
@@ -78,6 +94,7 @@ impl Default for Policy {
         Policy {
             timeout: None,
             fault: None,
+            mirrors: Vec::new(),
             retries: Retries {
                 attempts: 2,
                 per_try_timeout: None,

@@ -229,7 +229,7 @@ impl Problem {
 }
 
 /// A destination of a route, resolved when the table is built.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     /// The host as the route names it.
     pub host: String,
@@ -240,6 +240,9 @@ pub struct Target {
     /// Indices into [`crate::Mesh::workloads`].
     pub endpoints: Vec<usize>,
     pub problem: Option<Problem>,
+    /// The cluster's circuit breakers and outlier detection, from its
+    /// DestinationRule ([`crate::cluster`]).
+    pub cluster: crate::cluster::ClusterPolicy,
 }
 
 /// Which rule decided: `forecast-route http[0]`.

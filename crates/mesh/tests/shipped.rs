@@ -13,7 +13,7 @@ use mesh::{
 };
 use serde_json::Value;
 
-const STAGES: [&str; 7] = [
+const STAGES: [&str; 13] = [
     "all-v1",
     "forecast-50-50",
     "forecast-v2",
@@ -22,6 +22,22 @@ const STAGES: [&str; 7] = [
     "multiservice",
     // The multiservice release keyed on a verified JWT claim (istio/security).
     "multiservice-jwt",
+    // The resilience lab: multiservice plus one lesson each.
+    "fault-delay",
+    "fault-abort",
+    "timeout",
+    "retries",
+    "mirror",
+    "circuit-breaker",
+];
+
+/// The lab's stages that keep multiservice's frontend and forecast routes.
+const LAB_ON_MULTISERVICE: [&str; 5] = [
+    "fault-delay",
+    "fault-abort",
+    "timeout",
+    "retries",
+    "circuit-breaker",
 ];
 
 fn root() -> PathBuf {
@@ -39,6 +55,10 @@ fn workloads() -> Manifests {
 
 fn stage(name: &str) -> Manifests {
     load(&["istio/base", &format!("istio/stages/{name}")])
+}
+
+fn shipped_text(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 #[test]
@@ -482,4 +502,75 @@ fn the_books_regex_misses_browser_cookie_headers_which_is_why_ours_differs() {
     assert!(!book.matches("_ga=GA1.1.1; user=tester"));
     let ours = tester_matcher();
     assert!(ours.matches("user=tester") && ours.matches("_ga=GA1.1.1; user=tester"));
+}
+
+/// Each stage of the resilience lab is the multiservice release plus its one
+/// lesson: the other routes are multiservice's, word for word, and a
+/// Deployment a stage changes differs from k8s/'s by the one variable it sets.
+#[test]
+fn each_resilience_stage_is_multiservice_plus_one_lesson() {
+    for s in LAB_ON_MULTISERVICE {
+        for f in ["frontend.yaml", "forecast.yaml"] {
+            assert_eq!(
+                shipped_text(&format!("istio/stages/{s}/{f}")),
+                shipped_text(&format!("istio/stages/multiservice/{f}")),
+                "{s}/{f}"
+            );
+        }
+    }
+    let base = shipped_text("k8s/recommendation-v1.yaml");
+    let body = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    };
+    for (s, added) in [
+        ("timeout", vec![("FAULT_DELAY_MS", "1000")]),
+        ("retries", vec![("FAULT_ERROR_RATE", "0.5")]),
+        (
+            "circuit-breaker",
+            vec![("FAULT_DELAY_MS", "200"), ("FAULT_ERROR_RATE", "0.3")],
+        ),
+    ] {
+        let text = shipped_text(&format!("istio/stages/{s}/recommendation-v1.yaml"));
+        let mut lines = body(&text);
+        for (name, value) in &added {
+            let at = lines
+                .iter()
+                .position(|l| l.trim() == format!("- name: {name}"))
+                .unwrap_or_else(|| panic!("{s}: no {name}"));
+            assert_eq!(lines[at + 1].trim(), format!("value: \"{value}\""), "{s}");
+            lines.drain(at..at + 2);
+        }
+        assert_eq!(lines, body(&base), "{s}: only {added:?} differ from k8s/");
+    }
+    let rec = |s: &str| vs(&stage(s), "recommendation-route").spec.http[0].clone();
+    let fault = rec("fault-delay").fault.unwrap();
+    assert_eq!(fault["delay"]["fixedDelay"], "2s");
+    assert_eq!(fault["delay"]["percentage"]["value"], 100);
+    let fault = rec("fault-abort").fault.unwrap();
+    assert_eq!(fault["abort"]["httpStatus"], 503);
+    assert_eq!(fault["abort"]["percentage"]["value"], 50);
+    assert_eq!(rec("timeout").timeout.unwrap(), "0.5s");
+    let retries = rec("retries").retries.unwrap();
+    assert_eq!(retries["attempts"], 3);
+    assert_eq!(retries["retryOn"], "5xx");
+    let m = stage("mirror");
+    let fc = &vs(&m, "forecast-route").spec.http;
+    assert_eq!(fc.len(), 1);
+    assert_eq!(fc[0].route[0].destination.subset.as_deref(), Some("v1"));
+    assert_eq!(fc[0].mirror.as_ref().unwrap()["subset"], "v2");
+    let fe = &vs(&m, "frontend-route").spec.http;
+    assert_eq!(targets(&fe[0]), [("v1".to_owned(), 100)], "every page is v1's");
+    let m = stage("circuit-breaker");
+    let dr = m
+        .destination_rules
+        .iter()
+        .find(|d| d.metadata.name == "recommendation")
+        .unwrap();
+    let tp = dr.spec.traffic_policy.as_ref().unwrap();
+    assert_eq!(tp["connectionPool"]["tcp"]["maxConnections"], 1);
+    assert_eq!(tp["outlierDetection"]["maxEjectionPercent"], 100);
+    assert_eq!(dr.spec.subsets[0].name, "v1", "it keeps base's subset");
 }

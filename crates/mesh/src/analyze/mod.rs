@@ -344,7 +344,7 @@ fn virtual_services(out: &mut Out) {
     }
     for e in &mesh.errors {
         let o = Object {
-            kind: "VirtualService",
+            kind: e.kind,
             namespace: &e.namespace,
             name: &e.name,
         };

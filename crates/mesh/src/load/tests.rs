@@ -69,26 +69,33 @@ fn unknown_kinds_are_skipped_with_a_note() {
 fn fields_istio_has_but_the_model_ignores_are_warned_about() {
     let text = VS.replace(
         "  - route:",
-        "  - mirror: {host: forecast}\n    fault: {abort: {grpcStatus: UNAVAILABLE}}\n    route:",
+        "  - rewrite: {uri: /}\n    fault: {abort: {grpcStatus: UNAVAILABLE}}\n    route:",
     );
     let m = load(&text).unwrap();
     assert_eq!(m.warnings.len(), 2, "{:?}", m.warnings);
     assert!(
-        m.warnings[0].contains("spec.http[0].fault.abort.grpcStatus is not modelled"),
+        m.warnings[0].contains("spec.http[0].rewrite is not modelled"),
         "{}",
         m.warnings[0]
     );
     assert!(
-        m.warnings[1].contains("spec.http[0].mirror is not modelled"),
+        m.warnings[1].contains("spec.http[0].fault.abort.grpcStatus is not modelled"),
         "{}",
         m.warnings[1]
     );
-    // An HTTP fault is modelled: no warning.
+    // An HTTP fault and a mirror are modelled: no warning.
     let text = VS.replace(
         "  - route:",
-        "  - fault: {abort: {httpStatus: 500, percentage: {value: 10}}}\n    route:",
+        "  - fault: {abort: {httpStatus: 500, percentage: {value: 10}}}\n    mirror: {host: forecast}\n    route:",
     );
     assert!(load(&text).unwrap().warnings.is_empty());
+    // A DestinationRule's pool and outlier detection apply; its load
+    // balancer does not, at the top or in a subset.
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: f, namespace: weather}\nspec:\n  host: forecast\n  trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}}, outlierDetection: {}, loadBalancer: {simple: RANDOM}}\n  subsets: [{name: v1, labels: {version: v1}, trafficPolicy: {tls: {mode: DISABLE}}}]\n";
+    let m = load(dr).unwrap();
+    assert_eq!(m.warnings.len(), 2, "{:?}", m.warnings);
+    assert!(m.warnings[0].contains("spec.trafficPolicy.loadBalancer is not modelled"));
+    assert!(m.warnings[1].contains("spec.subsets[0].trafficPolicy.tls is not modelled"));
 }
 
 #[test]

@@ -14,7 +14,6 @@ use std::{
 use mesh::model::{Container, Deployment};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use weather_core::{
-    Health,
     server::{self, RunningServer},
     telemetry::{Telemetry, TelemetryArgs},
 };
@@ -22,10 +21,10 @@ use weather_core::{
 use super::{
     error::Error,
     plane::{Plane, Settings, load},
+    pods::Pods,
     proxy::{self, Hop},
     reload,
 };
-use crate::workloads::{self, parse_image};
 
 /// What `weather up` starts from.
 #[derive(Clone, Debug)]
@@ -150,58 +149,33 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
     let mut servers = Vec::new();
     let mut workloads = Vec::new();
     let mut sidecars = Vec::new();
+    let pods = Pods::new(opts.telemetry.clone(), local_jwt_key);
     for (d, (pod, addr)) in manifests.deployments.iter().zip(pod_listeners) {
         let fail = |reason: String| Error::Deployment {
             name: d.metadata.name.clone(),
             reason,
         };
-        let c = d
-            .spec
-            .template
-            .spec
-            .containers
-            .first()
-            .ok_or_else(|| fail("no containers".into()))?;
-        let mut pod_env = env(c, &opts.telemetry);
-        // The Secret the manifest mounts the JWT key from: a local key.
-        if let Some(slot) = pod_env.iter_mut().find(|(k, _)| k == "JWT_KEY_FILE") {
-            slot.1 = local_jwt_key().map_err(|e| fail(format!("JWT_KEY_FILE: {e}")))?;
-        }
-        let (app, image_version) = parse_image(&c.image).map_err(|e| fail(e.to_string()))?;
-        let version = match pod_env.iter().find(|(k, _)| k == "APP_VERSION") {
-            Some((_, v)) => v.parse().map_err(|e| fail(format!("APP_VERSION: {e}")))?,
-            None => image_version,
-        };
-        // The outbound "sidecar": the app's downstream URL now points at a
-        // listener that routes as this workload's Envoy would.
-        if let Some((var, default)) = app.downstream(version) {
-            let url = pod_env
-                .iter()
-                .find(|(k, _)| k == var)
-                .map_or(default, |(_, v)| v.as_str());
-            let authority = url
-                .strip_prefix("http://")
-                .map(|rest| rest.split('/').next().unwrap_or(rest).to_owned())
-                .ok_or_else(|| fail(format!("{var}={url} is not an http:// URL")))?;
-            let (out, out_addr) = bind(LOOPBACK).await?;
-            let hop = sidecar(d, authority);
-            let telemetry = sidecar_telemetry(d, version.as_str(), &opts.telemetry);
-            servers.push(serve(out, proxy::router(plane.clone(), hop, telemetry))?);
-            pod_env.retain(|(k, _)| k != var);
-            pod_env.push((var.to_owned(), format!("http://{out_addr}")));
-            sidecars.push((d.metadata.name.clone(), out_addr));
-        } else {
-            let (out, out_addr) = bind(LOOPBACK).await?;
-            let hop = sidecar(d, String::new());
-            let telemetry = sidecar_telemetry(d, version.as_str(), &opts.telemetry);
-            servers.push(serve(out, proxy::router(plane.clone(), hop, telemetry))?);
-            sidecars.push((d.metadata.name.clone(), out_addr));
-        }
-        let router = workloads::router(app, version, &pod_env, Health::default())
-            .map_err(|e| fail(e.to_string()))?;
+        let configured = pods.configure(d).map_err(fail)?;
+        // The outbound "sidecar": the app's downstream URL points at a
+        // listener that routes as this workload's Envoy would; an app that
+        // calls no one gets one too, routing by the request's Host.
+        let authority = configured
+            .downstream
+            .as_ref()
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default();
+        let (out, out_addr) = bind(LOOPBACK).await?;
+        let hop = sidecar(d, authority);
+        let telemetry = sidecar_telemetry(d, configured.version.as_str(), &opts.telemetry);
+        servers.push(serve(out, proxy::router(plane.clone(), hop, telemetry))?);
+        sidecars.push((d.metadata.name.clone(), out_addr));
+        let outbound = configured.downstream.is_some().then_some(out_addr);
+        let router = configured.router(outbound).map_err(fail)?;
+        let router = pods.keep(d, &configured, outbound, router);
         servers.push(serve(pod, router)?);
         workloads.push((d.metadata.name.clone(), addr));
     }
+    plane.run(pods);
 
     let (ingress, ingress_addr) = bind(opts.listen).await?;
     let gateway = Telemetry::new(
@@ -226,7 +200,7 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
 
 /// The environment a Deployment's container gets. The cluster's telemetry
 /// settings point at the cluster's collector; a local run uses weather up's own.
-fn env(c: &Container, telemetry: &TelemetryArgs) -> Vec<(String, String)> {
+pub(super) fn env(c: &Container, telemetry: &TelemetryArgs) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = c
         .env
         .iter()

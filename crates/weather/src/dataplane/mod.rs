@@ -8,7 +8,10 @@
 //!   and the only way to change it, [`Plane::switch`];
 //! - [`proxy`]: one hop, as a `Router` of its own, tested in-process; its
 //!   connections to the workloads in `upstream`;
-//! - [`boot`]: binds and starts every workload and listener;
+//! - [`boot`]: binds and starts every workload and listener; `pods` keeps
+//!   the workloads and rolls one whose Deployment's environment changes;
+//! - `circuit`: the circuit breakers and outlier detection each hop keeps
+//!   per cluster;
 //! - [`reload`]: re-applies the manifests when their files change;
 //! - [`stats`]: Istio's standard metrics of every hop, and the window of recent
 //!   traffic the admin page draws.
@@ -17,12 +20,14 @@
 //! [`crate::admin`] on the [`Plane`] it gets back.
 
 mod boot;
+mod circuit;
 mod downstream;
 mod error;
 mod headers;
 mod jwks;
 mod metered;
 pub mod plane;
+mod pods;
 pub mod proxy;
 mod refusal;
 mod reload;

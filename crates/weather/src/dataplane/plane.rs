@@ -8,7 +8,7 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     sync::{
-        Arc, Mutex, RwLock,
+        Arc, Mutex, OnceLock, RwLock,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -18,6 +18,7 @@ use mesh::{Manifests, Mesh};
 
 use super::{
     error::Error,
+    pods::{Pods, Rollout},
     stats::{ServiceRef, Stats},
 };
 
@@ -123,6 +124,10 @@ pub struct Plane {
     pub stats: Arc<Stats>,
     /// The keys of RequestAuthentications' `jwksUri`s.
     pub(super) jwks: super::jwks::Jwks,
+    /// Each hop's circuit breakers and outlier detection, per cluster.
+    pub(super) circuits: super::circuit::Circuits,
+    /// The workloads, rolled when applied manifests change their Deployment.
+    workloads: OnceLock<Pods>,
 }
 
 /// Reads the manifests and compiles them. A rule that cannot be compiled is
@@ -136,7 +141,7 @@ pub fn load(paths: &[PathBuf]) -> Result<(Manifests, Mesh), Error> {
 /// Like [`load`] with `overlay` applied over the paths' objects, refusing
 /// manifests with a rule that cannot be compiled: what replaces routes in
 /// force must be whole.
-fn load_whole(paths: &[PathBuf], overlay: Option<&Overlay>) -> Result<Mesh, Error> {
+fn load_whole(paths: &[PathBuf], overlay: Option<&Overlay>) -> Result<(Manifests, Mesh), Error> {
     let mut manifests = mesh::load_paths(paths).map_err(Error::Load)?;
     if let Some(o) = overlay {
         manifests
@@ -147,7 +152,7 @@ fn load_whole(paths: &[PathBuf], overlay: Option<&Overlay>) -> Result<Mesh, Erro
     if !mesh.errors.is_empty() {
         return Err(Error::Compile(mesh.errors));
     }
-    Ok(mesh)
+    Ok((manifests, mesh))
 }
 
 /// A switch or an apply may not leave an ingress that routed without any
@@ -198,6 +203,8 @@ impl Plane {
             reloads: Mutex::new(Reloads::default()),
             stats,
             jwks: Default::default(),
+            circuits: Default::default(),
+            workloads: OnceLock::new(),
             changes: tokio::sync::watch::Sender::new(0),
         })
     }
@@ -226,14 +233,16 @@ impl Plane {
     /// request: in-flight hops finish on the snapshot they started with. On any
     /// error nothing changes. Returns a one-line summary.
     pub fn switch(&self, paths: Vec<PathBuf>, stage: Option<String>) -> Result<String, Error> {
-        let mesh = load_whole(&paths, None)?;
+        let (manifests, mesh) = load_whole(&paths, None)?;
         keeps_ingress_routes(&self.applied().mesh, &mesh)?;
+        let rollout = self.rollout(&manifests)?;
         let applied = prepare(&self.pods, &self.stats, paths, stage, None, mesh)?;
-        let summary = applied.summary();
+        let summary = summarize(&applied, &rollout);
         self.put(
             &mut self.applied.write().unwrap_or_else(|e| e.into_inner()),
             applied,
         );
+        self.commit(rollout);
         Ok(summary)
     }
 
@@ -253,16 +262,18 @@ impl Plane {
             label,
         };
         let seen = self.applied();
-        let mesh = load_whole(&seen.paths, Some(&overlay))?;
+        let (manifests, mesh) = load_whole(&seen.paths, Some(&overlay))?;
         keeps_ingress_routes(&seen.mesh, &mesh)?;
+        let rollout = self.rollout(&manifests)?;
         let (paths, stage) = (seen.paths.clone(), seen.stage.clone());
         let overlay = Some(Arc::new(overlay));
         let applied = prepare(&self.pods, &self.stats, paths, stage, overlay, mesh)?;
-        let summary = applied.summary();
+        let summary = summarize(&applied, &rollout);
         self.put(
             &mut self.applied.write().unwrap_or_else(|e| e.into_inner()),
             applied,
         );
+        self.commit(rollout);
         Ok(summary)
     }
 
@@ -270,16 +281,18 @@ impl Plane {
     /// was applied since `seen` was read: a stage switch wins over a file edit
     /// that raced with it. `None` when it was not applied for that reason.
     pub(super) fn reload(&self, seen: &Arc<Applied>) -> Option<Result<String, Error>> {
-        let outcome = load_whole(&seen.paths, seen.overlay.as_deref()).and_then(|mesh| {
+        let outcome = load_whole(&seen.paths, seen.overlay.as_deref()).and_then(|(m, mesh)| {
             let (paths, stage) = (seen.paths.clone(), seen.stage.clone());
-            prepare(
+            let rollout = self.rollout(&m)?;
+            let applied = prepare(
                 &self.pods,
                 &self.stats,
                 paths,
                 stage,
                 seen.overlay.clone(),
                 mesh,
-            )
+            )?;
+            Ok((applied, rollout))
         });
         let mut current = self.applied.write().unwrap_or_else(|e| e.into_inner());
         if !Arc::ptr_eq(&current, seen) {
@@ -287,9 +300,10 @@ impl Plane {
         }
         let mut reloads = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
         Some(match outcome {
-            Ok(applied) => {
-                let summary = applied.summary();
+            Ok((applied, rollout)) => {
+                let summary = summarize(&applied, &rollout);
                 self.put(&mut current, applied);
+                self.commit(rollout);
                 reloads.applied += 1;
                 Ok(summary)
             }
@@ -299,6 +313,26 @@ impl Plane {
                 Err(e)
             }
         })
+    }
+
+    /// Hands the plane the workloads it runs, to roll them when applied
+    /// manifests change their Deployments (once, at start).
+    pub(super) fn run(&self, pods: Pods) {
+        let _ = self.workloads.set(pods);
+    }
+
+    /// The workloads `manifests` would change, rebuilt (none without workloads).
+    fn rollout(&self, manifests: &Manifests) -> Result<Option<Rollout>, Error> {
+        self.workloads
+            .get()
+            .map(|p| p.prepare(&manifests.deployments))
+            .transpose()
+    }
+
+    fn commit(&self, rollout: Option<Rollout>) {
+        if let (Some(pods), Some(r)) = (self.workloads.get(), rollout) {
+            pods.commit(r);
+        }
     }
 
     /// What the file watch has done so far.
@@ -352,6 +386,17 @@ fn prepare(
         pods,
         services,
     })
+}
+
+/// The summary of a change: what is applied, and the workloads rolled.
+fn summarize(applied: &Applied, rollout: &Option<Rollout>) -> String {
+    let mut s = applied.summary();
+    if let Some(names) = rollout.as_ref().map(Rollout::names)
+        && !names.is_empty()
+    {
+        s.push_str(&format!("; rolled {}", names.join(", ")));
+    }
+    s
 }
 
 impl Applied {

@@ -19,6 +19,7 @@ use axum::{
     extract::{ConnectInfo, State},
     http::{Request, Response, StatusCode, header},
 };
+use http_body::Body as _;
 use mesh::{
     Routed,
     authn::Mtls,
@@ -40,6 +41,7 @@ use super::{
 };
 
 mod forward;
+mod mirror;
 mod record;
 
 use forward::forward;
@@ -211,6 +213,30 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
         let detail = format!("{}: no healthy upstream", record.to);
         return record.refuse(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "UH", detail));
     }
+    // The cluster's circuit breakers and outlier detection, if its
+    // DestinationRule sets them: ejected hosts are not picked.
+    let hosts = endpoints.len();
+    let circuit = cluster_name(&applied, target)
+        .and_then(|name| l.plane.circuits.get(l.peer, &name, &target.cluster));
+    if let Some(c) = &circuit {
+        let addrs: Vec<SocketAddr> = endpoints.iter().map(|e| e.addr).collect();
+        let usable = c.usable(&addrs);
+        if usable.is_empty() {
+            // Every host ejected, and no panic threshold to fall back on.
+            return record.refuse(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UH",
+                "no healthy upstream",
+            ));
+        }
+        if usable.len() < endpoints.len() {
+            let mut i = 0;
+            endpoints.retain(|_| {
+                i += 1;
+                usable.contains(&(i - 1))
+            });
+        }
+    }
 
     to_upstream(req.headers_mut(), &record.authority);
     // The version matrix of the page: who called, at the ingress.
@@ -232,7 +258,26 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
     if exporting {
         propagator().inject_context(&record.cx, &mut HeaderInjector(req.headers_mut()));
     }
-    let res = forward(&l.plane, &endpoints, policy, req, &mut record).await;
+    // Mirrors: a copy of the request, sent on the side, its answer dropped.
+    // (A request with a body is not copied: the body streams once.)
+    if !policy.mirrors.is_empty() && req.body().is_end_stream() {
+        for m in &policy.mirrors {
+            if fastrand::u32(0..mesh::fault::MILLION) < m.per_million {
+                let (method, headers) = (req.method(), req.headers());
+                mirror::send(&l, &applied, m, method, headers, &record, policy.timeout).await;
+            }
+        }
+    }
+    let res = forward(
+        &l.plane,
+        &endpoints,
+        policy,
+        req,
+        &mut record,
+        circuit.as_ref(),
+        hosts,
+    )
+    .await;
     if matrix && let Some(chain) = res.headers().get(weather_core::chain::CHAIN_HEADER) {
         let trace = exporting.then(|| record.cx.span().span_context().trace_id().to_string());
         l.plane
@@ -240,6 +285,14 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
             .visit(tester, &String::from_utf8_lossy(chain.as_bytes()), trace);
     }
     res
+}
+
+/// The cluster Envoy would send to: `outbound|PORT|SUBSET|FQDN`.
+fn cluster_name(applied: &Applied, target: &Target) -> Option<String> {
+    let svc = applied.mesh.services.get(target.service?)?;
+    let port = svc.ports.first().copied().unwrap_or(80);
+    let subset = target.subset.as_deref().unwrap_or("");
+    Some(format!("outbound|{port}|{subset}|{}", svc.fqdn))
 }
 
 /// A pod the request may be sent to.

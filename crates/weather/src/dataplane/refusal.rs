@@ -20,6 +20,8 @@ pub(super) struct Refusal {
     pub(super) detail: String,
     /// A JWT refused: Envoy's `www-authenticate` challenge.
     challenge: Option<String>,
+    /// A circuit breaker's overflow: Envoy's `x-envoy-overloaded: true`.
+    overloaded: bool,
 }
 
 impl Refusal {
@@ -33,7 +35,19 @@ impl Refusal {
             flag,
             detail: detail.into(),
             challenge: None,
+            overloaded: false,
         }
+    }
+
+    /// A circuit breaker's limit reached: 503 `UO`, as Envoy answers it.
+    pub(super) fn overflow() -> Refusal {
+        let mut r = Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UO",
+            "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+        );
+        r.overloaded = true;
+        r
     }
 
     /// What the destination's proxy answers when it refuses the request (JWT
@@ -55,6 +69,10 @@ impl Refusal {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         res.headers_mut()
             .insert(FLAGS_HEADER, HeaderValue::from_static(self.flag));
+        if self.overloaded {
+            res.headers_mut()
+                .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+        }
         if let Some(c) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, c);
         }

@@ -166,6 +166,9 @@ pub struct Exchange {
     pub flags: &'static str,
     /// Whether the destination's workload answered (its proxy saw it).
     pub reached: bool,
+    /// A mirrored copy: Envoy sends it past the calling proxy's own filters,
+    /// so only the destination reports it.
+    pub shadow: bool,
     /// Whether the connection to the destination was mutual TLS (Istio's
     /// auto mTLS: unless the destination's mode is DISABLE).
     pub mtls: bool,
@@ -304,8 +307,10 @@ impl Stats {
                 dest.flags = "-";
                 observe(dest);
             }
-            key.reporter = Reporter::Source;
-            observe(key);
+            if !e.shadow {
+                key.reporter = Reporter::Source;
+                observe(key);
+            }
         }
         let now = Instant::now();
         let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());

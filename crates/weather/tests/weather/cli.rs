@@ -335,7 +335,7 @@ fn every_subcommand_has_help() {
     assert_eq!(o.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&o.stderr)
-            .contains("no stage \"nope\"; the stages are: all-v1, forecast-50-50")
+            .contains("no stage \"nope\"; the stages are: all-v1, circuit-breaker, fault-abort")
     );
 }
 

@@ -2,7 +2,7 @@
 //! route's timeout and retries, each failure named as Envoy names it, and
 //! the answer delivered back metered to its last byte.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     body::Body,
@@ -15,6 +15,7 @@ use opentelemetry::{KeyValue, trace::TraceContextExt};
 use super::super::upstream::SendError;
 
 use super::super::{
+    circuit::{Circuit, Holding, Outcome, Permit},
     downstream::{ClientFault, Outgoing},
     headers::strip_hop_by_hop,
     metered::Metered,
@@ -105,12 +106,19 @@ fn backoff(n: u32) -> std::time::Duration {
 /// its timeout over all attempts, and its retries, each on the next endpoint
 /// (Envoy's `previous_hosts`). A retry re-sends a body only if no attempt
 /// began to read it.
+///
+/// With a `circuit` (the cluster's DestinationRule sets a pool or outlier
+/// detection), each attempt takes a place in it first (503 `UO` when full),
+/// each outcome is counted against its host, and a retry needs a place
+/// among `maxRetries`; `hosts` is the cluster's size, ejected hosts included.
 pub(super) async fn forward(
     plane: &Plane,
     endpoints: &[Endpoint],
     policy: &Policy,
     req: Request<Body>,
     record: &mut Record<'_>,
+    circuit: Option<&Arc<Circuit>>,
+    hosts: usize,
 ) -> Response<Body> {
     // The fault filter first, before the router: a delay, then an abort
     // that answers without sending the request on (docs/architecture.md).
@@ -157,6 +165,8 @@ pub(super) async fn forward(
     // What broke on the client's side while its body was being sent, if anything.
     let client_fault = || outgoing.as_ref().and_then(|o| o.fault.get()).copied();
     let mut attempt = 0u32;
+    // The retry in flight, counted against `maxRetries`.
+    let mut _retrying = None;
     loop {
         let endpoint = &endpoints[(first + attempt as usize) % endpoints.len()];
         let (addr, peer) = (endpoint.addr, endpoint.peer);
@@ -184,11 +194,40 @@ pub(super) async fn forward(
             (None, Some(p)) => Some(tokio::time::Instant::now() + p),
             (None, None) => None,
         };
+        // A place in the circuit, waited for within the timeout.
+        let admitted = async {
+            match circuit {
+                Some(c) => c.admit().await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let admitted = match limit {
+            Some(at) => tokio::time::timeout_at(at, admitted).await,
+            None => Ok(admitted.await),
+        };
+        let permit: Option<Permit> = match admitted {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return record.refuse(Refusal::overflow()),
+            Err(_) => {
+                return record.refuse(Refusal::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "UT",
+                    "upstream request timeout",
+                ));
+            }
+        };
         let sent = plane.upstreams.send(addr, up);
         let outcome = match limit {
             Some(at) => tokio::time::timeout_at(at, sent).await.ok(),
             None => Some(sent.await),
         };
+        if let Some(c) = circuit {
+            let o = match &outcome {
+                Some(Ok(res)) => Outcome::Status(res.status().as_u16()),
+                _ => Outcome::Failed,
+            };
+            c.report(addr, o, hosts);
+        }
         let failure = match outcome {
             Some(Ok(res))
                 if attempt < policy.retries.attempts
@@ -206,7 +245,7 @@ pub(super) async fn forward(
             }
             Some(Ok(res)) => {
                 let retried_out = attempt > 0 && policy.retries.on.status(res.status().as_u16());
-                let mut res = deliver(plane, res, addr, retried_out, delayed, record);
+                let mut res = deliver(plane, res, addr, retried_out, delayed, record, permit);
                 // Answered before the client's body was all read: the
                 // connection closes after the answer, and says so, as
                 // Envoy's connection manager does on HTTP/1 (the client
@@ -233,10 +272,16 @@ pub(super) async fn forward(
             }
             None => Some(Failure::PerTryTimeout),
         };
+        drop(permit);
         let can_resend = outgoing.as_ref().is_none_or(Outgoing::unsent);
-        let retry = attempt < policy.retries.attempts
+        let mut retry = attempt < policy.retries.attempts
             && can_resend
             && failure.as_ref().is_none_or(|f| f.retriable(policy));
+        if retry && let Some(c) = circuit {
+            // `maxRetries` retries in flight at most: past it, no retry.
+            _retrying = c.retry();
+            retry = _retrying.is_some();
+        }
         if !retry {
             let failure = failure.unwrap_or(Failure::Reset);
             return record.refuse(failure.refusal(attempt > 0));
@@ -263,8 +308,11 @@ fn deliver(
     retried_out: bool,
     delayed: bool,
     record: &mut Record<'_>,
+    permit: Option<Permit>,
 ) -> Response<Body> {
     let (mut parts, incoming) = res.into_parts();
+    // The connection is the circuit's until the body's last byte.
+    let incoming = Holding::new(incoming, permit);
     strip_hop_by_hop(&mut parts.headers);
     if record.exporting {
         record

@@ -86,6 +86,7 @@ impl Record<'_> {
             code,
             flags,
             reached,
+            shadow: false,
             mtls: self.mtls,
             duration: self.start.elapsed(),
             request_bytes: self.request_bytes,

@@ -33,6 +33,7 @@ fn exchange(code: u16, flags: &'static str, reached: bool) -> Exchange {
         code,
         flags,
         reached,
+        shadow: false,
         mtls: false,
         duration: Duration::from_millis(3),
         request_bytes: 0,
@@ -180,4 +181,26 @@ fn nothing_is_recorded_when_off() {
     let s = Stats::new(&[], false);
     s.record(&exchange(200, "-", true));
     assert!(!s.render().contains("istio_requests_total{"));
+}
+
+/// A mirrored copy is reported by its destination only: Envoy sends it past
+/// the calling proxy's stats filter.
+#[test]
+fn a_mirrored_copy_is_reported_by_the_destination_alone() {
+    let s = stats();
+    s.record(&Exchange {
+        shadow: true,
+        ..exchange(200, "-", true)
+    });
+    let text = s.render();
+    let total = |reporter: &str| {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("istio_requests_total{")
+                    && l.contains(&format!("reporter=\"{reporter}\""))
+            })
+            .count()
+    };
+    assert_eq!((total("source"), total("destination")), (0, 1), "{text}");
+    assert_eq!(s.edges().len(), 1, "the graph shows the edge");
 }
