@@ -247,6 +247,18 @@ impl Mesh {
         }
     }
 
+    /// Whether a route leads to a cluster with circuit breakers or outlier
+    /// detection: what then reaches it depends on the load, not only on the
+    /// routes.
+    pub fn load_dependent(&self) -> bool {
+        self.virtual_services
+            .iter()
+            .flat_map(|vs| &vs.rules)
+            .flat_map(|r| &r.targets)
+            .chain(self.default_targets.iter().flatten())
+            .any(|t| !t.cluster.is_default())
+    }
+
     /// How many VirtualServices are in force.
     pub fn virtual_service_count(&self) -> usize {
         self.virtual_services.len()

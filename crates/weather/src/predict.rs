@@ -1,12 +1,18 @@
 //! What the model predicts a request through the ingress will meet: the chain of
 //! `app:version` it will be served by, with probabilities. It follows the request
 //! hop by hop, as each workload's sidecar would route its outbound call, with the
-//! headers that service really forwards (never the cookie).
+//! headers that service really forwards (never the cookie). A call the route's
+//! fault aborts, or that the fault's delay or the callee's slowness keeps past
+//! the route's timeout or the caller's patience, ends the chain at the caller
+//! (the resilience lab's stages); circuit breakers depend on the load and are
+//! not predicted.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use mesh::{
     Manifests, Mesh, Routed,
+    model::Container,
+    policy::Policy,
     routing::{Caller, Request},
     terms::WithClaims,
 };
@@ -101,14 +107,7 @@ fn follow(
     out: &mut Prediction,
 ) {
     let w = &mesh.workloads[workload];
-    let Some(d) = manifests
-        .deployments
-        .iter()
-        .find(|d| d.metadata.name == w.name)
-    else {
-        return;
-    };
-    let Some(c) = d.spec.template.spec.containers.first() else {
+    let Some(c) = container(manifests, &w.name) else {
         return;
     };
     let Ok((app, image_version)) = parse_image(&c.image) else {
@@ -153,6 +152,11 @@ fn follow(
         },
         &req,
     );
+    let policy = match routed {
+        Routed::Route { policy, .. } => Some(policy),
+        _ => None,
+    };
+    let patience = app.downstream_timeout(|v| c.env(v).map(str::to_owned));
     // A failed call leaves the chain at this app: frontend answers 503 with only
     // itself, forecast v2 answers 200 without advice.
     let mut failed = 0.0;
@@ -161,6 +165,18 @@ fn follow(
         failed += fp
     });
     for (nw, np) in hops {
+        // The share of calls the route's fault, the callee's own failures and
+        // the caller's patience lose.
+        let callee = container(manifests, &mesh.workloads[nw].name);
+        let lost = match (policy, callee) {
+            (Some(policy), Some(callee)) => np * lost_share(policy, callee, patience),
+            _ => 0.0,
+        };
+        failed += lost;
+        let np = np - lost;
+        if np <= 0.0 {
+            continue;
+        }
         follow(
             manifests,
             mesh,
@@ -175,4 +191,52 @@ fn follow(
     if failed > 0.0 {
         *out.entry(chain).or_default() += failed;
     }
+}
+
+/// The first container of the Deployment named `name`.
+fn container<'m>(manifests: &'m Manifests, name: &str) -> Option<&'m Container> {
+    manifests
+        .deployments
+        .iter()
+        .find(|d| d.metadata.name == name)?
+        .spec
+        .template
+        .spec
+        .containers
+        .first()
+}
+
+/// The share of calls over a route with `policy` to a workload run as
+/// `callee` that get no answer from it, for a caller that waits `patience`
+/// ms: aborted by the route's fault, delayed by it past the caller's
+/// patience, or slower (`FAULT_DELAY_MS`) than the route's timeout, its
+/// per-try timeout or what is left of the caller's patience. Those calls end
+/// the chain at the caller. An answer, an error too (`FAULT_ERROR_RATE`),
+/// carries the callee's chain, so retries change no chain. Circuit breakers
+/// are left out: they depend on the load.
+fn lost_share(policy: &Policy, callee: &Container, patience: Option<u64>) -> f64 {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let slow = callee
+        .env("FAULT_DELAY_MS")
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let patience = patience.map_or(f64::INFINITY, |p| p as f64);
+    let share = |per_million: u32| f64::from(per_million) / f64::from(mesh::fault::MILLION);
+    let (abort, delayed, delay) = match &policy.fault {
+        None => (0.0, 0.0, 0.0),
+        Some(f) => (
+            f.abort.as_ref().map_or(0.0, |a| share(a.per_million)),
+            f.delay.as_ref().map_or(0.0, |d| share(d.per_million)),
+            f.delay.as_ref().map_or(0.0, |d| ms(d.fixed)),
+        ),
+    };
+    // Whether a call past the fault filter, held `held` ms by it, goes
+    // unanswered.
+    let lost = |held: f64| -> f64 {
+        let timeout = policy.timeout.map_or(f64::INFINITY, ms);
+        let per_try = policy.retries.per_try_timeout.map_or(f64::INFINITY, ms);
+        let late = held >= patience || slow >= timeout.min(per_try).min(patience - held);
+        if late { 1.0 } else { 0.0 }
+    };
+    abort + (1.0 - abort) * (delayed * lost(delay) + (1.0 - delayed) * lost(0.0))
 }

@@ -131,6 +131,8 @@ pub struct Report {
     pub rows: BTreeMap<Class, Row>,
     pub crossings: usize,
     pub problems: Vec<String>,
+    /// What the judge left unjudged, and why.
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -317,11 +319,29 @@ fn judge(j: &Judge, report: &mut Report) {
                     )]),
                 };
             }
-            Judge::Stage { name, .. } => {
+            Judge::Stage { name, mesh, .. } => {
+                let load_dependent = mesh.load_dependent();
+                // Under circuit breakers a call may also end early, at any hop.
+                let cut_short = |chain: &str| {
+                    load_dependent
+                        && row
+                            .expected
+                            .keys()
+                            .any(|e| e.starts_with(chain) && e[chain.len()..].starts_with(','))
+                };
                 for (chain, count) in &row.observed {
-                    if !row.expected.contains_key(chain) {
+                    if !row.expected.contains_key(chain) && !cut_short(chain) {
                         problems.push(format!("{count} {} request(s) reached {chain}, which stage {name} never routes to", class.name()));
                     }
+                }
+                if load_dependent {
+                    // Circuit breakers: the routes say where requests may go,
+                    // the load how many get there.
+                    let note = format!("stage {name} has circuit breakers or outlier detection: which chains are reached is judged, their shares are not (they depend on the load)");
+                    if !report.notes.contains(&note) {
+                        report.notes.push(note);
+                    }
+                    continue;
                 }
                 for (chain, expected) in &row.expected {
                     let p = expected / n.max(1) as f64;
@@ -393,6 +413,9 @@ impl Report {
             ""
         };
         s.push_str(&format!("\ncrossings: {}{intended}\n", self.crossings));
+        for n in &self.notes {
+            s.push_str(&format!("note: {n}\n"));
+        }
         if self.ok() {
             s.push_str("OK: every request went where it should\n");
         } else {

@@ -36,6 +36,37 @@ impl App {
     }
 }
 
+impl App {
+    /// How long the app waits for its downstream, in milliseconds, as its
+    /// environment `env` sets it or its binary defaults it (`None` for an app
+    /// that calls no one). Past it, frontend answers 503 and forecast v2
+    /// answers without advice.
+    pub fn downstream_timeout(self, env: impl Fn(&str) -> Option<String>) -> Option<u64> {
+        let var = match self {
+            App::Frontend => "FORECAST_TIMEOUT_MS",
+            App::Forecast => "RECOMMENDATION_TIMEOUT_MS",
+            App::Recommendation => return None,
+        };
+        let value = env(var).or_else(|| match self {
+            App::Frontend => default_of::<frontend::Config>(var),
+            App::Forecast => default_of::<forecast::Config>(var),
+            App::Recommendation => None,
+        })?;
+        value.parse().ok()
+    }
+}
+
+/// The default the service's binary gives the setting read from `var`.
+fn default_of<S: Service>(var: &str) -> Option<String> {
+    let cmd = S::augment_args(Command::new(S::APP));
+    let arg = cmd
+        .get_arguments()
+        .find(|a| a.get_env().is_some_and(|e| e == var))?;
+    arg.get_default_values()
+        .first()
+        .map(|v| v.to_string_lossy().into_owned())
+}
+
 /// Why a Deployment cannot be run locally.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -139,6 +170,16 @@ mod tests {
         assert!(error("weather/forecast").contains("no tag"));
         assert!(error("weather/forecast:v3").contains("v1 or v2"));
         assert!(error("nginx:1.27").contains("not a Weather service"));
+    }
+
+    #[test]
+    fn downstream_timeouts_are_the_binaries_defaults_unless_set() {
+        let none = |_: &str| None;
+        assert_eq!(App::Frontend.downstream_timeout(none), Some(3000));
+        assert_eq!(App::Forecast.downstream_timeout(none), Some(1000));
+        assert_eq!(App::Recommendation.downstream_timeout(none), None);
+        let set = |v: &str| (v == "RECOMMENDATION_TIMEOUT_MS").then(|| "250".to_owned());
+        assert_eq!(App::Forecast.downstream_timeout(set), Some(250));
     }
 
     #[test]

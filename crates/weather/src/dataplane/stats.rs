@@ -166,9 +166,11 @@ pub struct Exchange {
     pub flags: &'static str,
     /// Whether the destination's workload answered (its proxy saw it).
     pub reached: bool,
-    /// A mirrored copy: Envoy sends it past the calling proxy's own filters,
-    /// so only the destination reports it.
-    pub shadow: bool,
+    /// Seen by the destination's proxy alone: a mirrored copy (Envoy sends
+    /// it past the calling proxy's own filters), or an attempt that was
+    /// retried (the caller reports the request once, the destination each
+    /// attempt).
+    pub destination_only: bool,
     /// Whether the connection to the destination was mutual TLS (Istio's
     /// auto mTLS: unless the destination's mode is DISABLE).
     pub mtls: bool,
@@ -307,7 +309,7 @@ impl Stats {
                 dest.flags = "-";
                 observe(dest);
             }
-            if !e.shadow {
+            if !e.destination_only {
                 key.reporter = Reporter::Source;
                 observe(key);
             }

@@ -235,6 +235,7 @@ pub(super) async fn forward(
                     && outgoing.as_ref().is_none_or(Outgoing::unsent) =>
             {
                 tracing::debug!("{addr} answered {}, retrying", res.status());
+                record.retried(res.status().as_u16());
                 None
             }
             // The client's body broke while the upstream answered: a client

@@ -108,7 +108,7 @@ pub(super) async fn send(
                 code,
                 flags: "-",
                 reached: true,
-                shadow: true,
+                destination_only: true,
                 mtls,
                 duration: start.elapsed(),
                 request_bytes: 0,

@@ -86,11 +86,22 @@ impl Record<'_> {
             code,
             flags,
             reached,
-            shadow: false,
+            destination_only: false,
             mtls: self.mtls,
             duration: self.start.elapsed(),
             request_bytes: self.request_bytes,
             response_bytes: 0,
+        }
+    }
+
+    /// An attempt the destination answered with `code` and the hop retried:
+    /// the destination's proxy reports it, the caller's only the last one.
+    pub(super) fn retried(&self, code: u16) {
+        let stats = &self.l.plane.stats;
+        if stats.enabled() {
+            let mut e = self.exchange(code, "-", true);
+            e.destination_only = true;
+            stats.record(&e);
         }
     }
 

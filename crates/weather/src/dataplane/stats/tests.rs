@@ -33,7 +33,7 @@ fn exchange(code: u16, flags: &'static str, reached: bool) -> Exchange {
         code,
         flags,
         reached,
-        shadow: false,
+        destination_only: false,
         mtls: false,
         duration: Duration::from_millis(3),
         request_bytes: 0,
@@ -189,7 +189,7 @@ fn nothing_is_recorded_when_off() {
 fn a_mirrored_copy_is_reported_by_the_destination_alone() {
     let s = stats();
     s.record(&Exchange {
-        shadow: true,
+        destination_only: true,
         ..exchange(200, "-", true)
     });
     let text = s.render();
