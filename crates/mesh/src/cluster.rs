@@ -123,7 +123,10 @@ impl ClusterPolicy {
                 on.push(format!("{} consecutive 5xx", o.consecutive_5xx));
             }
             if o.consecutive_gateway > 0 {
-                on.push(format!("{} consecutive gateway errors", o.consecutive_gateway));
+                on.push(format!(
+                    "{} consecutive gateway errors",
+                    o.consecutive_gateway
+                ));
             }
             let on = if on.is_empty() {
                 "never (both detectors off)".to_owned()

@@ -657,7 +657,12 @@ fn mirrors(
             .get("value")
             .and_then(Value::as_f64)
             .filter(|p| (0.0..=100.0).contains(p))
-            .ok_or_else(|| (at.to_owned(), "must be {value: P}, P from 0 to 100".to_owned()))?;
+            .ok_or_else(|| {
+                (
+                    at.to_owned(),
+                    "must be {value: P}, P from 0 to 100".to_owned(),
+                )
+            })?;
         Ok((p > 0.0).then_some((p * 10_000.0) as u32))
     };
     let mut out = Vec::new();
@@ -665,7 +670,11 @@ fn mirrors(
         let (host, subset) = destination(m, "mirror")?;
         let share = if let Some(p) = &r.mirror_percentage {
             percentage(p, "mirrorPercentage")?
-        } else if let Some(p) = r.mirror_percent.as_ref().or(r.mirror_percent_snake.as_ref()) {
+        } else if let Some(p) = r
+            .mirror_percent
+            .as_ref()
+            .or(r.mirror_percent_snake.as_ref())
+        {
             let n = p
                 .as_u64()
                 .filter(|n| *n <= 100)
@@ -676,7 +685,10 @@ fn mirrors(
         };
         if let Some(per_million) = share {
             let target = resolver.target(&host, ns, subset.as_deref(), 100, None);
-            out.push(policy::Mirror { target, per_million });
+            out.push(policy::Mirror {
+                target,
+                per_million,
+            });
         }
     }
     if let Some(list) = &r.mirrors {
@@ -695,7 +707,10 @@ fn mirrors(
             };
             if let Some(per_million) = share {
                 let target = resolver.target(&host, ns, subset.as_deref(), 100, None);
-                out.push(policy::Mirror { target, per_million });
+                out.push(policy::Mirror {
+                    target,
+                    per_million,
+                });
             }
         }
     }

@@ -228,7 +228,10 @@ impl Manifests {
                     .iter()
                     .map(|t| ("trafficPolicy".to_owned(), t))
                     .chain(dr.spec.subsets.iter().enumerate().filter_map(|(i, s)| {
-                        Some((format!("subsets[{i}].trafficPolicy"), s.traffic_policy.as_ref()?))
+                        Some((
+                            format!("subsets[{i}].trafficPolicy"),
+                            s.traffic_policy.as_ref()?,
+                        ))
                     }));
                 for (at, tp) in policies {
                     for key in tp.as_object().into_iter().flat_map(|o| o.keys()) {

@@ -562,7 +562,11 @@ fn each_resilience_stage_is_multiservice_plus_one_lesson() {
     assert_eq!(fc[0].route[0].destination.subset.as_deref(), Some("v1"));
     assert_eq!(fc[0].mirror.as_ref().unwrap()["subset"], "v2");
     let fe = &vs(&m, "frontend-route").spec.http;
-    assert_eq!(targets(&fe[0]), [("v1".to_owned(), 100)], "every page is v1's");
+    assert_eq!(
+        targets(&fe[0]),
+        [("v1".to_owned(), 100)],
+        "every page is v1's"
+    );
     let m = stage("circuit-breaker");
     let dr = m
         .destination_rules

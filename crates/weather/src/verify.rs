@@ -337,7 +337,9 @@ fn judge(j: &Judge, report: &mut Report) {
                 if load_dependent {
                     // Circuit breakers: the routes say where requests may go,
                     // the load how many get there.
-                    let note = format!("stage {name} has circuit breakers or outlier detection: which chains are reached is judged, their shares are not (they depend on the load)");
+                    let note = format!(
+                        "stage {name} has circuit breakers or outlier detection: which chains are reached is judged, their shares are not (they depend on the load)"
+                    );
                     if !report.notes.contains(&note) {
                         report.notes.push(note);
                     }

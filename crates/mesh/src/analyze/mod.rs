@@ -73,6 +73,8 @@ pub const CLAIM_ROUTE_OUTSIDE_GATEWAY: &str = "WEA0010";
 pub const POD_SECURITY_RESTRICTED: &str = "WEA0011";
 pub const EXPORT_HIDES: &str = "WEA0012";
 pub const RETRY_PAST_TIMEOUT: &str = "WEA0013";
+pub const MIRROR_NOWHERE: &str = "WEA0014";
+pub const OUTLIER_NEVER_EJECTS: &str = "WEA0015";
 
 fn includes(labels: &Labels, of: &Labels) -> bool {
     of.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -280,6 +282,27 @@ fn virtual_services(out: &mut Out) {
                     per_try.as_secs_f64(), total.as_secs_f64()
                 ));
             }
+            // A mirror to nowhere: istiod writes it, Envoy drops every copy.
+            for m in &p.mirrors {
+                let t = &m.target;
+                let what = match &t.problem {
+                    Some(Problem::UnknownHost) => Some("names no Service"),
+                    Some(Problem::UnknownSubset) => {
+                        Some("names a subset no DestinationRule defines")
+                    }
+                    Some(Problem::NoEndpoints) => Some("selects no pods"),
+                    None => None,
+                };
+                if let Some(what) = what {
+                    let dest = match &t.subset {
+                        Some(s) => format!("{} subset {s}", t.host),
+                        None => t.host.clone(),
+                    };
+                    out.push(Level::Warning, MIRROR_NOWHERE, &o, format!("spec.http[{i}].mirror"), format!(
+                        "the mirror {dest} {what}: the copies go nowhere, and nothing says so but Envoy's stats"
+                    ));
+                }
+            }
             for (j, cm) in cr.matches.iter().enumerate() {
                 let field = format!("spec.http[{i}].match[{j}].gateways");
                 unknown_gateways(out, &o, &field, &cm.gateways);
@@ -397,6 +420,36 @@ fn destination_rules(out: &mut Out) {
         // Only meaningful when the workloads are part of the manifests analysed.
         if m.deployments.is_empty() {
             continue;
+        }
+        // Outlier detection that can never eject: with n pods, one ejection
+        // is 100/n percent of them, over maxEjectionPercent (istiod does not
+        // set Envoy's always_eject_one_host).
+        let never_ejects = |policy: Result<crate::cluster::ClusterPolicy, _>, pods: usize| {
+            let o = policy.ok()?.outlier?;
+            let detects = o.consecutive_5xx > 0 || o.consecutive_gateway > 0;
+            (detects && pods > 0 && 100 / pods > o.max_ejection_percent as usize)
+                .then_some(o.max_ejection_percent)
+        };
+        let top = dr.spec.traffic_policy.as_ref();
+        let own = mesh.endpoints(svc).len();
+        if let Some(max) = never_ejects(crate::cluster::compile(top, None), own) {
+            out.push(Level::Warning, OUTLIER_NEVER_EJECTS, &o, "spec.trafficPolicy.outlierDetection",
+                format!("maxEjectionPercent {max} of {own} pod(s): ejecting even one is over it, so no pod is ever ejected; set maxEjectionPercent to 100"));
+        }
+        for (i, (s, (_, _, pods))) in dr.spec.subsets.iter().zip(&c.subsets).enumerate() {
+            let at = format!("spec.subsets[{i}].trafficPolicy");
+            let policy =
+                crate::cluster::compile(top, s.traffic_policy.as_ref().map(|t| (t, at.as_str())));
+            let changed = s
+                .traffic_policy
+                .as_ref()
+                .is_some_and(|t| t.get("outlierDetection").is_some());
+            if let Some(max) =
+                never_ejects(policy, pods.len()).filter(|_| changed || pods.len() != own)
+            {
+                out.push(Level::Warning, OUTLIER_NEVER_EJECTS, &o, format!("{at}.outlierDetection"),
+                    format!("maxEjectionPercent {max} of subset {}'s {} pod(s): ejecting even one is over it, so no pod is ever ejected; set maxEjectionPercent to 100", s.name, pods.len()));
+            }
         }
         for (i, (name, labels, pods)) in c.subsets.iter().enumerate() {
             if pods.is_empty() {

@@ -355,7 +355,10 @@ mod tests {
         .await;
         assert!(c.admit().await.is_err(), "the queue holds one");
         drop(first);
-        assert!(second.await.unwrap(), "the queued request gets the connection");
+        assert!(
+            second.await.unwrap(),
+            "the queued request gets the connection"
+        );
         assert_eq!(c.requests.load(Ordering::Acquire), 0);
     }
 
@@ -388,7 +391,11 @@ mod tests {
         c.report(hosts[0], Outcome::Status(503), 1);
         c.report(hosts[0], Outcome::Status(200), 1);
         c.report(hosts[0], Outcome::Failed, 1);
-        assert_eq!(c.usable(&hosts), [0], "a success in between resets the count");
+        assert_eq!(
+            c.usable(&hosts),
+            [0],
+            "a success in between resets the count"
+        );
         c.report(hosts[0], Outcome::Status(500), 1);
         assert!(c.usable(&hosts).is_empty());
         // Back at the first sweep after 3 s.

@@ -104,7 +104,8 @@ impl Configured {
             env.retain(|(k, _)| k != var);
             env.push(((*var).to_owned(), format!("http://{addr}")));
         }
-        workloads::router(self.app, self.version, &env, Health::default()).map_err(|e| e.to_string())
+        workloads::router(self.app, self.version, &env, Health::default())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -162,23 +163,20 @@ impl Pods {
     ) -> Router {
         let slot = Arc::new(RwLock::new(router));
         let c = d.spec.template.spec.containers.first();
-        self.pods
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                d.metadata.name.clone(),
-                Pod {
-                    spec: c.map(Spec::of).unwrap_or(Spec {
-                        image: String::new(),
-                        env: Vec::new(),
-                    }),
-                    app: configured.app,
-                    version: configured.version,
-                    downstream: configured.downstream.as_ref().map(|(_, a)| a.clone()),
-                    outbound,
-                    slot: slot.clone(),
-                },
-            );
+        self.pods.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            d.metadata.name.clone(),
+            Pod {
+                spec: c.map(Spec::of).unwrap_or(Spec {
+                    image: String::new(),
+                    env: Vec::new(),
+                }),
+                app: configured.app,
+                version: configured.version,
+                downstream: configured.downstream.as_ref().map(|(_, a)| a.clone()),
+                outbound,
+                slot: slot.clone(),
+            },
+        );
         let serve = tower::service_fn(move |req: Request<Body>| {
             let current = slot.read().unwrap_or_else(|e| e.into_inner()).clone();
             async move { current.oneshot(req).await }

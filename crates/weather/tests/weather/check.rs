@@ -342,3 +342,56 @@ fn a_per_try_timeout_not_under_the_routes_timeout_is_a_warning() {
         warned[0]
     );
 }
+
+fn warnings(text: &str, code: &str) -> Vec<String> {
+    let mut m = Manifests::default();
+    m.add_yaml("lab.yaml", text).unwrap();
+    check(&m)
+        .iter()
+        .filter(|m| m.level == Level::Warning && m.code == code)
+        .map(|m| m.to_string())
+        .collect()
+}
+
+/// A mirror whose destination has no pods sends its copies nowhere, silently
+/// on a cluster: a warning that says so.
+#[test]
+fn a_mirror_to_a_subset_without_pods_is_a_warning() {
+    let text = shipped_text("mirror");
+    assert!(warnings(&text, "WEA0014").is_empty());
+    let broken = text.replacen(
+        "        host: forecast\n        subset: v2\n",
+        "        host: forecast\n        subset: v3\n",
+        1,
+    );
+    assert_ne!(broken, text, "the mirror stage names forecast v2");
+    let broken = broken.replacen(
+        "    - name: v2\n      labels:\n        version: v2\n",
+        "    - name: v2\n      labels:\n        version: v2\n    - name: v3\n      labels:\n        version: v3\n",
+        2,
+    );
+    let warned = warnings(&broken, "WEA0014");
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains("(VirtualService forecast-route.weather) spec.http[0].mirror: the mirror forecast subset v3 selects no pods"),
+        "{}",
+        warned[0]
+    );
+}
+
+/// Outlier detection that may not eject even one pod of a cluster (Istio's
+/// default maxEjectionPercent, 10, with one pod) never ejects anything.
+#[test]
+fn outlier_detection_that_can_never_eject_is_a_warning() {
+    let text = shipped_text("circuit-breaker");
+    assert!(warnings(&text, "WEA0015").is_empty());
+    let broken = text.replacen("      maxEjectionPercent: 100\n", "", 1);
+    assert_ne!(broken, text);
+    let warned = warnings(&broken, "WEA0015");
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains("(DestinationRule recommendation.weather) spec.trafficPolicy.outlierDetection: maxEjectionPercent 10 of 1 pod(s)"),
+        "{}",
+        warned[0]
+    );
+}
