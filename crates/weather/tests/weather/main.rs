@@ -11,6 +11,7 @@ mod metrics;
 mod model;
 mod proxy;
 mod release;
+mod resilience;
 mod security;
 mod traces;
 mod up;
