@@ -44,6 +44,9 @@ type Proxy struct {
 	Labels    map[string]string          `json:"labels"`
 	Routes    map[string]json.RawMessage `json:"routes"`
 	Clusters  []string                   `json:"clusters"`
+	// The outbound clusters (`outbound|PORT|SUBSET|FQDN`) as istiod writes
+	// them: circuit breakers, outlier detection, protocol options.
+	ClusterConfigs map[string]json.RawMessage `json:"clusterConfigs"`
 }
 
 // IngressLabels are those of the demo profile's istio-ingressgateway pods.
@@ -137,9 +140,16 @@ func split(paths []string) (istio, kube string, deployments []object, err error)
 			if o.Kind == "" {
 				continue
 			}
+			key := o.Kind + " " + o.Metadata.Namespace + "/" + o.Metadata.Name
 			switch {
 			case strings.HasPrefix(o.APIVersion, "networking.istio.io/"),
 				strings.HasPrefix(o.APIVersion, "security.istio.io/"):
+				// A stage's DestinationRule replaces istio/base's of that name.
+				if i, ok := seen[key]; ok {
+					ic[i] = doc
+					continue
+				}
+				seen[key] = len(ic)
 				ic = append(ic, doc)
 			case o.Kind == "Service" && o.Spec.ClusterIP == "":
 				ip++
@@ -155,9 +165,16 @@ func split(paths []string) (istio, kube string, deployments []object, err error)
 				kc = append(kc, string(b))
 			default:
 				if o.Kind == "Deployment" {
-					deployments = append(deployments, o)
+					replaced := false
+					for i, d := range deployments {
+						if d.Metadata.Name == o.Metadata.Name && d.Metadata.Namespace == o.Metadata.Namespace {
+							deployments[i], replaced = o, true
+						}
+					}
+					if !replaced {
+						deployments = append(deployments, o)
+					}
 				}
-				key := o.Kind + " " + o.Metadata.Namespace + "/" + o.Metadata.Name
 				if i, ok := seen[key]; ok {
 					kc[i] = doc
 					continue
@@ -171,7 +188,7 @@ func split(paths []string) (istio, kube string, deployments []object, err error)
 }
 
 // pushed is what istiod pushes to `p`: every HTTP route configuration, by
-// name, and the names of the clusters it defines.
+// name, the names of the clusters it defines, and its outbound clusters.
 func pushed(t *testing.T, s *xds.FakeDiscoveryServer, p *model.Proxy, namespace string) Proxy {
 	sim := simulation.NewSimulation(t, s, s.SetupProxy(p))
 	out := Proxy{Namespace: namespace, Labels: p.Labels, Routes: map[string]json.RawMessage{}}
@@ -182,8 +199,16 @@ func pushed(t *testing.T, s *xds.FakeDiscoveryServer, p *model.Proxy, namespace 
 		}
 		out.Routes[rc.Name] = b
 	}
+	out.ClusterConfigs = map[string]json.RawMessage{}
 	for _, c := range sim.Clusters {
 		out.Clusters = append(out.Clusters, c.Name)
+		if strings.HasPrefix(c.Name, "outbound|") {
+			b, err := protojson.Marshal(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.ClusterConfigs[c.Name] = b
+		}
 	}
 	sort.Strings(out.Clusters)
 	return out

@@ -148,6 +148,8 @@ pub struct Mesh {
     pub security: crate::security::Security,
     /// The `Sidecar` resources: which hosts each workload's proxy knows.
     pub(crate) sidecars: Vec<CompiledSidecar>,
+    /// The DestinationRules' subsets and cluster policies, by Service.
+    clusters: Clusters,
 }
 
 /// A `Sidecar` resource's egress, compiled.
@@ -233,7 +235,9 @@ impl Mesh {
             .map(|vs| virtual_service(vs, &resolver, &mut errors))
             .collect();
         let security = crate::security::Security::compile(m, &workloads);
+        let clusters = resolver.clusters;
         Mesh {
+            clusters,
             gateways: m.gateways.iter().map(gateway).collect(),
             workloads,
             services,
@@ -244,6 +248,27 @@ impl Mesh {
             errors,
             security,
             sidecars: m.sidecars.iter().map(sidecar).collect(),
+        }
+    }
+
+    /// The policy of Service `service`'s cluster for `subset` (`None`: its
+    /// own cluster), as its DestinationRule sets it for a proxy of namespace
+    /// `seen_from`; `None` for a subset no DestinationRule defines there.
+    pub fn cluster_policy(
+        &self,
+        service: usize,
+        subset: Option<&str>,
+        seen_from: &str,
+    ) -> Option<&ClusterPolicy> {
+        match subset {
+            None => Some(self.clusters.own_seen(service, Some(seen_from))),
+            Some(name) => self
+                .clusters
+                .subsets
+                .get(&service)?
+                .iter()
+                .find(|d| d.name == name && exported(&d.export, seen_from))
+                .map(|d| &d.cluster),
         }
     }
 
@@ -341,13 +366,30 @@ struct SubsetDef {
     cluster: ClusterPolicy,
 }
 
+/// istiod's defaults: no limit, no outlier detection.
+static DEFAULT_CLUSTER: std::sync::LazyLock<ClusterPolicy> =
+    std::sync::LazyLock::new(ClusterPolicy::default);
+
 /// What the DestinationRules say of each Service's clusters.
 #[derive(Default)]
 struct Clusters {
     /// Every subset, by the Service its host names.
     subsets: HashMap<usize, Vec<SubsetDef>>,
-    /// The policy of the Service's own cluster (no subset).
-    own: HashMap<usize, ClusterPolicy>,
+    /// The policy of the Service's own cluster (no subset), and the
+    /// namespaces its DestinationRule is exported to.
+    own: HashMap<usize, (ClusterPolicy, Vec<String>)>,
+}
+
+impl Clusters {
+    /// The policy of Service `svc`'s own cluster as a proxy of namespace
+    /// `seen_from` has it (`None`: whatever `exportTo` says): istiod's
+    /// defaults where its DestinationRule is not exported there.
+    fn own_seen(&self, svc: usize, seen_from: Option<&str>) -> &ClusterPolicy {
+        match self.own.get(&svc) {
+            Some((p, export)) if seen_from.is_none_or(|ns| exported(export, ns)) => p,
+            _ => &DEFAULT_CLUSTER,
+        }
+    }
 }
 
 /// Every DestinationRule subset and cluster policy; a `trafficPolicy` that
@@ -379,8 +421,8 @@ fn clusters(
         };
         // (Two DestinationRules for one host: istiod keeps the first one's policy.)
         let own = policy(None);
-        out.own.entry(svc).or_insert(own);
         let export = export_list(&dr.spec.export_to, ns);
+        out.own.entry(svc).or_insert((own, export.clone()));
         let defs: Vec<SubsetDef> = dr
             .spec
             .subsets
@@ -455,7 +497,7 @@ impl Resolver<'_> {
             (Some(svc), None) => Ok((
                 svc,
                 Labels::new(),
-                self.clusters.own.get(&svc).cloned().unwrap_or_default(),
+                self.clusters.own_seen(svc, seen_from).clone(),
             )),
             (Some(svc), Some(name)) => self
                 .clusters
@@ -591,9 +633,9 @@ fn rule(
     };
     let targets = resolve_all(None);
     let same = |a: &[Target], b: &[Target]| {
-        a.iter()
-            .zip(b)
-            .all(|(x, y)| x.problem == y.problem && x.endpoints == y.endpoints)
+        a.iter().zip(b).all(|(x, y)| {
+            x.problem == y.problem && x.endpoints == y.endpoints && x.cluster == y.cluster
+        })
     };
     let scoped = resolver
         .proxy_namespaces

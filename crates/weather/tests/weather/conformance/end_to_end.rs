@@ -118,6 +118,26 @@ fn browser_requests(n: usize, seed: u64) -> Vec<Vec<(String, Vec<u8>)>> {
         .collect()
 }
 
+/// Whether the chains of `stage` follow from its routes alone: no route's
+/// fault, no callee slowed (`FAULT_DELAY_MS`), no circuit breaker, each of
+/// which ends some chains early (the resilience lab's stages).
+fn chains_follow_routes(stage: &str) -> bool {
+    let (m, mesh) = crate::shipped(stage);
+    let faults = m
+        .virtual_services
+        .iter()
+        .any(|v| v.spec.http.iter().any(|r| r.fault.is_some()));
+    let slowed = m.deployments.iter().any(|d| {
+        d.spec
+            .template
+            .spec
+            .containers
+            .iter()
+            .any(|c| c.env("FAULT_DELAY_MS").is_some())
+    });
+    !(faults || slowed || mesh.load_dependent())
+}
+
 #[test]
 #[ignore = "needs Go, istiod's module and Envoy (scripts/setup): ./scripts/test runs it"]
 fn weather_up_serves_the_chains_envoy_predicts_hop_by_hop() {
@@ -125,6 +145,12 @@ fn weather_up_serves_the_chains_envoy_predicts_hop_by_hop() {
     let mut report = Vec::new();
     let mut wrong = Vec::new();
     for (s, stage) in stages().iter().enumerate() {
+        if !chains_follow_routes(stage) {
+            report.push(format!(
+                "{stage}: left out: its faults, slow callee or circuit breakers cut chains short (conformance::resilience holds them)"
+            ));
+            continue;
+        }
         let paths = stage_paths(stage);
         let name = format!("e2e-{stage}");
         let export = istiod_export(&paths, &name);

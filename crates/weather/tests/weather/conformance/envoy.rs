@@ -43,6 +43,15 @@ pub(super) fn pinned_runtime() -> Value {
     })
 }
 
+/// istiod's cluster named `name`, as any proxy of the export got it (the
+/// outbound clusters of a Service are alike for every proxy that has them).
+fn istiod_cluster<'e>(export: &'e Value, name: &str) -> Option<&'e Value> {
+    export["proxies"]
+        .as_object()?
+        .values()
+        .find_map(|p| p["clusterConfigs"].get(name))
+}
+
 /// Every cluster name a route configuration refers to.
 fn clusters_of(v: &Value, out: &mut BTreeSet<String>) {
     match v {
@@ -118,9 +127,36 @@ impl Drop for Envoy {
 }
 
 /// A real Envoy with a listener per (proxy, route configuration) istiod made,
-/// and every cluster those routes name answered by `stand_in`.
+/// and every cluster those routes name answered by `stand_in`. It compares
+/// routing: the routes' faults are turned off (Envoy's runtime keys
+/// `fault.http.*_percent` at 0), as the model's routing does not apply
+/// them; the fault and resilience tests hold them against Envoy.
 pub(super) fn start_envoy(export: &Value, stand_in: SocketAddr, stage: &str) -> Envoy {
-    start_envoy_with(export, &|_| stand_in, stage)
+    let opts = Setup {
+        faults: false,
+        ..Setup::default()
+    };
+    start_envoy_setup(export, &|_| stand_in, stage, opts)
+}
+
+/// How an Envoy of the tests is set up beyond istiod's routes.
+#[derive(Clone, Copy)]
+pub(super) struct Setup {
+    /// The routes' fault injection applies.
+    pub(super) faults: bool,
+    /// Each cluster keeps istiod's circuit breakers, outlier detection,
+    /// panic threshold and protocol options (else roomy limits, so that the
+    /// stand-in is never why a request fails).
+    pub(super) istiod_clusters: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            faults: true,
+            istiod_clusters: false,
+        }
+    }
 }
 
 /// The access log each listener writes: status, flags, method and path, a
@@ -131,11 +167,22 @@ pub(super) fn access_log(stage: &str) -> PathBuf {
         .join(format!("{stage}-access.log"))
 }
 
-/// [`start_envoy`] with each cluster's endpoint chosen by `endpoint`.
+/// [`start_envoy`] with each cluster's endpoint chosen by `endpoint`, and
+/// the routes' faults applied.
 pub(super) fn start_envoy_with(
     export: &Value,
     endpoint: &dyn Fn(&str) -> SocketAddr,
     stage: &str,
+) -> Envoy {
+    start_envoy_setup(export, endpoint, stage, Setup::default())
+}
+
+/// [`start_envoy_with`], set up as `setup` says.
+pub(super) fn start_envoy_setup(
+    export: &Value,
+    endpoint: &dyn Fn(&str) -> SocketAddr,
+    stage: &str,
+    setup: Setup,
 ) -> Envoy {
     let mut listeners_json = Vec::new();
     let mut listeners = BTreeMap::new();
@@ -203,18 +250,43 @@ pub(super) fn start_envoy_with(
         .iter()
         .filter(|c| defined.contains(*c))
         .map(|c| {
-            json!({
+            let mut cluster = json!({
                 // Roomy limits and timeout: the stand-in shares the machine
                 // with the test, and must never be why a request fails.
                 "name": c, "type": "STATIC", "connectTimeout": "10s",
                 "circuitBreakers": {"thresholds": [{"maxConnections": 100000, "maxPendingRequests": 100000, "maxRequests": 100000, "maxRetries": 100000}]},
                 "loadAssignment": {"clusterName": c, "endpoints": [{"lbEndpoints": [{"endpoint": {"address": {"socketAddress": {"address": "127.0.0.1", "portValue": endpoint(c).port()}}}}]}]},
-            })
+            });
+            if setup.istiod_clusters
+                && let Some(istiod) = istiod_cluster(export, c)
+            {
+                for field in [
+                    "circuitBreakers",
+                    "outlierDetection",
+                    "commonLbConfig",
+                    "typedExtensionProtocolOptions",
+                ] {
+                    match istiod.get(field) {
+                        Some(v) => cluster[field] = v.clone(),
+                        None => {
+                            if let Some(o) = cluster.as_object_mut() {
+                                o.remove(field);
+                            }
+                        }
+                    }
+                }
+            }
+            cluster
         })
         .collect();
+    let mut runtime = pinned_runtime();
+    if !setup.faults {
+        runtime["fault.http.abort.abort_percent"] = json!(0);
+        runtime["fault.http.delay.fixed_delay_percent"] = json!(0);
+    }
     let bootstrap = json!({
         "staticResources": {"listeners": listeners_json, "clusters": clusters_json},
-        "layeredRuntime": {"layers": [{"name": "pinned", "staticLayer": pinned_runtime()}]},
+        "layeredRuntime": {"layers": [{"name": "pinned", "staticLayer": runtime}]},
     });
     let dir = std::env::temp_dir().join(format!("weather-oracle-{}", std::process::id()));
     let file = dir.join(format!("{stage}-envoy.json"));

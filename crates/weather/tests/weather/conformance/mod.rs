@@ -36,6 +36,7 @@ mod envoy;
 mod faults;
 mod headers;
 mod random;
+mod resilience;
 
 use corpus::corpus;
 use envoy::{envoy_binary, envoy_says, free_port, own_loopback, pinned_runtime, start_envoy};

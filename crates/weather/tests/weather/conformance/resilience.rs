@@ -1,0 +1,671 @@
+//! The resilience settings against Istio itself, two ways:
+//!
+//! - field by field: for every shipped stage, each route istiod pushes to each
+//!   proxy (its timeout, retry policy, fault and mirrors) and each outbound
+//!   cluster (its circuit breakers, outlier detection, panic threshold and
+//!   requests per connection) against what the model applies to the same
+//!   rule and cluster;
+//! - in effect, where Envoy is deterministic: a real Envoy with istiod's routes
+//!   and clusters, and `weather up`'s ingress hop, given the same requests: a
+//!   timeout (504 `UT`), retries on 5xx against an upstream that always
+//!   fails (every attempt counted), Istio's default retries against a 503
+//!   (not retried since 1.24), a pool of one connection and one waiting
+//!   request (the third overflows, 503 `UO`), outlier detection ejecting the
+//!   only host (503 `UH`), and a mirror (a copy with the same Host).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use tokio::{net::TcpListener, sync::Semaphore};
+use weather::dataplane::{Hop, Plane, Settings, proxy};
+use weather_core::telemetry::Telemetry;
+
+use super::*;
+
+/// A route's share (`FractionalPercent`) per million.
+fn per_million(v: &Value) -> u32 {
+    let n = v["numerator"].as_u64().unwrap_or(0) as u32;
+    match v["denominator"].as_str().unwrap_or("HUNDRED") {
+        "MILLION" => n,
+        "TEN_THOUSAND" => n * 100,
+        _ => n * 10_000,
+    }
+}
+
+/// A protobuf duration as JSON spells it (`"0.500s"`); `None` for none or 0.
+fn seconds(v: &Value) -> Option<Duration> {
+    let s = v.as_str()?;
+    let d = mesh::duration::parse_duration(&json!(s)).unwrap();
+    (!d.is_zero()).then_some(d)
+}
+
+/// Where the model and istiod differ on one field, or nothing.
+fn field(
+    out: &mut Vec<String>,
+    count: &mut usize,
+    at: &str,
+    istiod: impl std::fmt::Debug,
+    model: impl std::fmt::Debug,
+) {
+    *count += 1;
+    let (i, m) = (format!("{istiod:?}"), format!("{model:?}"));
+    if i != m {
+        out.push(format!("{at}: istiod {i}, model {m}"));
+    }
+}
+
+/// The cluster the model sends a target to, as istiod names it.
+fn cluster_name(mesh: &Mesh, t: &mesh::routing::Target) -> String {
+    let svc = &mesh.services[t.service.unwrap()];
+    let port = svc.ports.first().copied().unwrap_or(80);
+    format!(
+        "outbound|{port}|{}|{}",
+        t.subset.as_deref().unwrap_or(""),
+        svc.fqdn
+    )
+}
+
+/// A route's policy, istiod's against the model's.
+fn compare_route(
+    r: &Value,
+    p: &mesh::policy::Policy,
+    mesh: &Mesh,
+    at: &str,
+    out: &mut Vec<String>,
+    n: &mut usize,
+) {
+    let action = &r["route"];
+    field(
+        out,
+        n,
+        &format!("{at} timeout"),
+        seconds(&action["timeout"]),
+        p.timeout,
+    );
+    let retry = &action["retryPolicy"];
+    let attempts = retry["numRetries"].as_u64().unwrap_or(0) as u32;
+    field(
+        out,
+        n,
+        &format!("{at} retries"),
+        attempts,
+        p.retries.attempts,
+    );
+    if attempts > 0 {
+        let mut on: Vec<String> = retry["retryOn"]
+            .as_str()
+            .unwrap_or("")
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        on.sort();
+        let mut model = p.retries.on.conditions.clone();
+        model.sort();
+        field(out, n, &format!("{at} retryOn"), on, model);
+        let codes: Vec<u16> = retry["retriableStatusCodes"]
+            .as_array()
+            .map(|a| a.iter().map(|c| c.as_u64().unwrap() as u16).collect())
+            .unwrap_or_default();
+        field(
+            out,
+            n,
+            &format!("{at} retriable codes"),
+            codes,
+            p.retries.on.status_codes.clone(),
+        );
+        field(
+            out,
+            n,
+            &format!("{at} perTryTimeout"),
+            seconds(&retry["perTryTimeout"]),
+            p.retries.per_try_timeout,
+        );
+    }
+    let fault = &r["typedPerFilterConfig"]["envoy.filters.http.fault"];
+    let delay = fault
+        .get("delay")
+        .map(|d| (seconds(&d["fixedDelay"]), per_million(&d["percentage"])));
+    let abort = fault.get("abort").map(|a| {
+        (
+            a["httpStatus"].as_u64().unwrap_or(0) as u16,
+            per_million(&a["percentage"]),
+        )
+    });
+    let model_delay = p
+        .fault
+        .as_ref()
+        .and_then(|f| f.delay.as_ref())
+        .map(|d| (Some(d.fixed), d.per_million));
+    let model_abort = p
+        .fault
+        .as_ref()
+        .and_then(|f| f.abort.as_ref())
+        .map(|a| (a.status, a.per_million));
+    field(out, n, &format!("{at} fault delay"), delay, model_delay);
+    field(out, n, &format!("{at} fault abort"), abort, model_abort);
+    let mirrors: Vec<(String, u32)> = action["requestMirrorPolicies"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| {
+                    (
+                        m["cluster"].as_str().unwrap().to_owned(),
+                        per_million(&m["runtimeFraction"]["defaultValue"]),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let model_mirrors: Vec<(String, u32)> = p
+        .mirrors
+        .iter()
+        .map(|m| (cluster_name(mesh, &m.target), m.per_million))
+        .collect();
+    field(out, n, &format!("{at} mirrors"), mirrors, model_mirrors);
+}
+
+/// An outbound cluster, istiod's against the model's policy for it.
+fn compare_cluster(
+    c: &Value,
+    p: &mesh::cluster::ClusterPolicy,
+    at: &str,
+    out: &mut Vec<String>,
+    n: &mut usize,
+) {
+    let t = &c["circuitBreakers"]["thresholds"][0];
+    let limit = |k: &str| t[k].as_u64().map(|v| v as u32);
+    field(
+        out,
+        n,
+        &format!("{at} maxConnections"),
+        limit("maxConnections"),
+        Some(p.pool.max_connections),
+    );
+    field(
+        out,
+        n,
+        &format!("{at} maxPendingRequests"),
+        limit("maxPendingRequests"),
+        Some(p.pool.max_pending),
+    );
+    field(
+        out,
+        n,
+        &format!("{at} maxRequests"),
+        limit("maxRequests"),
+        Some(p.pool.max_requests),
+    );
+    field(
+        out,
+        n,
+        &format!("{at} maxRetries"),
+        limit("maxRetries"),
+        Some(p.pool.max_retries),
+    );
+    let per_connection =
+        c["typedExtensionProtocolOptions"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+            ["commonHttpProtocolOptions"]["maxRequestsPerConnection"]
+            .as_u64()
+            .unwrap_or(0) as u32;
+    field(
+        out,
+        n,
+        &format!("{at} maxRequestsPerConnection"),
+        per_connection,
+        p.pool.max_requests_per_connection,
+    );
+    // Envoy's defaults for what istiod leaves unset.
+    let od = c.get("outlierDetection").map(|o| {
+        let num = |k: &str, d: u64| o[k].as_u64().unwrap_or(d) as u32;
+        let enforced = |value: &str, enforcing: &str, enforcing_default: u64| {
+            if num(enforcing, enforcing_default) == 0 {
+                0
+            } else {
+                num(value, 5)
+            }
+        };
+        let panic = match c.get("commonLbConfig") {
+            None => 50,
+            Some(l) => l["healthyPanicThreshold"]["value"].as_f64().unwrap_or(0.0) as u32,
+        };
+        (
+            enforced("consecutive5xx", "enforcingConsecutive5xx", 100),
+            enforced(
+                "consecutiveGatewayFailure",
+                "enforcingConsecutiveGatewayFailure",
+                0,
+            ),
+            seconds(&o["interval"]).unwrap_or(Duration::from_secs(10)),
+            seconds(&o["baseEjectionTime"]).unwrap_or(Duration::from_secs(30)),
+            num("maxEjectionPercent", 10),
+            panic,
+        )
+    });
+    let model = p.outlier.as_ref().map(|o| {
+        (
+            o.consecutive_5xx,
+            o.consecutive_gateway,
+            o.interval,
+            o.base_ejection_time,
+            o.max_ejection_percent,
+            o.panic_threshold,
+        )
+    });
+    field(out, n, &format!("{at} outlierDetection"), od, model);
+}
+
+#[test]
+#[ignore = "needs Go and istiod's module (scripts/setup): ./scripts/test runs it"]
+fn every_stages_timeouts_retries_faults_mirrors_and_clusters_are_istiods() {
+    let mut report = Vec::new();
+    let mut wrong = Vec::new();
+    for stage in stages() {
+        let (m, mesh) = crate::shipped(&stage);
+        let export = istiod_export(&stage_paths(&stage), &format!("policy-{stage}"));
+        let (mut routes, mut clusters, mut fields) = (0, 0, 0);
+        for (proxy, p) in export["proxies"].as_object().unwrap() {
+            for (rc_name, rc) in p["routes"].as_object().unwrap() {
+                for vh in rc["virtualHosts"].as_array().into_iter().flatten() {
+                    for r in vh["routes"].as_array().into_iter().flatten() {
+                        let Some(config) =
+                            r["metadata"]["filterMetadata"]["istio"]["config"].as_str()
+                        else {
+                            continue;
+                        };
+                        // /apis/networking.istio.io/v1/namespaces/NS/virtual-service/NAME
+                        let parts: Vec<&str> = config.rsplit('/').collect();
+                        let (name, ns) = (parts[0], parts[2]);
+                        let vs = m
+                            .virtual_services
+                            .iter()
+                            .find(|v| v.metadata.name == name && v.metadata.ns() == ns)
+                            .unwrap_or_else(|| panic!("{stage}: istiod's route names {config}"));
+                        let route_name = r["name"].as_str().unwrap_or("");
+                        let index = vs
+                            .spec
+                            .http
+                            .iter()
+                            .position(|h| h.name.as_deref() == Some(route_name))
+                            .unwrap_or_else(|| panic!("{stage}: every shipped rule has a name; {route_name:?} in {name}"));
+                        let policy = mesh.policy(ns, name, index).unwrap();
+                        let at = format!("{stage} {proxy} {rc_name} {name}/{route_name}");
+                        compare_route(r, policy, &mesh, &at, &mut wrong, &mut fields);
+                        routes += 1;
+                    }
+                }
+            }
+            for (cname, c) in p["clusterConfigs"].as_object().unwrap() {
+                let parts: Vec<&str> = cname.split('|').collect();
+                let (subset, fqdn) = (parts[2], parts[3]);
+                let Some(svc) = mesh.service(fqdn) else {
+                    continue;
+                };
+                let subset = (!subset.is_empty()).then_some(subset);
+                let at = format!("{stage} {proxy} {cname}");
+                let ns = p["namespace"].as_str().unwrap();
+                match mesh.cluster_policy(svc, subset, ns) {
+                    Some(policy) => compare_cluster(c, policy, &at, &mut wrong, &mut fields),
+                    None => wrong.push(format!("{at}: istiod has the cluster, the model not")),
+                }
+                clusters += 1;
+            }
+        }
+        report.push(format!(
+            "{stage}: {routes} routes and {clusters} clusters of istiod's, {fields} fields compared"
+        ));
+    }
+    eprintln!("{}", report.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{}\n{}",
+        report.join("\n"),
+        wrong.join("\n")
+    );
+}
+
+/// The routes of the runtime comparison, on the ingress gateway.
+const LAB: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: lab, namespace: lab}
+spec:
+  hosts: ["*"]
+  gateways: [istio-system/gw]
+  http:
+  - name: timeout
+    match: [{uri: {prefix: /slow}}]
+    route: [{destination: {host: probe}}]
+    timeout: 0.3s
+  - name: retries
+    match: [{uri: {prefix: /fail}}]
+    route: [{destination: {host: probe}}]
+    retries: {attempts: 3, retryOn: 5xx}
+  - name: default-retries
+    match: [{uri: {prefix: /unavailable}}]
+    route: [{destination: {host: probe}}]
+  - name: pool
+    match: [{uri: {prefix: /hold}}]
+    route: [{destination: {host: pool}}]
+  - name: eject
+    match: [{uri: {prefix: /eject}}]
+    route: [{destination: {host: eject}}]
+    retries: {attempts: 0}
+  - name: mirror
+    match: [{uri: {prefix: /mirrored}}]
+    route: [{destination: {host: probe}}]
+    mirror: {host: shadow}
+  - name: rest
+    route: [{destination: {host: probe}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: pool, namespace: lab}
+spec:
+  host: pool
+  trafficPolicy:
+    connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: eject, namespace: lab}
+spec:
+  host: eject
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100}
+"#;
+
+const DEPLOYMENTS: [&str; 4] = ["probe", "pool", "eject", "shadow"];
+
+fn lab_manifests() -> String {
+    let mut y = LAB.to_owned();
+    for name in DEPLOYMENTS {
+        y.push_str(&format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: lab}}\nspec: {{selector: {{app: {name}}}, ports: [{{name: http, port: 8080}}]}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: lab}}\nspec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}, version: v1}}}}\n    spec: {{containers: [{{name: c, image: weather/forecast:v1}}]}}\n"
+        ));
+    }
+    y
+}
+
+/// What the stand-ins saw: requests by (deployment, path), the Host of each
+/// copy the shadow got, and the held requests.
+struct Seen {
+    requests: Mutex<HashMap<(String, String), usize>>,
+    shadow_hosts: Mutex<Vec<String>>,
+    held: Mutex<usize>,
+    /// A permit lets one held request go.
+    release: Semaphore,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Seen {
+            requests: Mutex::default(),
+            shadow_hosts: Mutex::default(),
+            held: Mutex::default(),
+            release: Semaphore::new(0),
+        }
+    }
+}
+
+impl Seen {
+    fn count(&self, deployment: &str, path: &str) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .get(&(deployment.to_owned(), path.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn reset(&self) {
+        self.requests.lock().unwrap().clear();
+        self.shadow_hosts.lock().unwrap().clear();
+        *self.held.lock().unwrap() = 0;
+    }
+}
+
+/// A deployment's stand-in: `/fail` and `/eject` answer 500, `/unavailable`
+/// 503, `/slow` after 1 s, `/hold` when released; anything else 200.
+async fn stand_in(name: &'static str, seen: Arc<Seen>) -> SocketAddr {
+    use axum::{
+        extract::Request,
+        http::{StatusCode, header::HOST},
+    };
+    let router = axum::Router::new().fallback(move |req: Request| {
+        let seen = seen.clone();
+        async move {
+            let path = req.uri().path().to_owned();
+            *seen
+                .requests
+                .lock()
+                .unwrap()
+                .entry((name.to_owned(), path.clone()))
+                .or_default() += 1;
+            if name == "shadow" {
+                let host = req
+                    .headers()
+                    .get(HOST)
+                    .map(|h| h.to_str().unwrap().to_owned());
+                seen.shadow_hosts
+                    .lock()
+                    .unwrap()
+                    .push(host.unwrap_or_default());
+            }
+            if path.starts_with("/fail") || path.starts_with("/eject") {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else if path.starts_with("/unavailable") {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else if path.starts_with("/slow") {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                StatusCode::OK
+            } else if path.starts_with("/hold") {
+                *seen.held.lock().unwrap() += 1;
+                seen.release.acquire().await.unwrap().forget();
+                StatusCode::OK
+            } else {
+                StatusCode::OK
+            }
+        }
+    });
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, router).await });
+    addr
+}
+
+/// Status, flags (Envoy's `x-oracle-flags`, the hop's
+/// `x-weather-response-flags`) and `x-envoy-overloaded` of one request.
+async fn ask(http: &reqwest::Client, addr: SocketAddr, path: &str) -> (u16, String, bool) {
+    let res = http
+        .get(format!("http://{addr}{path}"))
+        .header("host", "lab.example")
+        .send()
+        .await
+        .unwrap();
+    let h = |k: &str| res.headers().get(k).map(|v| v.to_str().unwrap().to_owned());
+    let flags = h("x-oracle-flags")
+        .or_else(|| h("x-weather-response-flags"))
+        .unwrap_or_else(|| "-".to_owned());
+    (
+        res.status().as_u16(),
+        flags,
+        h("x-envoy-overloaded").is_some(),
+    )
+}
+
+/// The observations of one proxy, to compare with the other's.
+#[derive(Debug, PartialEq)]
+struct Observed {
+    timeout: (u16, String),
+    retries: (u16, String, usize),
+    default_retries: (u16, String, usize),
+    /// The three held requests' answers, sorted.
+    pool: Vec<(u16, String, bool)>,
+    /// 500s before the first 503 UH.
+    failures_before_ejection: usize,
+    ejected: (u16, String),
+    mirrored: (u16, usize, Vec<String>),
+}
+
+async fn observe(http: &reqwest::Client, addr: SocketAddr, seen: &Arc<Seen>) -> Observed {
+    seen.reset();
+    let (s, f, _) = ask(http, addr, "/slow").await;
+    let timeout = (s, f);
+    let (s, f, _) = ask(http, addr, "/fail").await;
+    let retries = (s, f, seen.count("probe", "/fail"));
+    let (s, f, _) = ask(http, addr, "/unavailable").await;
+    let default_retries = (s, f, seen.count("probe", "/unavailable"));
+
+    // One request in flight, then two more: one waits, one overflows.
+    let first = {
+        let http = http.clone();
+        tokio::spawn(async move { ask(&http, addr, "/hold/1").await })
+    };
+    weather_core::testing::eventually("the first held request reaches the stand-in", async || {
+        *seen.held.lock().unwrap() == 1
+    })
+    .await;
+    let (second, third) = (
+        {
+            let http = http.clone();
+            tokio::spawn(async move { ask(&http, addr, "/hold/2").await })
+        },
+        {
+            let http = http.clone();
+            tokio::spawn(async move { ask(&http, addr, "/hold/3").await })
+        },
+    );
+    // The overflow is answered at once, the other waits; then the held ones go.
+    let (mut second, mut third) = (second, third);
+    let (overflowed, waiting) = tokio::select! {
+        r = &mut second => (r.unwrap(), third),
+        r = &mut third => (r.unwrap(), second),
+    };
+    seen.release.add_permits(2);
+    let mut pool = vec![overflowed, first.await.unwrap(), waiting.await.unwrap()];
+    pool.sort();
+
+    let mut failures_before_ejection = 0;
+    let mut ejected = (0, String::new());
+    for _ in 0..6 {
+        let (s, f, _) = ask(http, addr, "/eject").await;
+        if s == 500 {
+            failures_before_ejection += 1;
+            continue;
+        }
+        ejected = (s, f);
+        break;
+    }
+
+    let (s, _, _) = ask(http, addr, "/mirrored").await;
+    weather_core::testing::eventually("the copy reaches the shadow", async || {
+        seen.count("shadow", "/mirrored") >= 1
+    })
+    .await;
+    let mirrored = (
+        s,
+        seen.count("shadow", "/mirrored"),
+        seen.shadow_hosts.lock().unwrap().clone(),
+    );
+    Observed {
+        timeout,
+        retries,
+        default_retries,
+        pool,
+        failures_before_ejection,
+        ejected,
+        mirrored,
+    }
+}
+
+#[test]
+#[ignore = "needs Go, istiod's module and Envoy (scripts/setup): ./scripts/test runs it"]
+fn timeouts_retries_pools_ejection_and_mirrors_act_as_in_envoy() {
+    let dir = std::env::temp_dir().join(format!("weather-oracle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("lab.yaml");
+    std::fs::write(&file, lab_manifests()).unwrap();
+    let export = istiod_export(std::slice::from_ref(&file), "lab");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let seen = Arc::new(Seen::default());
+    let pods: HashMap<String, SocketAddr> = rt.block_on(async {
+        let mut pods = HashMap::new();
+        for name in DEPLOYMENTS {
+            pods.insert(name.to_owned(), stand_in(name, seen.clone()).await);
+        }
+        pods
+    });
+    let envoy = envoy::start_envoy_setup(
+        &export,
+        &|cluster| {
+            // outbound|8080||NAME.lab.svc.cluster.local; anything else (Istio's
+            // own clusters) to the probe.
+            let host = cluster.split('|').nth(3).and_then(|h| h.split('.').next());
+            pods[host.filter(|h| pods.contains_key(*h)).unwrap_or("probe")]
+        },
+        "lab",
+        envoy::Setup {
+            faults: true,
+            istiod_clusters: true,
+        },
+    );
+    let envoy_addr = envoy.listeners[&("ingress".to_owned(), "http.80".to_owned())];
+
+    let mut m = mesh::Manifests::default();
+    m.add_yaml("lab.yaml", &lab_manifests()).unwrap();
+    let model = Mesh::compile(&m);
+    assert!(model.errors.is_empty(), "{:?}", model.errors);
+    let settings = Settings {
+        access_log: false,
+        ..Settings::default()
+    };
+    let plane = Arc::new(Plane::new(Vec::new(), None, model, pods.clone(), settings).unwrap());
+    let hop = rt
+        .block_on(async {
+            weather_core::server::spawn(
+                tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+                proxy::router(plane, Hop::Ingress, Telemetry::disabled()),
+            )
+        })
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let by_envoy = rt.block_on(observe(&http, envoy_addr, &seen));
+    let by_hop = rt.block_on(observe(&http, hop.addr, &seen));
+    eprintln!("Envoy: {by_envoy:?}\nhop:   {by_hop:?}");
+    // What Istio's settings promise, seen in Envoy; then the hop alike.
+    assert_eq!(by_envoy.timeout, (504, "UT".to_owned()));
+    assert_eq!(by_envoy.retries, (500, "URX".to_owned(), 4));
+    assert_eq!(by_envoy.default_retries, (503, "-".to_owned(), 1));
+    assert_eq!(by_envoy.pool[2], (503, "UO".to_owned(), true));
+    assert_eq!(by_envoy.ejected, (503, "UH".to_owned()));
+    assert_eq!(by_envoy.mirrored, (200, 1, vec!["lab.example".to_owned()]));
+    // Envoy ejects on its main thread, a moment after the second 500: a
+    // request sent at once may still reach the host.
+    assert!(
+        (2..=3).contains(&by_envoy.failures_before_ejection),
+        "{by_envoy:?}"
+    );
+    let same = Observed {
+        failures_before_ejection: by_envoy.failures_before_ejection.min(2),
+        ..by_envoy
+    };
+    assert_eq!(by_hop, same);
+    drop(envoy);
+}
