@@ -133,11 +133,18 @@ impl ClusterPolicy {
             } else {
                 on.join(" or ")
             };
+            let panic = if o.panic_threshold == 0 {
+                "never panics (minHealthPercent 0, Istio's default): with every host ejected, 503 UH".to_owned()
+            } else {
+                format!(
+                    "below {}% healthy hosts it panics and uses them all",
+                    o.panic_threshold
+                )
+            };
             out.push(format!(
-                "outlier detection: ejects a host after {on}, for {}s x its ejections, at most {}% of hosts; panic below {}% healthy (no healthy host: 503 UH)",
+                "outlier detection: ejects a host after {on}, for {}s x its ejections, at most {}% of hosts; {panic}",
                 o.base_ejection_time.as_secs_f64(),
                 o.max_ejection_percent,
-                o.panic_threshold
             ));
         }
         out

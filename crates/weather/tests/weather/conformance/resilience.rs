@@ -11,7 +11,9 @@
 //!   fails (every attempt counted), Istio's default retries against a 503
 //!   (not retried since 1.24), a pool of one connection and one waiting
 //!   request (the third overflows, 503 `UO`), outlier detection ejecting the
-//!   only host (503 `UH`), and a mirror (a copy with the same Host).
+//!   only host (503 `UH`), and a mirror (a copy with the same Host); and,
+//!   where it is random, a 50 % abort, each proxy's share within four
+//!   standard deviations of half.
 
 use std::{
     collections::HashMap,
@@ -363,6 +365,10 @@ spec:
     match: [{uri: {prefix: /mirrored}}]
     route: [{destination: {host: probe}}]
     mirror: {host: shadow}
+  - name: coin
+    match: [{uri: {prefix: /coin}}]
+    route: [{destination: {host: probe}}]
+    fault: {abort: {httpStatus: 503, percentage: {value: 50}}}
   - name: rest
     route: [{destination: {host: probe}}]
 ---
@@ -514,7 +520,13 @@ struct Observed {
     failures_before_ejection: usize,
     ejected: (u16, String),
     mirrored: (u16, usize, Vec<String>),
+    /// Of [`COIN`] requests under a 50 % abort, how many were aborted (FI).
+    aborted: usize,
 }
+
+/// Requests sent under a 50 % abort: 4 standard deviations of a fair coin
+/// are 40 of 400.
+const COIN: usize = 400;
 
 async fn observe(http: &reqwest::Client, addr: SocketAddr, seen: &Arc<Seen>) -> Observed {
     seen.reset();
@@ -576,7 +588,15 @@ async fn observe(http: &reqwest::Client, addr: SocketAddr, seen: &Arc<Seen>) -> 
         seen.count("shadow", "/mirrored"),
         seen.shadow_hosts.lock().unwrap().clone(),
     );
+    let mut aborted = 0;
+    for _ in 0..COIN {
+        let (s, f, _) = ask(http, addr, "/coin").await;
+        if (s, f.as_str()) == (503, "FI") {
+            aborted += 1;
+        }
+    }
     Observed {
+        aborted,
         timeout,
         retries,
         default_retries,
@@ -662,8 +682,17 @@ fn timeouts_retries_pools_ejection_and_mirrors_act_as_in_envoy() {
         (2..=3).contains(&by_envoy.failures_before_ejection),
         "{by_envoy:?}"
     );
+    // A share, random in both: each within 4 standard deviations of half.
+    for (who, o) in [("Envoy", &by_envoy), ("the hop", &by_hop)] {
+        assert!(
+            (COIN / 2 - 40..=COIN / 2 + 40).contains(&o.aborted),
+            "{who} aborted {} of {COIN}",
+            o.aborted
+        );
+    }
     let same = Observed {
         failures_before_ejection: by_envoy.failures_before_ejection.min(2),
+        aborted: by_hop.aborted,
         ..by_envoy
     };
     assert_eq!(by_hop, same);
