@@ -530,7 +530,7 @@ fn each_resilience_stage_is_multiservice_plus_one_lesson() {
         ("retries", vec![("FAULT_ERROR_RATE", "0.5")]),
         (
             "circuit-breaker",
-            vec![("FAULT_DELAY_MS", "200"), ("FAULT_ERROR_RATE", "0.3")],
+            vec![("FAULT_DELAY_MS", "200"), ("FAULT_ERROR_RATE", "0.5")],
         ),
     ] {
         let text = shipped_text(&format!("istio/stages/{s}/recommendation-v1.yaml"));

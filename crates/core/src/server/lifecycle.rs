@@ -131,12 +131,24 @@ impl RunningServer {
 /// can read the peer's address as `ConnectInfo<SocketAddr>` (a proxy needs it
 /// for `x-forwarded-for`).
 pub fn spawn(listener: TcpListener, router: Router) -> std::io::Result<RunningServer> {
+    spawn_with(
+        listener,
+        router,
+        Limits {
+            drain: Duration::from_secs(10),
+            ..Limits::default()
+        },
+    )
+}
+
+/// [`spawn`] within `limits`.
+pub fn spawn_with(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+) -> std::io::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
-    let limits = Limits {
-        drain: Duration::from_secs(10),
-        ..Limits::default()
-    };
     let task = tokio::spawn(serve_bounded(listener, router, limits, async move {
         let _ = stopped.wait_for(|s| *s).await;
     }));

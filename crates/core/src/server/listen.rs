@@ -77,6 +77,11 @@ pub struct Limits {
     pub max_connections: usize,
     /// After shutdown begins, how long in-flight requests may take.
     pub drain: Duration,
+    /// Whether a request in flight ends when its client hangs up (hyper
+    /// then keeps reading the connection, with a second buffer): a proxy
+    /// hop's, as Envoy stops a request whose client is gone. Off for the
+    /// services, whose requests the request timeout bounds.
+    pub end_on_hangup: bool,
 }
 
 impl Default for Limits {
@@ -88,6 +93,7 @@ impl Default for Limits {
             max_headers: 100,
             max_connections: MAX_CONNECTIONS as usize,
             drain: Duration::from_secs(20),
+            end_on_hangup: false,
         }
     }
 }
@@ -217,7 +223,8 @@ fn serve_connection(
         // While a request is in flight hyper would otherwise keep reading, to
         // see a client hang up early, and hold a second read buffer for it:
         // 8 KiB a connection for nothing the request timeout does not bound.
-        .half_close(true);
+        // A proxy hop wants to see it (`end_on_hangup`).
+        .half_close(!limits.end_on_hangup);
     if conn.overflow {
         // hyper's smallest buffer: enough for a probe's head.
         http.keep_alive(false).max_buf_size(8192);

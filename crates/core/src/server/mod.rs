@@ -16,4 +16,5 @@ pub mod trace;
 pub use layers::{not_found, service};
 pub use lifecycle::{
     AppInfo, Health, RunningServer, Service, Stop, StopSignal, main, run, spawn, spawn_local,
+    spawn_with,
 };

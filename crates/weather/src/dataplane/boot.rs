@@ -116,6 +116,18 @@ fn serve(listener: TcpListener, router: axum::Router) -> Result<RunningServer, E
     server::spawn(listener, router).map_err(|source| Error::Bind { addr, source })
 }
 
+/// Serves a proxy hop: as [`serve`], and a request whose client hangs up
+/// ends there, as in Envoy (flag `DC`), instead of going on to the upstream.
+fn serve_hop(listener: TcpListener, router: axum::Router) -> Result<RunningServer, Error> {
+    let addr = listener.local_addr().unwrap_or(LOOPBACK);
+    let limits = server::listen::Limits {
+        drain: Duration::from_secs(10),
+        end_on_hangup: true,
+        ..server::listen::Limits::default()
+    };
+    server::spawn_with(listener, router, limits).map_err(|source| Error::Bind { addr, source })
+}
+
 /// Starts every workload of the manifests, their sidecars and the ingress.
 pub async fn start(opts: Options) -> Result<Running, Error> {
     let (manifests, mesh) = load(&opts.paths)?;
@@ -167,7 +179,10 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
         let (out, out_addr) = bind(LOOPBACK).await?;
         let hop = sidecar(d, authority);
         let telemetry = sidecar_telemetry(d, configured.version.as_str(), &opts.telemetry);
-        servers.push(serve(out, proxy::router(plane.clone(), hop, telemetry))?);
+        servers.push(serve_hop(
+            out,
+            proxy::router(plane.clone(), hop, telemetry),
+        )?);
         sidecars.push((d.metadata.name.clone(), out_addr));
         let outbound = configured.downstream.is_some().then_some(out_addr);
         let router = configured.router(outbound).map_err(fail)?;
@@ -184,7 +199,7 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
         &opts.telemetry,
         &[("component", "proxy".into())],
     );
-    servers.push(serve(
+    servers.push(serve_hop(
         ingress,
         proxy::router(plane.clone(), Hop::Ingress, gateway),
     )?);

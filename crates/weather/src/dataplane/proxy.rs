@@ -168,6 +168,8 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
         destination: None,
         mtls: false,
         request_bytes,
+        finished: Default::default(),
+        delayed: Default::default(),
     };
 
     if let Some(r) = refused {

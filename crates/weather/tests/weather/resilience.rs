@@ -270,13 +270,18 @@ async fn the_circuit_breaker_overflows_under_load_and_ejects_a_failing_pod() {
         t.await.unwrap();
     }
     let mut m = BTreeMap::new();
-    weather_core::testing::eventually("overflow and ejection both show", async || {
-        // Sequential calls find the pool free; a third of them fail (500),
-        // and three in a row eject the pod.
-        tester_pages(ingress, 2).await;
-        m = flags(&admin, "recommendation").await;
-        sourced(&m, "503", "UO") > 0 && sourced(&m, "503", "UH") > 0
-    })
+    let limit = Duration::from_secs(30);
+    weather_core::testing::eventually_within(
+        "overflow and ejection both show",
+        limit,
+        async || {
+            // Sequential calls find the pool free; half of them fail (500), and
+            // two in a row eject the pod (in 6 calls on average).
+            tester_pages(ingress, 2).await;
+            m = flags(&admin, "recommendation").await;
+            sourced(&m, "503", "UO") > 0 && sourced(&m, "503", "UH") > 0
+        },
+    )
     .await;
     running.shutdown().await;
     server.shutdown().await.unwrap();

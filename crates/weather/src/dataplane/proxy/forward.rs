@@ -128,6 +128,9 @@ pub(super) async fn forward(
         if let Some(d) = &fault.delay
             && hits(d.per_million)
         {
+            record
+                .delayed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             tokio::time::sleep(d.fixed).await;
             delayed = true;
         }

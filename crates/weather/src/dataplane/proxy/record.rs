@@ -1,7 +1,13 @@
 //! The hop's record of one request: its span, its access-log line and its
 //! report to Istio's metrics, finished once with the outcome.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
 
 use axum::{
     body::Body,
@@ -38,6 +44,29 @@ pub(super) struct Record<'a> {
     /// Whether the connection to that workload is mutual TLS.
     pub(super) mtls: bool,
     pub(super) request_bytes: u64,
+    /// Set once finished; a record dropped before (its client hung up) is
+    /// finished as Envoy logs it: code 0, flag `DC`.
+    pub(super) finished: AtomicBool,
+    /// The fault filter delayed the request (flag `DI`).
+    pub(super) delayed: AtomicBool,
+}
+
+impl Drop for Record<'_> {
+    fn drop(&mut self) {
+        if self.finished.load(Ordering::Relaxed) {
+            return;
+        }
+        let flags = if self.delayed.load(Ordering::Relaxed) {
+            "DI,DC"
+        } else {
+            "DC"
+        };
+        self.finish(0, flags);
+        let stats = &self.l.plane.stats;
+        if stats.enabled() {
+            stats.record(&self.exchange(0, flags, false));
+        }
+    }
 }
 
 impl Record<'_> {
@@ -46,6 +75,7 @@ impl Record<'_> {
     }
 
     pub(super) fn finish(&self, status: u16, flags: &str) {
+        self.finished.store(true, Ordering::Relaxed);
         if self.exporting {
             let span = self.cx.span();
             span.set_attribute(KeyValue::new("http.status_code", i64::from(status)));
