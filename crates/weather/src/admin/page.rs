@@ -251,11 +251,18 @@ fn graph(peers: &[std::sync::Arc<Peer>], edges: &[Edge]) -> Graph {
                 label_x: mid,
                 label_y: (sy + ty) / 2 - 20,
                 rate: format!("{:.1} rps", e.rps),
-                detail: format!(
-                    "{:.0}% 5xx · p99 {}",
-                    e.error_share * 100.0,
-                    millis(e.p99_ms)
-                ),
+                detail: {
+                    let mut d = format!(
+                        "{:.0}% 5xx · p99 {}",
+                        e.error_share * 100.0,
+                        millis(e.p99_ms)
+                    );
+                    // The two commonest flags, as a fault or a breaker left them.
+                    for (flag, n) in e.flags.iter().take(2) {
+                        d.push_str(&format!(" · {flag} {n}"));
+                    }
+                    d
+                },
                 class,
                 width: format!("{:.1}", 1.5 + (e.rps.max(0.0).ln_1p()).min(5.0)),
             })

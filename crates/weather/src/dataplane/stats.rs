@@ -188,9 +188,26 @@ struct Sample {
     destination: u32,
     ms: f32,
     code: u16,
+    /// Its response flags, an index of [`FLAGS`] ([`OTHER_FLAGS`] for the rest).
+    flags: u8,
 }
 
 const NONE: u32 = u32::MAX;
+
+/// The response flags the hops write, for the window's samples (one byte
+/// each): what the page shows on an edge.
+const FLAGS: [&str; 22] = [
+    "-", "DI", "FI", "DI,FI", "UT", "DI,UT", "UO", "UH", "NR", "NC", "UF", "UC", "URX", "URX,UF",
+    "URX,UC", "DI,URX", "UPE", "DC", "DI,DC", "DPE", "SI", "UAEX",
+];
+const OTHER_FLAGS: u8 = u8::MAX;
+
+fn flags_index(flags: &str) -> u8 {
+    FLAGS
+        .iter()
+        .position(|f| *f == flags)
+        .map_or(OTHER_FLAGS, |i| i as u8)
+}
 
 /// Who called through the ingress and which chain answered.
 #[derive(Clone, Debug)]
@@ -327,6 +344,7 @@ impl Stats {
             destination: e.destination.map_or(NONE, index),
             code: e.code,
             ms: ms as f32,
+            flags: flags_index(e.flags),
         });
     }
 
@@ -390,6 +408,8 @@ impl Stats {
             n: u64,
             errors: u64,
             ms: Vec<f64>,
+            /// Requests by response flags, `-` left out.
+            flags: BTreeMap<u8, u64>,
         }
         let mut by: BTreeMap<(usize, Option<usize>), Tally> = BTreeMap::new();
         for s in window.iter() {
@@ -400,12 +420,26 @@ impl Stats {
                 t.errors += 1;
             }
             t.ms.push(f64::from(s.ms));
+            if s.flags != 0 {
+                *t.flags.entry(s.flags).or_default() += 1;
+            }
         }
         drop(window);
         by.into_iter()
-            .map(|((source, destination), Tally { n, errors, mut ms })| {
+            .map(|((source, destination), t)| {
+                let Tally {
+                    n,
+                    errors,
+                    mut ms,
+                    flags,
+                } = t;
                 ms.sort_by(f64::total_cmp);
                 let p99 = ms[((ms.len() as f64 * 0.99).ceil() as usize).clamp(1, ms.len()) - 1];
+                let mut flags: Vec<(&'static str, u64)> = flags
+                    .into_iter()
+                    .map(|(i, n)| (FLAGS.get(usize::from(i)).copied().unwrap_or("other"), n))
+                    .collect();
+                flags.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
                 Edge {
                     source,
                     destination,
@@ -413,6 +447,7 @@ impl Stats {
                     rps: n as f64 / span.as_secs_f64(),
                     error_share: errors as f64 / n as f64,
                     p99_ms: p99,
+                    flags,
                 }
             })
             .collect()
@@ -455,6 +490,9 @@ pub struct Edge {
     /// The share of 5xx answers.
     pub error_share: f64,
     pub p99_ms: f64,
+    /// Requests by Envoy's response flags, most first (`-` left out): what
+    /// a fault, a timeout or a circuit breaker did on this edge.
+    pub flags: Vec<(&'static str, u64)>,
 }
 
 /// Chains reached by the ingress's latest requests, counted per caller kind.

@@ -204,3 +204,21 @@ fn a_mirrored_copy_is_reported_by_the_destination_alone() {
     assert_eq!((total("source"), total("destination")), (0, 1), "{text}");
     assert_eq!(s.edges().len(), 1, "the graph shows the edge");
 }
+
+/// The page's edges say which flags their requests carried (a fault's `FI`,
+/// a breaker's `UO`), the commonest first, and a sample of the window stays
+/// 32 bytes with them.
+#[test]
+fn edges_count_their_response_flags() {
+    assert_eq!(std::mem::size_of::<Sample>(), 32);
+    let s = stats();
+    for (flags, n) in [("FI", 3), ("-", 5), ("UO", 1), ("DI,DC", 2)] {
+        for _ in 0..n {
+            s.record(&exchange(503, flags, false));
+        }
+    }
+    let edges = s.edges();
+    assert_eq!(edges.len(), 1);
+    assert_eq!(edges[0].requests, 11);
+    assert_eq!(edges[0].flags, [("FI", 3), ("DI,DC", 2), ("UO", 1)]);
+}
