@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::duration::parse_duration;
+use crate::{duration::parse_duration, fault::mapping};
 
 /// Envoy's circuit-breaker thresholds for one cluster (HTTP/1.1 upstreams).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,16 +149,6 @@ impl ClusterPolicy {
         }
         out
     }
-}
-
-fn mapping<'a>(v: &'a Value, at: &str, known: &[&str]) -> Result<&'a Map<String, Value>, Problem> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| (at.to_owned(), "must be a mapping".to_owned()))?;
-    if let Some(k) = obj.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err((format!("{at}.{k}"), "unknown field".to_owned()));
-    }
-    Ok(obj)
 }
 
 /// The field an error is in, and what is wrong.

@@ -95,7 +95,9 @@ fn share(obj: &serde_json::Map<String, Value>, at: &str) -> Result<u32, (String,
     }
 }
 
-fn mapping<'a>(
+/// `v` as a mapping of only the `known` keys; an error names the field `at`
+/// (or the unknown key under it).
+pub(crate) fn mapping<'a>(
     v: &'a Value,
     at: &str,
     known: &[&str],

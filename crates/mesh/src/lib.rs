@@ -31,6 +31,7 @@ pub mod path;
 pub mod policy;
 pub mod routing;
 pub mod security;
+pub mod target;
 pub mod terms;
 
 pub use compile::{CompileError, Mesh};

@@ -13,7 +13,7 @@ use serde_json::Value;
 pub use crate::duration::parse_duration;
 use crate::{
     fault::{self, Fault},
-    routing::Target,
+    target::Target,
 };
 
 /// What `retryOn` asks for, as Envoy's router reads it.

@@ -6,6 +6,8 @@
 
 use std::borrow::Cow;
 
+pub use crate::target::{Problem, Target};
+
 use crate::{model::Labels, terms::HeaderLookup};
 
 /// The port the ingress listens on, as the Gateway's server states it.
@@ -206,43 +208,6 @@ pub struct ServiceInfo {
     pub fqdn: String,
     pub selector: Labels,
     pub ports: Vec<u16>,
-}
-
-/// Why a destination cannot take traffic.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Problem {
-    /// The host is not a Service: Envoy has no cluster (503 `NC`).
-    UnknownHost,
-    /// No DestinationRule defines the subset: no cluster (503 `NC`).
-    UnknownSubset,
-    /// The subset selects no pods (503 `UH`).
-    NoEndpoints,
-}
-
-impl Problem {
-    pub fn flag(&self) -> &'static str {
-        match self {
-            Problem::UnknownHost | Problem::UnknownSubset => "NC",
-            Problem::NoEndpoints => "UH",
-        }
-    }
-}
-
-/// A destination of a route, resolved when the table is built.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    /// The host as the route names it.
-    pub host: String,
-    pub service: Option<usize>,
-    pub subset: Option<String>,
-    /// The weight as configured (100 for a lone destination).
-    pub weight: u32,
-    /// Indices into [`crate::Mesh::workloads`].
-    pub endpoints: Vec<usize>,
-    pub problem: Option<Problem>,
-    /// The cluster's circuit breakers and outlier detection, from its
-    /// DestinationRule ([`crate::cluster`]).
-    pub cluster: crate::cluster::ClusterPolicy,
 }
 
 /// Which rule decided: `forecast-route http[0]`.

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use mesh::model::{Container, Deployment};
+use mesh::model::Deployment;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use weather_core::{
     server::{self, RunningServer},
@@ -211,33 +211,6 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
         servers,
         watcher: None,
     })
-}
-
-/// The environment a Deployment's container gets. The cluster's telemetry
-/// settings point at the cluster's collector; a local run uses weather up's own.
-pub(super) fn env(c: &Container, telemetry: &TelemetryArgs) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = c
-        .env
-        .iter()
-        .filter(|e| !e.name.starts_with("OTEL_"))
-        .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
-        .collect();
-    if let Some(e) = &telemetry.otlp_endpoint {
-        env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), e.clone()));
-    }
-    if let Some(e) = &telemetry.otlp_traces_endpoint {
-        env.push(("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT".into(), e.clone()));
-    }
-    if telemetry.otel_sdk_disabled {
-        env.push(("OTEL_SDK_DISABLED".into(), "true".into()));
-    }
-    if let Some(e) = &telemetry.traces_exporter {
-        env.push(("OTEL_TRACES_EXPORTER".into(), e.clone()));
-    }
-    if let Some(e) = &telemetry.zipkin_endpoint {
-        env.push(("OTEL_EXPORTER_ZIPKIN_ENDPOINT".into(), e.clone()));
-    }
-    env
 }
 
 fn sidecar(d: &Deployment, authority: String) -> Hop {

@@ -64,7 +64,7 @@ pub(super) fn configure(
         .containers
         .first()
         .ok_or_else(|| "no containers".to_owned())?;
-    let mut env = super::boot::env(c, telemetry);
+    let mut env = env(c, telemetry);
     // The Secret the manifest mounts the JWT key from: a local key.
     if let Some(slot) = env.iter_mut().find(|(k, _)| k == "JWT_KEY_FILE") {
         slot.1 = jwt_key().map_err(|e| format!("JWT_KEY_FILE: {e}"))?;
@@ -232,4 +232,31 @@ impl Pods {
             }
         }
     }
+}
+
+/// The environment a Deployment's container gets. The cluster's telemetry
+/// settings point at the cluster's collector; a local run uses weather up's own.
+fn env(c: &Container, telemetry: &TelemetryArgs) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = c
+        .env
+        .iter()
+        .filter(|e| !e.name.starts_with("OTEL_"))
+        .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+        .collect();
+    if let Some(e) = &telemetry.otlp_endpoint {
+        env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), e.clone()));
+    }
+    if let Some(e) = &telemetry.otlp_traces_endpoint {
+        env.push(("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT".into(), e.clone()));
+    }
+    if telemetry.otel_sdk_disabled {
+        env.push(("OTEL_SDK_DISABLED".into(), "true".into()));
+    }
+    if let Some(e) = &telemetry.traces_exporter {
+        env.push(("OTEL_TRACES_EXPORTER".into(), e.clone()));
+    }
+    if let Some(e) = &telemetry.zipkin_endpoint {
+        env.push(("OTEL_EXPORTER_ZIPKIN_ENDPOINT".into(), e.clone()));
+    }
+    env
 }

@@ -76,10 +76,46 @@ spec:
 const DEPLOYMENTS: [&str; 2] = ["probe", "closed"];
 
 fn manifests() -> String {
-    let mut y = FAULTS.to_owned();
-    for name in DEPLOYMENTS {
+    FAULTS.to_owned() + &stand_in_workloads("faults", &DEPLOYMENTS)
+}
+
+/// `weather up`'s ingress hop for the manifests `yaml`, their Deployments'
+/// pods at `pods`, served as `weather up` serves it.
+pub(super) fn ingress_hop(
+    rt: &tokio::runtime::Runtime,
+    yaml: &str,
+    pods: HashMap<String, SocketAddr>,
+) -> weather_core::RunningServer {
+    let mut m = mesh::Manifests::default();
+    m.add_yaml("test.yaml", yaml).unwrap();
+    let model = Mesh::compile(&m);
+    assert!(model.errors.is_empty(), "{:?}", model.errors);
+    let settings = Settings {
+        access_log: false,
+        ..Settings::default()
+    };
+    let plane = Arc::new(Plane::new(Vec::new(), None, model, pods, settings).unwrap());
+    let limits = weather_core::server::listen::Limits {
+        end_on_hangup: true,
+        ..Default::default()
+    };
+    rt.block_on(async {
+        weather_core::server::spawn_with(
+            tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+            proxy::router(plane, Hop::Ingress, Telemetry::disabled()),
+            limits,
+        )
+    })
+    .unwrap()
+}
+
+/// A Service (port 8080) and a Deployment for each of `names` in `namespace`:
+/// workloads a test's stand-ins answer for.
+pub(super) fn stand_in_workloads(namespace: &str, names: &[&str]) -> String {
+    let mut y = String::new();
+    for name in names {
         y.push_str(&format!(
-            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: faults}}\nspec: {{selector: {{app: {name}}}, ports: [{{name: http, port: 8080}}]}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: faults}}\nspec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}, version: v1}}}}\n    spec: {{containers: [{{name: c, image: weather/forecast:v1}}]}}\n"
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec: {{selector: {{app: {name}}}, ports: [{{name: http, port: 8080}}]}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}, version: v1}}}}\n    spec: {{containers: [{{name: c, image: weather/forecast:v1}}]}}\n"
         ));
     }
     y
@@ -331,28 +367,11 @@ fn client_and_upstream_faults_are_answered_as_envoy_answers_them() {
     );
     let envoy_addr = envoy.listeners[&("ingress".to_owned(), "http.80".to_owned())];
 
-    let mut m = mesh::Manifests::default();
-    m.add_yaml("faults.yaml", &manifests()).unwrap();
-    let model = Mesh::compile(&m);
-    assert!(model.errors.is_empty(), "{:?}", model.errors);
     let pods = HashMap::from([
         ("probe".to_owned(), upstream),
         ("closed".to_owned(), closed),
     ]);
-    let settings = Settings {
-        access_log: false,
-        ..Settings::default()
-    };
-    let plane = Arc::new(Plane::new(Vec::new(), None, model, pods, settings).unwrap());
-    let hop = rt
-        .block_on(async {
-            // Served as `weather up` serves the ingress.
-            weather_core::server::spawn(
-                tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-                proxy::router(plane, Hop::Ingress, Telemetry::disabled()),
-            )
-        })
-        .unwrap();
+    let hop = ingress_hop(&rt, &manifests(), pods);
 
     let cases = cases();
     let mut answers = Vec::new();

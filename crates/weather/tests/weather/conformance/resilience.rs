@@ -21,8 +21,6 @@ use std::{
 };
 
 use tokio::{net::TcpListener, sync::Semaphore};
-use weather::dataplane::{Hop, Plane, Settings, proxy};
-use weather_core::telemetry::Telemetry;
 
 use super::*;
 
@@ -392,13 +390,7 @@ spec:
 const DEPLOYMENTS: [&str; 4] = ["probe", "pool", "eject", "shadow"];
 
 fn lab_manifests() -> String {
-    let mut y = LAB.to_owned();
-    for name in DEPLOYMENTS {
-        y.push_str(&format!(
-            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: lab}}\nspec: {{selector: {{app: {name}}}, ports: [{{name: http, port: 8080}}]}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: lab}}\nspec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}, version: v1}}}}\n    spec: {{containers: [{{name: c, image: weather/forecast:v1}}]}}\n"
-        ));
-    }
-    y
+    LAB.to_owned() + &super::faults::stand_in_workloads("lab", &DEPLOYMENTS)
 }
 
 /// What the stand-ins saw: requests by (deployment, path), the Host of each
@@ -644,23 +636,7 @@ fn timeouts_retries_pools_ejection_and_mirrors_act_as_in_envoy() {
     );
     let envoy_addr = envoy.listeners[&("ingress".to_owned(), "http.80".to_owned())];
 
-    let mut m = mesh::Manifests::default();
-    m.add_yaml("lab.yaml", &lab_manifests()).unwrap();
-    let model = Mesh::compile(&m);
-    assert!(model.errors.is_empty(), "{:?}", model.errors);
-    let settings = Settings {
-        access_log: false,
-        ..Settings::default()
-    };
-    let plane = Arc::new(Plane::new(Vec::new(), None, model, pods.clone(), settings).unwrap());
-    let hop = rt
-        .block_on(async {
-            weather_core::server::spawn(
-                tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-                proxy::router(plane, Hop::Ingress, Telemetry::disabled()),
-            )
-        })
-        .unwrap();
+    let hop = super::faults::ingress_hop(&rt, &lab_manifests(), pods.clone());
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
