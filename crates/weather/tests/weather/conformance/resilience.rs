@@ -11,7 +11,8 @@
 //!   fails (every attempt counted), Istio's default retries against a 503
 //!   (not retried since 1.24), a pool of one connection and one waiting
 //!   request (the third overflows, 503 `UO`), outlier detection ejecting the
-//!   only host (503 `UH`), and a mirror (a copy with the same Host); and,
+//!   only host (503 `UH`), or keeping it under a panic threshold, and a
+//!   mirror (a copy with the same Host); and,
 //!   where it is random, a 50 % abort, each proxy's share within four
 //!   standard deviations of half.
 
@@ -359,6 +360,10 @@ spec:
     match: [{uri: {prefix: /eject}}]
     route: [{destination: {host: eject}}]
     retries: {attempts: 0}
+  - name: panic
+    match: [{uri: {prefix: /panic}}]
+    route: [{destination: {host: panic}}]
+    retries: {attempts: 0}
   - name: mirror
     match: [{uri: {prefix: /mirrored}}]
     route: [{destination: {host: probe}}]
@@ -385,9 +390,17 @@ spec:
   host: eject
   trafficPolicy:
     outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: panic, namespace: lab}
+spec:
+  host: panic
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100, minHealthPercent: 50}
 "#;
 
-const DEPLOYMENTS: [&str; 4] = ["probe", "pool", "eject", "shadow"];
+const DEPLOYMENTS: [&str; 5] = ["probe", "pool", "eject", "panic", "shadow"];
 
 fn lab_manifests() -> String {
     LAB.to_owned() + &super::faults::stand_in_workloads("lab", &DEPLOYMENTS)
@@ -458,7 +471,8 @@ async fn stand_in(name: &'static str, seen: Arc<Seen>) -> SocketAddr {
                     .unwrap()
                     .push(host.unwrap_or_default());
             }
-            if path.starts_with("/fail") || path.starts_with("/eject") {
+            if path.starts_with("/fail") || path.starts_with("/eject") || path.starts_with("/panic")
+            {
                 StatusCode::INTERNAL_SERVER_ERROR
             } else if path.starts_with("/unavailable") {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -511,6 +525,9 @@ struct Observed {
     /// 500s before the first 503 UH.
     failures_before_ejection: usize,
     ejected: (u16, String),
+    /// Four calls to a lone failing pod ejected after two, with
+    /// `minHealthPercent: 50`: the balancer panics and keeps using it.
+    panic: Vec<(u16, String)>,
     mirrored: (u16, usize, Vec<String>),
     /// Of [`COIN`] requests under a 50 % abort, how many were aborted (FI).
     aborted: usize,
@@ -570,6 +587,12 @@ async fn observe(http: &reqwest::Client, addr: SocketAddr, seen: &Arc<Seen>) -> 
         break;
     }
 
+    let mut panic = Vec::new();
+    for _ in 0..4 {
+        let (s, f, _) = ask(http, addr, "/panic").await;
+        panic.push((s, f));
+    }
+
     let (s, _, _) = ask(http, addr, "/mirrored").await;
     weather_core::testing::eventually("the copy reaches the shadow", async || {
         seen.count("shadow", "/mirrored") >= 1
@@ -588,6 +611,7 @@ async fn observe(http: &reqwest::Client, addr: SocketAddr, seen: &Arc<Seen>) -> 
         }
     }
     Observed {
+        panic,
         aborted,
         timeout,
         retries,
@@ -651,6 +675,7 @@ fn timeouts_retries_pools_ejection_and_mirrors_act_as_in_envoy() {
     assert_eq!(by_envoy.default_retries, (503, "-".to_owned(), 1));
     assert_eq!(by_envoy.pool[2], (503, "UO".to_owned(), true));
     assert_eq!(by_envoy.ejected, (503, "UH".to_owned()));
+    assert_eq!(by_envoy.panic, vec![(500, "-".to_owned()); 4]);
     assert_eq!(by_envoy.mirrored, (200, 1, vec!["lab.example".to_owned()]));
     // Envoy ejects on its main thread, a moment after the second 500: a
     // request sent at once may still reach the host.
