@@ -345,3 +345,46 @@ fn the_access_log_shows_the_flags() {
     let line = found.expect("an FI line in the access log");
     assert!(line.contains("to=recommendation|v1"), "{line}");
 }
+
+/// A stage's Deployment rolls its workload when the stage is applied, and
+/// back when the next stage brings k8s/'s again; a change `weather up`
+/// cannot roll (another image) is refused whole, the workload and the routes
+/// in force staying.
+#[tokio::test]
+async fn workloads_roll_with_their_deployment_and_an_image_change_is_refused() {
+    let (running, server) = up_with_admin("multiservice").await;
+    let admin = server.addr.to_string();
+    let full = "frontend:v2,forecast:v2,recommendation:v1";
+    assert_eq!(tester_pages(running.ingress, 1).await, [full]);
+    let said = switch(&admin, "timeout").await;
+    assert!(said.contains("rolled recommendation-v1"), "{said}");
+    assert_eq!(
+        tester_pages(running.ingress, 1).await,
+        ["frontend:v2,forecast:v2"],
+        "recommendation now takes 1 s, past the route's 0.5 s"
+    );
+    let said = switch(&admin, "multiservice").await;
+    assert!(said.contains("rolled recommendation-v1"), "{said}");
+    assert_eq!(tester_pages(running.ingress, 1).await, [full]);
+
+    let text = std::fs::read_to_string(crate::root().join("k8s/recommendation-v1.yaml")).unwrap();
+    let other = text.replace(
+        "image: weather/recommendation:v1",
+        "image: weather/forecast:v1",
+    );
+    assert_ne!(other, text);
+    let dir = std::env::temp_dir().join(format!("weather-roll-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("recommendation-v1.yaml"), other).unwrap();
+    let mut paths = crate::stage_paths("multiservice");
+    paths.push(dir.clone());
+    let refused = running.plane.switch(paths, None).unwrap_err().to_string();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        refused.contains("Deployment recommendation-v1: its image, version or downstream changed: that needs a restart of weather up"),
+        "{refused}"
+    );
+    assert_eq!(tester_pages(running.ingress, 1).await, [full]);
+    running.shutdown().await;
+    server.shutdown().await.unwrap();
+}
