@@ -4,6 +4,7 @@
 //! What the routing resolves (hosts, subsets, gateways, regexes) is read from the
 //! compiled [`Mesh`], so the analysis and the routing cannot disagree on it.
 
+pub mod ambient;
 mod security;
 
 use std::{collections::BTreeMap, fmt};
@@ -75,6 +76,7 @@ pub const EXPORT_HIDES: &str = "WEA0012";
 pub const RETRY_PAST_TIMEOUT: &str = "WEA0013";
 pub const MIRROR_NOWHERE: &str = "WEA0014";
 pub const OUTLIER_NEVER_EJECTS: &str = "WEA0015";
+pub const AMBIENT_DROPS_ROUTES: &str = "WEA0016";
 
 fn includes(labels: &Labels, of: &Labels) -> bool {
     of.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -138,6 +140,7 @@ pub fn analyze(m: &Manifests, mesh: &Mesh) -> Vec<Message> {
     services(&mut out);
     virtual_services(&mut out);
     destination_rules(&mut out);
+    ambient::check(&mut out);
     security::check(&mut out);
     for w in &m.warnings {
         // The loader's own words already name file, object and field.

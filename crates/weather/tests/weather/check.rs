@@ -395,3 +395,77 @@ fn outlier_detection_that_can_never_eject_is_a_warning() {
         warned[0]
     );
 }
+
+/// The shipped text of `stage` with the namespace made ambient: its labels
+/// (both times it is applied) say `ambient`, with a waypoint or without.
+fn made_ambient(stage: &str, waypoint: bool) -> String {
+    let text = shipped_text(stage);
+    let mut labels = "istio.io/dataplane-mode: ambient".to_owned();
+    if waypoint {
+        labels.push_str("\n    istio.io/use-waypoint: waypoint");
+    }
+    let ambient = text.replace("istio-injection: enabled", &labels);
+    assert_ne!(
+        ambient, text,
+        "the shipped namespace turns sidecar injection on"
+    );
+    ambient
+}
+
+/// With the namespace ambient, each match on the caller's pod labels is
+/// named: its waypoint drops it (istio #51565); and in every shipped stage,
+/// exactly those.
+#[test]
+fn in_ambient_mode_the_source_label_matches_are_named() {
+    let mut m = Manifests::default();
+    m.add_yaml("ambient.yaml", &made_ambient("multiservice", true))
+        .unwrap();
+    let warned: Vec<String> = check(&m)
+        .iter()
+        .filter(|m| m.level == Level::Warning && m.code == "WEA0016")
+        .map(|m| m.to_string())
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains("(VirtualService forecast-route.weather) spec.http[0].match[0].sourceLabels: namespace weather is ambient: waypoint waypoint applies this route to forecast and drops every match with sourceLabels (version=v2: istio #51565); the rule is left with no match and never applies"),
+        "{}",
+        warned[0]
+    );
+    for stage in stages() {
+        let mut m = Manifests::default();
+        m.add_yaml("ambient.yaml", &made_ambient(&stage, true))
+            .unwrap();
+        let with_source_labels = m
+            .virtual_services
+            .iter()
+            .filter(|v| v.spec.gateways.is_empty())
+            .flat_map(|v| &v.spec.http)
+            .flat_map(|r| &r.matches)
+            .filter(|hm| !hm.source_labels.is_empty())
+            .count();
+        let named = check(&m).iter().filter(|m| m.code == "WEA0016").count();
+        assert_eq!(named, with_source_labels, "{stage}");
+    }
+}
+
+/// Ambient without a waypoint: no http route of a mesh VirtualService applies.
+#[test]
+fn in_ambient_mode_without_a_waypoint_no_mesh_route_applies() {
+    let mut m = Manifests::default();
+    m.add_yaml("ambient.yaml", &made_ambient("multiservice", false))
+        .unwrap();
+    let mut warned: Vec<String> = check(&m)
+        .iter()
+        .filter(|m| m.code == "WEA0016")
+        .map(|m| m.resource.clone())
+        .collect();
+    warned.sort();
+    assert_eq!(
+        warned,
+        [
+            "VirtualService forecast-route.weather",
+            "VirtualService recommendation-route.weather"
+        ],
+        "the ingress's frontend-route is the gateway's, untouched"
+    );
+}
