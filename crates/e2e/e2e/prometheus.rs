@@ -253,3 +253,50 @@ fn a_release_train_judged_by_a_real_prometheus_is_promoted() {
         }
     }
 }
+
+/// The resilience lab in Prometheus: on `fault-abort`, the aborted calls to
+/// recommendation are the series with `response_flags="FI"`, as many as the
+/// tester pages that came without recommendation in their chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Prometheus (scripts/setup): ./scripts/test runs it"]
+async fn a_lessons_response_flags_answer_from_a_real_prometheus() {
+    let mut up = up_with_prometheus("fault-abort");
+    let prometheus = up
+        .prometheus
+        .clone()
+        .expect("weather up --prometheus prints Prometheus's URL");
+    let http = Client::builder().no_proxy().build().unwrap();
+    let pages = 60;
+    let mut aborted = 0;
+    for _ in 0..pages {
+        let res = http
+            .get(format!("{}/?city=paris", up.url))
+            .header("cookie", "user=tester")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "the page comes, advice or not");
+        if res.headers()["x-weather-chain"] == "frontend:v2,forecast:v2" {
+            aborted += 1;
+        }
+    }
+    assert!(
+        aborted > 0 && aborted < pages,
+        "{aborted} of {pages} aborted"
+    );
+    let flags = r#"sum by (response_flags) (istio_requests_total{reporter="source",destination_service_name="recommendation"})"#;
+    let answer = query_until(&http, &prometheus, flags, |a| {
+        let total: f64 = a.iter().map(|(_, v)| v).sum();
+        total == pages as f64
+    })
+    .await;
+    assert_eq!(by(&answer, "response_flags", "FI"), Some(&(aborted as f64)));
+    assert_eq!(
+        by(&answer, "response_flags", "-"),
+        Some(&((pages - aborted) as f64))
+    );
+    assert!(
+        up.stop(Duration::from_secs(20)),
+        "weather up exits on SIGTERM"
+    );
+}
