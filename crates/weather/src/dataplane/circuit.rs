@@ -378,6 +378,22 @@ mod tests {
         assert!(c.admit().await.is_ok());
     }
 
+    #[test]
+    fn max_retries_counts_retries_in_flight() {
+        let c = Arc::new(Circuit::new(policy(
+            Pool {
+                max_retries: 1,
+                ..Pool::default()
+            },
+            None,
+        )));
+        let first = c.retry();
+        assert!(first.is_some());
+        assert!(c.retry().is_none(), "one retry in flight at most");
+        drop(first);
+        assert!(c.retry().is_some());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_failing_host_is_ejected_within_the_share_and_back_at_a_sweep() {
         let hosts: Vec<SocketAddr> = vec!["127.0.0.1:1".parse().unwrap()];

@@ -231,12 +231,23 @@ pub(super) async fn forward(
             };
             c.report(addr, o, hosts);
         }
+        // An answer to retry: a retriable status, attempts left, the body
+        // unsent, and (with circuit breakers) a place among `maxRetries`;
+        // else the answer is delivered as it is.
+        let mut slot = None;
+        let retry_answer = matches!(&outcome, Some(Ok(res))
+            if attempt < policy.retries.attempts
+                && policy.retries.on.status(res.status().as_u16())
+                && outgoing.as_ref().is_none_or(Outgoing::unsent))
+            && match circuit {
+                Some(c) => {
+                    slot = c.retry();
+                    slot.is_some()
+                }
+                None => true,
+            };
         let failure = match outcome {
-            Some(Ok(res))
-                if attempt < policy.retries.attempts
-                    && policy.retries.on.status(res.status().as_u16())
-                    && outgoing.as_ref().is_none_or(Outgoing::unsent) =>
-            {
+            Some(Ok(res)) if retry_answer => {
                 tracing::debug!("{addr} answered {}, retrying", res.status());
                 record.retried(res.status().as_u16());
                 None
@@ -283,7 +294,7 @@ pub(super) async fn forward(
             && failure.as_ref().is_none_or(|f| f.retriable(policy));
         if retry && let Some(c) = circuit {
             // `maxRetries` retries in flight at most: past it, no retry.
-            _retrying = c.retry();
+            _retrying = slot.or_else(|| c.retry());
             retry = _retrying.is_some();
         }
         if !retry {
