@@ -188,6 +188,10 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
         Ok(t) => t,
         Err(r) => return record.refuse(r),
     };
+    // The fault filter, before the router picks a pod (and sends any mirror).
+    if let Err(aborted) = forward::fault(policy, &record).await {
+        return aborted;
+    }
     let mut endpoints: Vec<Endpoint> = Vec::with_capacity(target.endpoints.len());
     for &i in &target.endpoints {
         let Some((addr, peer)) = applied.pod(i) else {
@@ -218,8 +222,12 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
     // The cluster's circuit breakers and outlier detection, if its
     // DestinationRule sets them: ejected hosts are not picked.
     let hosts = endpoints.len();
-    let circuit = cluster_name(&applied, target)
-        .and_then(|name| l.plane.circuits.get(l.peer, &name, &target.cluster));
+    let circuit = if target.cluster.is_default() {
+        None
+    } else {
+        cluster_name(&applied, target)
+            .and_then(|name| l.plane.circuits.get(l.peer, &name, &target.cluster))
+    };
     if let Some(c) = &circuit {
         let addrs: Vec<SocketAddr> = endpoints.iter().map(|e| e.addr).collect();
         let usable = c.usable(&addrs);

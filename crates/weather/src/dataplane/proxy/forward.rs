@@ -102,6 +102,34 @@ fn backoff(n: u32) -> std::time::Duration {
     std::time::Duration::from_micros(fastrand::u64(1..=ceiling.max(1)))
 }
 
+/// The route's fault, as the fault filter applies it before the router: a
+/// delay (the record notes it), then an abort, answered at once without
+/// sending the request on (docs/architecture.md). `Err` is the abort's answer.
+pub(super) async fn fault(policy: &Policy, record: &Record<'_>) -> Result<(), Response<Body>> {
+    let Some(fault) = &policy.fault else {
+        return Ok(());
+    };
+    let hits = |per_million: u32| fastrand::u32(0..mesh::fault::MILLION) < per_million;
+    let mut delayed = false;
+    if let Some(d) = &fault.delay
+        && hits(d.per_million)
+    {
+        record
+            .delayed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(d.fixed).await;
+        delayed = true;
+    }
+    if let Some(a) = &fault.abort
+        && hits(a.per_million)
+    {
+        let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let flags = if delayed { "DI,FI" } else { "FI" };
+        return Err(record.refuse(Refusal::new(status, flags, "fault filter abort")));
+    }
+    Ok(())
+}
+
 /// Sends the request to an endpoint, round-robin, within the route's policy:
 /// its timeout over all attempts, and its retries, each on the next endpoint
 /// (Envoy's `previous_hosts`). A retry re-sends a body only if no attempt
@@ -120,28 +148,7 @@ pub(super) async fn forward(
     circuit: Option<&Arc<Circuit>>,
     hosts: usize,
 ) -> Response<Body> {
-    // The fault filter first, before the router: a delay, then an abort
-    // that answers without sending the request on (docs/architecture.md).
-    let mut delayed = false;
-    if let Some(fault) = &policy.fault {
-        let hits = |per_million: u32| fastrand::u32(0..mesh::fault::MILLION) < per_million;
-        if let Some(d) = &fault.delay
-            && hits(d.per_million)
-        {
-            record
-                .delayed
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            tokio::time::sleep(d.fixed).await;
-            delayed = true;
-        }
-        if let Some(a) = &fault.abort
-            && hits(a.per_million)
-        {
-            let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let flags = if delayed { "DI,FI" } else { "FI" };
-            return record.refuse(Refusal::new(status, flags, "fault filter abort"));
-        }
-    }
+    let delayed = record.delayed.load(std::sync::atomic::Ordering::Relaxed);
     // (The framing headers are gone by now: hop-by-hop. The body knows.)
     let bodiless = req.body().is_end_stream();
     let timeout = policy.timeout.or(plane.settings.default_timeout);

@@ -364,6 +364,11 @@ spec:
     match: [{uri: {prefix: /panic}}]
     route: [{destination: {host: panic}}]
     retries: {attempts: 0}
+  - name: aborted-mirror
+    match: [{uri: {prefix: /quiet}}]
+    route: [{destination: {host: probe}}]
+    fault: {abort: {httpStatus: 503, percentage: {value: 100}}}
+    mirror: {host: shadow}
   - name: mirror
     match: [{uri: {prefix: /mirrored}}]
     route: [{destination: {host: probe}}]
@@ -529,6 +534,9 @@ struct Observed {
     /// `minHealthPercent: 50`: the balancer panics and keeps using it.
     panic: Vec<(u16, String)>,
     mirrored: (u16, usize, Vec<String>),
+    /// A route with an abort at 100 % and a mirror: its answer, and the
+    /// copies the shadow got (none).
+    aborted_mirror: (u16, String, usize),
     /// Of [`COIN`] requests under a 50 % abort, how many were aborted (FI).
     aborted: usize,
 }
@@ -593,6 +601,8 @@ async fn observe(http: &reqwest::Client, addr: SocketAddr, seen: &Arc<Seen>) -> 
         panic.push((s, f));
     }
 
+    // An abort comes first: the router, which sends the copy, never runs.
+    let (qs, qf, _) = ask(http, addr, "/quiet").await;
     let (s, _, _) = ask(http, addr, "/mirrored").await;
     weather_core::testing::eventually("the copy reaches the shadow", async || {
         seen.count("shadow", "/mirrored") >= 1
@@ -603,6 +613,7 @@ async fn observe(http: &reqwest::Client, addr: SocketAddr, seen: &Arc<Seen>) -> 
         seen.count("shadow", "/mirrored"),
         seen.shadow_hosts.lock().unwrap().clone(),
     );
+    let aborted_mirror = (qs, qf, seen.count("shadow", "/quiet"));
     let mut aborted = 0;
     for _ in 0..COIN {
         let (s, f, _) = ask(http, addr, "/coin").await;
@@ -611,6 +622,7 @@ async fn observe(http: &reqwest::Client, addr: SocketAddr, seen: &Arc<Seen>) -> 
         }
     }
     Observed {
+        aborted_mirror,
         panic,
         aborted,
         timeout,
@@ -677,6 +689,7 @@ fn timeouts_retries_pools_ejection_and_mirrors_act_as_in_envoy() {
     assert_eq!(by_envoy.ejected, (503, "UH".to_owned()));
     assert_eq!(by_envoy.panic, vec![(500, "-".to_owned()); 4]);
     assert_eq!(by_envoy.mirrored, (200, 1, vec!["lab.example".to_owned()]));
+    assert_eq!(by_envoy.aborted_mirror, (503, "FI".to_owned(), 0));
     // Envoy ejects on its main thread, a moment after the second 500: a
     // request sent at once may still reach the host.
     assert!(
