@@ -527,6 +527,7 @@ impl Resolver<'_> {
             endpoints,
             problem,
             cluster,
+            headers: Default::default(),
         }
     }
 
@@ -612,22 +613,40 @@ fn rule(
     // istiod gives a lone destination the whole route, whatever its weight
     // (applyHTTPRouteDestination: one destination is a plain cluster route).
     let lone = r.route.len() == 1;
+    // Each destination's own `headers`; one that cannot be read is an error.
+    let mut header_errors = Vec::new();
+    let dest_headers: Vec<crate::headers::Headers> =
+        r.route
+            .iter()
+            .enumerate()
+            .map(|(k, d)| match &d.headers {
+                None => Default::default(),
+                Some(h) => crate::headers::compile(h, &format!("route[{k}].headers"))
+                    .unwrap_or_else(|e| {
+                        header_errors.push(e);
+                        Default::default()
+                    }),
+            })
+            .collect();
     let resolve_all = |seen_from: Option<&str>| -> Vec<Target> {
         r.route
             .iter()
-            .map(|d| {
+            .zip(&dest_headers)
+            .map(|(d, headers)| {
                 let weight = match d.weight {
                     _ if lone => 100,
                     Some(w) => w.clamp(0, 100) as u32,
                     None => 0,
                 };
-                resolver.target(
+                let mut t = resolver.target(
                     &d.destination.host,
                     ns,
                     d.destination.subset.as_deref(),
                     weight,
                     seen_from,
-                )
+                );
+                t.headers = headers.clone();
+                t
             })
             .collect()
     };
@@ -648,6 +667,12 @@ fn rule(
     let compiled = policy::compile(r.timeout.as_ref(), r.retries.as_ref(), r.fault.as_ref())
         .and_then(|mut p| {
             p.mirrors = mirrors(r, ns, resolver)?;
+            if let Some(h) = &r.headers {
+                p.headers = crate::headers::compile(h, "headers")?;
+            }
+            if let Some(e) = header_errors.into_iter().next() {
+                return Err(e);
+            }
             Ok(p)
         });
     let policy = match compiled {
@@ -906,6 +931,16 @@ impl MatchCompiler<'_> {
 impl Mesh {
     /// The timeout and retries of rule `index` of VirtualService
     /// `namespace/name`.
+    /// The destinations of rule `index` of VirtualService `namespace/name`.
+    pub fn rule_targets(&self, namespace: &str, name: &str, index: usize) -> Option<&[Target]> {
+        self.virtual_services
+            .iter()
+            .filter(|vs| vs.name == name)
+            .flat_map(|vs| vs.rules.get(index))
+            .find(|r| r.rule.namespace == namespace)
+            .map(|r| r.targets.as_slice())
+    }
+
     pub fn policy(&self, namespace: &str, name: &str, index: usize) -> Option<&Policy> {
         self.virtual_services
             .iter()

@@ -162,6 +162,17 @@ pub fn explain<H: HeaderLookup + ?Sized>(
                         for c in t.cluster.describe() {
                             lines.push(format!("     {c}"));
                         }
+                        for (side, ops) in [
+                            ("request", &t.headers.request),
+                            ("response", &t.headers.response),
+                        ] {
+                            if !ops.is_empty() {
+                                lines.push(format!(
+                                    "     {side} headers, this destination's: {}",
+                                    ops.describe()
+                                ));
+                            }
+                        }
                         destinations.push(Destination {
                             host: t.host.clone(),
                             subset: t.subset.clone(),
@@ -192,6 +203,17 @@ pub fn explain<H: HeaderLookup + ?Sized>(
                     "  fault injected by the caller's proxy before it routes: {} (flags DI for a delay, FI for an abort)",
                     f.describe()
                 ));
+            }
+            for (side, ops) in [
+                ("request", &policy.headers.request),
+                ("response", &policy.headers.response),
+            ] {
+                if !ops.is_empty() {
+                    lines.push(format!(
+                        "  {side} headers, as the router forwards it: {}",
+                        ops.describe()
+                    ));
+                }
             }
             match policy.timeout {
                 Some(t) => lines.push(format!(

@@ -23,6 +23,7 @@ pub mod decide;
 pub mod duration;
 pub mod explain;
 pub mod fault;
+pub mod headers;
 pub mod hosts;
 pub mod load;
 pub mod matching;

@@ -307,7 +307,13 @@ impl HttpRoute {
                 }),
             ),
             ("corsPolicy", self.cors_policy.is_some()),
-            ("headers", self.headers.is_some()),
+            (
+                "headers (a host or :authority rewrite)",
+                self.headers
+                    .iter()
+                    .chain(self.route.iter().filter_map(|d| d.headers.as_ref()))
+                    .any(crate::headers::rewrites_authority),
+            ),
         ];
         fields
             .iter()

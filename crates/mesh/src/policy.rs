@@ -71,6 +71,9 @@ pub struct Policy {
     pub fault: Option<Fault>,
     /// Copies of the request sent elsewhere, their answers dropped.
     pub mirrors: Vec<Mirror>,
+    /// The route's `headers`: what the router changes in the request it
+    /// forwards and the answer it passes back.
+    pub headers: crate::headers::Headers,
 }
 
 /// A route's `mirror` (or an entry of `mirrors`), as istiod writes a
@@ -95,6 +98,7 @@ impl Default for Policy {
             timeout: None,
             fault: None,
             mirrors: Vec::new(),
+            headers: Default::default(),
             retries: Retries {
                 attempts: 2,
                 per_try_timeout: None,

@@ -39,4 +39,6 @@ pub struct Target {
     /// The cluster's circuit breakers and outlier detection, from its
     /// DestinationRule ([`crate::cluster`]).
     pub cluster: crate::cluster::ClusterPolicy,
+    /// The destination's own `headers`, applied after its route's.
+    pub headers: crate::headers::Headers,
 }

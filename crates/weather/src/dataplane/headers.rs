@@ -79,3 +79,25 @@ pub(super) fn at_the_edge(headers: &mut HeaderMap, peer: Option<SocketAddr>) {
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
 }
+
+/// A route's header operations ([`mesh::headers`]) applied as Envoy's router
+/// applies them: the removals first, then each `set` (replacing every value)
+/// or `add` (one more value), in order. A value HTTP cannot carry is left out.
+pub(super) fn apply(ops: &mesh::headers::Ops, headers: &mut HeaderMap) {
+    for name in &ops.remove {
+        headers.remove(name.as_str());
+    }
+    for (name, value, append) in &ops.add {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            continue;
+        };
+        if *append {
+            headers.append(name, value);
+        } else {
+            headers.insert(name, value);
+        }
+    }
+}

@@ -184,7 +184,8 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
             Err(r) => return record.refuse(r),
         }
     }
-    let (target, policy) = match decide(&applied, &l.hop, &req, claims.as_ref(), &mut record) {
+    let (target, policy, lone) = match decide(&applied, &l.hop, &req, claims.as_ref(), &mut record)
+    {
         Ok(t) => t,
         Err(r) => return record.refuse(r),
     };
@@ -278,16 +279,14 @@ async fn proxy(State(l): State<Arc<Listener>>, mut req: Request<Body>) -> Respon
             }
         }
     }
-    let res = forward(
-        &l.plane,
-        &endpoints,
-        policy,
-        req,
-        &mut record,
-        circuit.as_ref(),
+    let headers = mesh::headers::effective(&policy.headers, &target.headers, lone);
+    let to = forward::Destination {
+        endpoints: &endpoints,
+        circuit: circuit.as_ref(),
         hosts,
-    )
-    .await;
+        headers: &headers,
+    };
+    let res = forward(&l.plane, to, policy, req, &mut record).await;
     if matrix && let Some(chain) = res.headers().get(weather_core::chain::CHAIN_HEADER) {
         let trace = exporting.then(|| record.cx.span().span_context().trace_id().to_string());
         l.plane
@@ -374,7 +373,7 @@ fn decide<'a>(
     req: &Request<Body>,
     claims: Option<&mesh::terms::Claims>,
     record: &mut Record<'_>,
-) -> Result<(&'a Target, &'a Policy), Refusal> {
+) -> Result<(&'a Target, &'a Policy, bool), Refusal> {
     let authority = record.authority.as_str();
     let caller = match hop {
         Hop::Ingress => Caller::Ingress,
@@ -458,5 +457,6 @@ fn decide<'a>(
             detail,
         ));
     }
-    Ok((target, policy))
+    // (A route's lone destination takes its headers with the route's.)
+    Ok((target, policy, targets.len() == 1))
 }

@@ -17,7 +17,7 @@ use super::super::upstream::SendError;
 use super::super::{
     circuit::{Circuit, Holding, Outcome, Permit},
     downstream::{ClientFault, Outgoing},
-    headers::strip_hop_by_hop,
+    headers::{apply, strip_hop_by_hop},
     metered::Metered,
     plane::Plane,
     refusal::{FLAGS_HEADER, Refusal},
@@ -130,6 +130,16 @@ pub(super) async fn fault(policy: &Policy, record: &Record<'_>) -> Result<(), Re
     Ok(())
 }
 
+/// Where a routed request goes: the destination's pods (ejected ones left
+/// out), its cluster's circuit (when its DestinationRule sets one) and size,
+/// and the header operations of its route and itself.
+pub(super) struct Destination<'a> {
+    pub(super) endpoints: &'a [Endpoint],
+    pub(super) circuit: Option<&'a Arc<Circuit>>,
+    pub(super) hosts: usize,
+    pub(super) headers: &'a mesh::headers::Headers,
+}
+
 /// Sends the request to an endpoint, round-robin, within the route's policy:
 /// its timeout over all attempts, and its retries, each on the next endpoint
 /// (Envoy's `previous_hosts`). A retry re-sends a body only if no attempt
@@ -141,13 +151,17 @@ pub(super) async fn fault(policy: &Policy, record: &Record<'_>) -> Result<(), Re
 /// among `maxRetries`; `hosts` is the cluster's size, ejected hosts included.
 pub(super) async fn forward(
     plane: &Plane,
-    endpoints: &[Endpoint],
+    to: Destination<'_>,
     policy: &Policy,
     req: Request<Body>,
     record: &mut Record<'_>,
-    circuit: Option<&Arc<Circuit>>,
-    hosts: usize,
 ) -> Response<Body> {
+    let Destination {
+        endpoints,
+        circuit,
+        hosts,
+        headers,
+    } = to;
     let delayed = record.delayed.load(std::sync::atomic::Ordering::Relaxed);
     // (The framing headers are gone by now: hop-by-hop. The body knows.)
     let bodiless = req.body().is_end_stream();
@@ -155,7 +169,10 @@ pub(super) async fn forward(
     // The route's timeout starts in the router, after any injected delay.
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let first = plane.next() % endpoints.len();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // The route's header operations, as the router applies them to what it
+    // forwards.
+    apply(&headers.request, &mut parts.headers);
     let outgoing = if bodiless {
         None
     } else {
@@ -268,6 +285,7 @@ pub(super) async fn forward(
             Some(Ok(res)) => {
                 let retried_out = attempt > 0 && policy.retries.on.status(res.status().as_u16());
                 let mut res = deliver(plane, res, addr, retried_out, delayed, record, permit);
+                apply(&headers.response, res.headers_mut());
                 // Answered before the client's body was all read: the
                 // connection closes after the answer, and says so, as
                 // Envoy's connection manager does on HTTP/1 (the client

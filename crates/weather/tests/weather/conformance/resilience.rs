@@ -72,6 +72,7 @@ fn cluster_name(mesh: &Mesh, t: &mesh::routing::Target) -> String {
 fn compare_route(
     r: &Value,
     p: &mesh::policy::Policy,
+    targets: &[mesh::routing::Target],
     mesh: &Mesh,
     at: &str,
     out: &mut Vec<String>,
@@ -165,6 +166,68 @@ fn compare_route(
         .map(|m| (cluster_name(mesh, &m.target), m.per_million))
         .collect();
     field(out, n, &format!("{at} mirrors"), mirrors, model_mirrors);
+    // Header operations: a lone destination's are the route's, a weighted
+    // one's its cluster's own.
+    let weighted = action["weightedClusters"]["clusters"].as_array();
+    let (route_request, route_response) = match weighted {
+        None => (
+            p.headers.request.then(&targets[0].headers.request),
+            p.headers.response.then(&targets[0].headers.response),
+        ),
+        Some(_) => (p.headers.request.clone(), p.headers.response.clone()),
+    };
+    field(
+        out,
+        n,
+        &format!("{at} request headers"),
+        ops(r, "request"),
+        route_request,
+    );
+    field(
+        out,
+        n,
+        &format!("{at} response headers"),
+        ops(r, "response"),
+        route_response,
+    );
+    for (k, c) in weighted.into_iter().flatten().enumerate() {
+        let t = &targets[k].headers;
+        field(
+            out,
+            n,
+            &format!("{at} cluster {k} request headers"),
+            ops(c, "request"),
+            t.request.clone(),
+        );
+        field(
+            out,
+            n,
+            &format!("{at} cluster {k} response headers"),
+            ops(c, "response"),
+            t.response.clone(),
+        );
+    }
+}
+
+/// A route's or a weighted cluster's header operations as istiod wrote them.
+fn ops(v: &Value, side: &str) -> mesh::headers::Ops {
+    let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    mesh::headers::Ops {
+        remove: list(&format!("{side}HeadersToRemove"))
+            .iter()
+            .map(|n| n.as_str().unwrap().to_owned())
+            .collect(),
+        add: list(&format!("{side}HeadersToAdd"))
+            .iter()
+            .map(|h| {
+                (
+                    h["header"]["key"].as_str().unwrap().to_owned(),
+                    h["header"]["value"].as_str().unwrap_or("").to_owned(),
+                    h["appendAction"].as_str() != Some("OVERWRITE_IF_EXISTS_OR_ADD"),
+                )
+            })
+            .collect(),
+    }
 }
 
 /// An outbound cluster, istiod's against the model's policy for it.
@@ -262,9 +325,21 @@ fn compare_cluster(
 fn every_stages_timeouts_retries_faults_mirrors_and_clusters_are_istiods() {
     let mut report = Vec::new();
     let mut wrong = Vec::new();
-    for stage in stages() {
-        let (m, mesh) = crate::shipped(&stage);
-        let export = istiod_export(&stage_paths(&stage), &format!("policy-{stage}"));
+    // Every shipped stage, and the runtime test's own routes (header
+    // operations, a weighted route, a mirror on an abort, the pools).
+    let dir = std::env::temp_dir().join(format!("weather-oracle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lab = dir.join("lab-policy.yaml");
+    std::fs::write(&lab, lab_manifests()).unwrap();
+    let mut cases: Vec<(String, Vec<PathBuf>)> = stages()
+        .into_iter()
+        .map(|s| (s.clone(), stage_paths(&s)))
+        .collect();
+    cases.push(("lab".to_owned(), vec![lab]));
+    for (stage, paths) in cases {
+        let m = mesh::load_paths(&paths).unwrap();
+        let mesh = Mesh::compile(&m);
+        let export = istiod_export(&paths, &format!("policy-{stage}"));
         let (mut routes, mut clusters, mut fields) = (0, 0, 0);
         for (proxy, p) in export["proxies"].as_object().unwrap() {
             for (rc_name, rc) in p["routes"].as_object().unwrap() {
@@ -289,10 +364,15 @@ fn every_stages_timeouts_retries_faults_mirrors_and_clusters_are_istiods() {
                             .http
                             .iter()
                             .position(|h| h.name.as_deref() == Some(route_name))
-                            .unwrap_or_else(|| panic!("{stage}: every shipped rule has a name; {route_name:?} in {name}"));
+                            .unwrap_or_else(|| {
+                                panic!(
+                                    "{stage}: every rule here has a name; {route_name:?} in {name}"
+                                )
+                            });
                         let policy = mesh.policy(ns, name, index).unwrap();
                         let at = format!("{stage} {proxy} {rc_name} {name}/{route_name}");
-                        compare_route(r, policy, &mesh, &at, &mut wrong, &mut fields);
+                        let targets = mesh.rule_targets(ns, name, index).unwrap();
+                        compare_route(r, policy, targets, &mesh, &at, &mut wrong, &mut fields);
                         routes += 1;
                     }
                 }
@@ -369,6 +449,30 @@ spec:
     route: [{destination: {host: probe}}]
     fault: {abort: {httpStatus: 503, percentage: {value: 100}}}
     mirror: {host: shadow}
+  - name: headers
+    match: [{uri: {prefix: /hdr-lone}}]
+    headers:
+      request:
+        set: {x-set: route, x-order: route}
+        add: {x-add: route}
+        remove: [x-gone]
+      response:
+        set: {x-resp: route}
+    route:
+    - destination: {host: probe}
+      headers:
+        request: {set: {x-order: destination}, add: {x-add: destination}}
+  - name: headers-weighted
+    match: [{uri: {prefix: /hdr-weighted}}]
+    headers:
+      request: {set: {x-order: route}, remove: [x-dest-only]}
+    route:
+    - destination: {host: probe}
+      weight: 100
+      headers:
+        request: {set: {x-order: destination, x-dest-only: destination}}
+    - destination: {host: pool}
+      weight: 0
   - name: mirror
     match: [{uri: {prefix: /mirrored}}]
     route: [{destination: {host: probe}}]
@@ -455,6 +559,7 @@ async fn stand_in(name: &'static str, seen: Arc<Seen>) -> SocketAddr {
     use axum::{
         extract::Request,
         http::{StatusCode, header::HOST},
+        response::IntoResponse,
     };
     let router = axum::Router::new().fallback(move |req: Request| {
         let seen = seen.clone();
@@ -476,7 +581,30 @@ async fn stand_in(name: &'static str, seen: Arc<Seen>) -> SocketAddr {
                     .unwrap()
                     .push(host.unwrap_or_default());
             }
-            if path.starts_with("/fail") || path.starts_with("/eject") || path.starts_with("/panic")
+            if path.starts_with("/hdr") {
+                // The test's x- headers it got, one `name: value` line each.
+                let mut lines: Vec<String> = req
+                    .headers()
+                    .iter()
+                    .filter(|(k, _)| {
+                        [
+                            "x-set",
+                            "x-add",
+                            "x-gone",
+                            "x-order",
+                            "x-dest-only",
+                            "x-kept",
+                        ]
+                        .contains(&k.as_str())
+                    })
+                    .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or("?")))
+                    .collect();
+                lines.sort();
+                return (StatusCode::OK, lines.join("\n")).into_response();
+            }
+            let status = if path.starts_with("/fail")
+                || path.starts_with("/eject")
+                || path.starts_with("/panic")
             {
                 StatusCode::INTERNAL_SERVER_ERROR
             } else if path.starts_with("/unavailable") {
@@ -490,7 +618,8 @@ async fn stand_in(name: &'static str, seen: Arc<Seen>) -> SocketAddr {
                 StatusCode::OK
             } else {
                 StatusCode::OK
-            }
+            };
+            status.into_response()
         }
     });
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -534,6 +663,12 @@ struct Observed {
     /// `minHealthPercent: 50`: the balancer panics and keeps using it.
     panic: Vec<(u16, String)>,
     mirrored: (u16, usize, Vec<String>),
+    /// What the upstream got of a route's and its lone destination's
+    /// header operations (the client sent x-gone, x-add, x-kept,
+    /// x-dest-only), and the response header the route sets.
+    headers_lone: (String, Option<String>),
+    /// The same with a weighted destination (weight 100 of 100).
+    headers_weighted: (String, Option<String>),
     /// A route with an abort at 100 % and a mirror: its answer, and the
     /// copies the shadow got (none).
     aborted_mirror: (u16, String, usize),
@@ -601,6 +736,26 @@ async fn observe(http: &reqwest::Client, addr: SocketAddr, seen: &Arc<Seen>) -> 
         panic.push((s, f));
     }
 
+    let headers = async |path: &str| {
+        let res = http
+            .get(format!("http://{addr}{path}"))
+            .header("host", "lab.example")
+            .header("x-gone", "client")
+            .header("x-add", "client")
+            .header("x-kept", "client")
+            .header("x-dest-only", "client")
+            .send()
+            .await
+            .unwrap();
+        let resp = res
+            .headers()
+            .get("x-resp")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (res.text().await.unwrap(), resp)
+    };
+    let headers_lone = headers("/hdr-lone").await;
+    let headers_weighted = headers("/hdr-weighted").await;
+
     // An abort comes first: the router, which sends the copy, never runs.
     let (qs, qf, _) = ask(http, addr, "/quiet").await;
     let (s, _, _) = ask(http, addr, "/mirrored").await;
@@ -622,6 +777,8 @@ async fn observe(http: &reqwest::Client, addr: SocketAddr, seen: &Arc<Seen>) -> 
         }
     }
     Observed {
+        headers_lone,
+        headers_weighted,
         aborted_mirror,
         panic,
         aborted,
