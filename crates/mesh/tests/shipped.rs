@@ -13,7 +13,7 @@ use mesh::{
 };
 use serde_json::Value;
 
-const STAGES: [&str; 13] = [
+const STAGES: [&str; 14] = [
     "all-v1",
     "forecast-50-50",
     "forecast-v2",
@@ -22,6 +22,8 @@ const STAGES: [&str; 13] = [
     "multiservice",
     // The multiservice release keyed on a verified JWT claim (istio/security).
     "multiservice-jwt",
+    // The multiservice release carried by a lane in the request (baggage).
+    "multiservice-lane",
     // The resilience lab: multiservice plus one lesson each.
     "fault-delay",
     "fault-abort",

@@ -19,8 +19,10 @@ use mesh::{
 
 use crate::workloads::parse_image;
 
-/// The headers a Weather service forwards downstream that routing can match on.
-const FORWARDED: [&str; 2] = ["user-agent", "x-request-id"];
+/// The headers a Weather service forwards downstream that routing can match
+/// on: the request id and user agent, copied, and the W3C baggage, passed on
+/// by OpenTelemetry's propagator (a lane, say).
+const FORWARDED: [&str; 3] = ["user-agent", "x-request-id", "baggage"];
 
 /// Chain -> probability, for one request entering at the ingress.
 pub type Prediction = BTreeMap<String, f64>;
@@ -46,11 +48,11 @@ pub fn predict(manifests: &Manifests, mesh: &Mesh, headers: &[(String, String)])
     spread(
         mesh.route(Caller::Ingress, &req),
         1.0,
-        &mut |w, p| first.push((w, p)),
+        &mut |w, p, ops| first.push((w, p, rewrite(headers, ops))),
         &mut |p| failed += p,
     );
-    for (w, p) in first {
-        follow(manifests, mesh, w, headers, String::new(), p, 0, &mut out);
+    for (w, p, sent) in first {
+        follow(manifests, mesh, w, &sent, String::new(), p, 0, &mut out);
     }
     if failed > 0.0 {
         out.insert("(no answer)".into(), failed);
@@ -70,13 +72,27 @@ fn token_claims(headers: &[(String, String)]) -> Option<mesh::terms::Claims> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Calls `to(workload, p)` for each endpoint a routing outcome spreads over, and
+/// What a hop does to the request it forwards: the route's and the
+/// destination's header operations ([`mesh::headers`]).
+type Ops = mesh::headers::Ops;
+
+/// Calls `to(workload, p, ops)` for each endpoint a routing outcome spreads
+/// over (`ops`: what the hop does to the request's headers on the way), and
 /// `fail(p)` for the share that cannot be served.
-fn spread(routed: Routed<'_>, p: f64, to: &mut dyn FnMut(usize, f64), fail: &mut dyn FnMut(f64)) {
-    let Routed::Route { targets, .. } = routed else {
+fn spread(
+    routed: Routed<'_>,
+    p: f64,
+    to: &mut dyn FnMut(usize, f64, &Ops),
+    fail: &mut dyn FnMut(f64),
+) {
+    let Routed::Route {
+        targets, policy, ..
+    } = routed
+    else {
         fail(p);
         return;
     };
+    let lone = targets.len() == 1;
     let total = Routed::total(targets) as f64;
     if total == 0.0 {
         fail(p);
@@ -88,9 +104,10 @@ fn spread(routed: Routed<'_>, p: f64, to: &mut dyn FnMut(usize, f64), fail: &mut
             fail(share);
             continue;
         }
+        let ops = mesh::headers::effective(&policy.headers, &t.headers, lone).request;
         // Envoy balances evenly over the endpoints of a cluster.
         for &w in &t.endpoints {
-            to(w, share / t.endpoints.len() as f64);
+            to(w, share / t.endpoints.len() as f64, &ops);
         }
     }
 }
@@ -161,10 +178,13 @@ fn follow(
     // itself, forecast v2 answers 200 without advice.
     let mut failed = 0.0;
     let mut hops = Vec::new();
-    spread(routed, p, &mut |nw, np| hops.push((nw, np)), &mut |fp| {
-        failed += fp
-    });
-    for (nw, np) in hops {
+    spread(
+        routed,
+        p,
+        &mut |nw, np, ops| hops.push((nw, np, rewrite(&forwarded, ops))),
+        &mut |fp| failed += fp,
+    );
+    for (nw, np, sent) in hops {
         // The share of calls the route's fault, the callee's own failures and
         // the caller's patience lose.
         let callee = container(manifests, &mesh.workloads[nw].name);
@@ -181,7 +201,7 @@ fn follow(
             manifests,
             mesh,
             nw,
-            &forwarded,
+            &sent,
             chain.clone(),
             np,
             depth + 1,
@@ -239,4 +259,21 @@ fn lost_share(policy: &Policy, callee: &Container, patience: Option<u64>) -> f64
         if late { 1.0 } else { 0.0 }
     };
     abort + (1.0 - abort) * (delayed * lost(delay) + (1.0 - delayed) * lost(0.0))
+}
+
+/// `headers` as a hop with `ops` forwards them: the removals, then each
+/// `set` (replacing every value of its name) or `add`.
+fn rewrite(headers: &[(String, String)], ops: &Ops) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(k, _)| !ops.remove.iter().any(|r| k.eq_ignore_ascii_case(r)))
+        .cloned()
+        .collect();
+    for (k, v, append) in &ops.add {
+        if !append {
+            out.retain(|(n, _)| !n.eq_ignore_ascii_case(k));
+        }
+        out.push((k.clone(), v.clone()));
+    }
+    out
 }

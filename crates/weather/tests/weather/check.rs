@@ -431,6 +431,12 @@ fn in_ambient_mode_the_source_label_matches_are_named() {
         "{}",
         warned[0]
     );
+    // The lane in the request holds in ambient mode: nothing to drop.
+    let mut m = Manifests::default();
+    m.add_yaml("lane.yaml", &made_ambient("multiservice-lane", true))
+        .unwrap();
+    let messages = check(&m);
+    assert!(messages.is_empty(), "{messages:?}");
     for stage in stages() {
         let mut m = Manifests::default();
         m.add_yaml("ambient.yaml", &made_ambient(&stage, true))

@@ -7,6 +7,7 @@ mod check;
 mod cli;
 mod conformance;
 mod cookies;
+mod lane;
 mod metrics;
 mod model;
 mod proxy;

@@ -125,8 +125,8 @@ async fn faults_and_timeouts_show_their_flags_and_the_page_still_comes() {
     assert_eq!(sourced(&m, "504", "UT"), 3, "{m:?}");
 
     // Half the calls aborted by the caller's proxy: FI, never reaching
-    // recommendation. 200 calls: 4 standard deviations of a fair coin are
-    // 14 calls either way.
+    // recommendation. 200 calls: a fair coin's standard deviation is 7.1
+    // calls, four of them 28 either way.
     switch(&admin, "fault-abort").await;
     let chains = tester_pages(ingress, 200).await;
     let aborted = chains
@@ -139,8 +139,8 @@ async fn faults_and_timeouts_show_their_flags_and_the_page_still_comes() {
         .count();
     assert_eq!(aborted + answered, 200, "{chains:?}");
     assert!(
-        (86..=114).contains(&aborted),
-        "{aborted} of 200 aborted, 100 ± 14 expected"
+        (72..=128).contains(&aborted),
+        "{aborted} of 200 aborted, 100 ± 28 expected"
     );
     let m = flags(&admin, "recommendation").await;
     assert_eq!(sourced(&m, "503", "FI") as usize, aborted, "{m:?}");

@@ -17,7 +17,8 @@ use super::{corpus::NOT_UTF8, *};
 const PAGE: &str = "/?city=paris";
 
 /// Where a hop may go, as Envoy decides it for the rolls 0 and 99 (a weighted
-/// route gives two answers): `(app, version)`, or `None` for no route.
+/// route gives two answers): `(app, version)`, or `None` for no route; with
+/// the `baggage` Envoy forwarded there (a route may set or remove a lane).
 async fn hop(
     http: &reqwest::Client,
     envoy: &envoy::Envoy,
@@ -25,7 +26,7 @@ async fn hop(
     listener: &str,
     authority: &str,
     headers: &[(String, Vec<u8>)],
-) -> BTreeSet<Option<(String, String)>> {
+) -> BTreeSet<(Option<(String, String)>, Option<Vec<u8>>)> {
     let addr = envoy.listeners[&(from.to_owned(), listener.to_owned())];
     let mut out = BTreeSet::new();
     for roll in [0, 99] {
@@ -38,15 +39,19 @@ async fn hop(
             headers: headers.to_vec(),
             roll,
         };
-        out.insert(match envoy_says(http, addr, &ask).await {
-            // outbound|3000|v2|frontend.weather.svc.cluster.local
-            Met::Cluster(c) => {
-                let parts: Vec<&str> = c.split('|').collect();
-                let app = parts[3].split('.').next().unwrap_or("").to_owned();
-                Some((app, parts[2].to_owned()))
-            }
-            Met::NoRoute | Met::NoCluster | Met::Blocked => None,
-        });
+        let (met, baggage) = envoy_forwards(http, addr, &ask).await;
+        out.insert((
+            match met {
+                // outbound|3000|v2|frontend.weather.svc.cluster.local
+                Met::Cluster(c) => {
+                    let parts: Vec<&str> = c.split('|').collect();
+                    let app = parts[3].split('.').next().unwrap_or("").to_owned();
+                    Some((app, parts[2].to_owned()))
+                }
+                Met::NoRoute | Met::NoCluster | Met::Blocked => None,
+            },
+            baggage,
+        ));
     }
     out
 }
@@ -57,21 +62,25 @@ async fn predicted(
     envoy: &envoy::Envoy,
     headers: &[(String, Vec<u8>)],
 ) -> BTreeSet<String> {
-    // What the frontend forwards to forecast, and forecast to recommendation.
-    let forwarded: Vec<(String, Vec<u8>)> = headers
+    // What the frontend forwards to forecast, and forecast to recommendation:
+    // the browser's user agent, and the baggage the gateway left.
+    let user_agent: Vec<(String, Vec<u8>)> = headers
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
         .cloned()
         .collect();
     let mut chains = BTreeSet::new();
-    for front in hop(http, envoy, "ingress", "http.80", "localhost:8080", headers).await {
+    for (front, baggage) in hop(http, envoy, "ingress", "http.80", "localhost:8080", headers).await
+    {
+        let mut forwarded = user_agent.clone();
+        forwarded.extend(baggage.map(|b| ("baggage".to_owned(), b)));
         let Some((app, v)) = front else {
             chains.insert("(no route)".to_owned());
             continue;
         };
         let caller = format!("{app}-{v}");
         let first = format!("{app}:{v}");
-        for fc in hop(http, envoy, &caller, "3002", "forecast:3002", &forwarded).await {
+        for (fc, _) in hop(http, envoy, &caller, "3002", "forecast:3002", &forwarded).await {
             let Some((fapp, fv)) = fc else {
                 chains.insert(format!("{first} (forecast: no route)"));
                 continue;
@@ -81,7 +90,7 @@ async fn predicted(
                 continue;
             }
             let caller = format!("{fapp}-{fv}");
-            for rec in hop(
+            for (rec, _) in hop(
                 http,
                 envoy,
                 &caller,

@@ -320,6 +320,16 @@ pub(super) fn start_envoy_setup(
 }
 
 pub(super) async fn envoy_says(http: &reqwest::Client, addr: SocketAddr, ask: &Ask) -> Met {
+    envoy_forwards(http, addr, ask).await.0
+}
+
+/// What Envoy did with `ask`, and the `baggage` header it forwarded, as the
+/// stand-in echoes it (`x-oracle-baggage`).
+pub(super) async fn envoy_forwards(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    ask: &Ask,
+) -> (Met, Option<Vec<u8>>) {
     let method = reqwest::Method::from_bytes(ask.method.as_bytes()).unwrap();
     let mut req = http
         .request(method, format!("http://{addr}{}", ask.path))
@@ -338,10 +348,14 @@ pub(super) async fn envoy_says(http: &reqwest::Client, addr: SocketAddr, ask: &A
             .to_owned()
     };
     let (cluster, flags) = (header("x-oracle-cluster"), header("x-oracle-flags"));
+    let baggage = res
+        .headers()
+        .get("x-oracle-baggage")
+        .map(|v| v.as_bytes().to_vec());
     // The stand-in answers 200 to everything: a 404 or 503 is Envoy's own. When
     // no virtual host matches, Envoy adds no route configuration headers.
     let picked = !cluster.is_empty() && cluster != "-";
-    match (res.status().as_u16(), flags.as_str()) {
+    let met = match (res.status().as_u16(), flags.as_str()) {
         (200, _) if picked => Met::Cluster(cluster),
         (404, "NR" | "") if !picked => Met::NoRoute,
         (503, "NC") => Met::NoCluster,
@@ -350,5 +364,6 @@ pub(super) async fn envoy_says(http: &reqwest::Client, addr: SocketAddr, ask: &A
         (status, _) => {
             panic!("Envoy answered {status} with flags {flags:?} (cluster {cluster:?}) for {ask:?}")
         }
-    }
+    };
+    (met, baggage)
 }

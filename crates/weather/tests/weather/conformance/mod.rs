@@ -39,7 +39,9 @@ mod random;
 mod resilience;
 
 use corpus::corpus;
-use envoy::{envoy_binary, envoy_says, free_port, own_loopback, pinned_runtime, start_envoy};
+use envoy::{
+    envoy_binary, envoy_forwards, envoy_says, free_port, own_loopback, pinned_runtime, start_envoy,
+};
 
 /// The header a weighted route reads its random value from.
 const ROLL: &str = "x-weather-roll";
@@ -222,8 +224,17 @@ fn stand_in() -> (tokio::runtime::Runtime, weather_core::RunningServer) {
         .enable_all()
         .build()
         .unwrap();
+    // It says what `baggage` it got (`x-oracle-baggage`): what a route's
+    // header operations left of it.
+    let echo = |headers: axum::http::HeaderMap| async move {
+        let mut res = axum::response::IntoResponse::into_response("stand-in");
+        if let Some(b) = headers.get("baggage") {
+            res.headers_mut().insert("x-oracle-baggage", b.clone());
+        }
+        res
+    };
     let server = rt.block_on(weather_core::server::spawn_local(
-        Router::new().fallback(|| async { "stand-in" }),
+        Router::new().fallback(echo),
     ));
     (rt, server.unwrap())
 }
