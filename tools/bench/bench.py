@@ -535,7 +535,17 @@ def data_plane_hop(extra):
     }
 
 
+USAGE = """usage: bench.py [ENVOY]   every figure; ENVOY: a real Envoy binary to measure beside
+       bench.py --mixed   the mixed-load round of weather up alone
+(./scripts/bench builds the binaries and finds Envoy, then runs the first form)"""
+
+
 def main():
+    if sys.argv[1:2] in (["-h"], ["--help"]):
+        print(USAGE)
+        return
+    if sys.argv[1:2] and sys.argv[1].startswith("-") and sys.argv[1:] != ["--mixed"]:
+        sys.exit(f"bench.py: unknown option {sys.argv[1]}\n{USAGE}")
     if sys.argv[1:] == ["--mixed"]:
         # The mixed-load round of weather up alone.
         m = mixed_section()
