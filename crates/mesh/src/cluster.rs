@@ -54,16 +54,6 @@ impl Default for Pool {
     }
 }
 
-impl Pool {
-    /// Whether any threshold is below Envoy's unlimited.
-    pub fn limits(&self) -> bool {
-        self.max_connections != u32::MAX
-            || self.max_pending != u32::MAX
-            || self.max_requests != u32::MAX
-            || self.max_retries != u32::MAX
-    }
-}
-
 /// Outlier detection, as Envoy reads the cluster istiod writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outlier {

@@ -929,24 +929,24 @@ impl MatchCompiler<'_> {
 }
 
 impl Mesh {
-    /// The timeout and retries of rule `index` of VirtualService
-    /// `namespace/name`.
-    /// The destinations of rule `index` of VirtualService `namespace/name`.
-    pub fn rule_targets(&self, namespace: &str, name: &str, index: usize) -> Option<&[Target]> {
+    /// Rule `index` of VirtualService `namespace/name`.
+    fn rule_at(&self, namespace: &str, name: &str, index: usize) -> Option<&CompiledRule> {
         self.virtual_services
             .iter()
             .filter(|vs| vs.name == name)
             .flat_map(|vs| vs.rules.get(index))
             .find(|r| r.rule.namespace == namespace)
+    }
+
+    /// The destinations of rule `index` of VirtualService `namespace/name`.
+    pub fn rule_targets(&self, namespace: &str, name: &str, index: usize) -> Option<&[Target]> {
+        self.rule_at(namespace, name, index)
             .map(|r| r.targets.as_slice())
     }
 
+    /// The timeout, retries, fault, mirrors and header operations of rule
+    /// `index` of VirtualService `namespace/name`.
     pub fn policy(&self, namespace: &str, name: &str, index: usize) -> Option<&Policy> {
-        self.virtual_services
-            .iter()
-            .filter(|vs| vs.name == name)
-            .flat_map(|vs| vs.rules.get(index))
-            .find(|r| r.rule.namespace == namespace)
-            .map(|r| &r.policy)
+        self.rule_at(namespace, name, index).map(|r| &r.policy)
     }
 }

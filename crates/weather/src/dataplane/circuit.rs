@@ -140,7 +140,7 @@ impl Circuit {
             circuit: self.clone(),
             _connection: None,
         };
-        if !pool.limits() || pool.max_connections == u32::MAX {
+        if pool.max_connections == u32::MAX {
             return Ok(permit);
         }
         match self.connections.clone().try_acquire_owned() {

@@ -443,11 +443,9 @@ fn decide<'a>(
         let port = svc.ports.first().copied().unwrap_or(80);
         let span = record.cx.span();
         span.update_name(format!("{}:{port}/*", svc.fqdn));
-        let subset = target.subset.as_deref().unwrap_or("");
-        span.set_attribute(KeyValue::new(
-            "upstream_cluster",
-            format!("outbound|{port}|{subset}|{}", svc.fqdn),
-        ));
+        if let Some(cluster) = cluster_name(applied, target) {
+            span.set_attribute(KeyValue::new("upstream_cluster", cluster));
+        }
     }
     if let Some(p) = &target.problem {
         let detail = format!("{}: {p:?}", record.to);

@@ -240,34 +240,14 @@ fn compare_cluster(
 ) {
     let t = &c["circuitBreakers"]["thresholds"][0];
     let limit = |k: &str| t[k].as_u64().map(|v| v as u32);
-    field(
-        out,
-        n,
-        &format!("{at} maxConnections"),
-        limit("maxConnections"),
-        Some(p.pool.max_connections),
-    );
-    field(
-        out,
-        n,
-        &format!("{at} maxPendingRequests"),
-        limit("maxPendingRequests"),
-        Some(p.pool.max_pending),
-    );
-    field(
-        out,
-        n,
-        &format!("{at} maxRequests"),
-        limit("maxRequests"),
-        Some(p.pool.max_requests),
-    );
-    field(
-        out,
-        n,
-        &format!("{at} maxRetries"),
-        limit("maxRetries"),
-        Some(p.pool.max_retries),
-    );
+    for (k, model) in [
+        ("maxConnections", p.pool.max_connections),
+        ("maxPendingRequests", p.pool.max_pending),
+        ("maxRequests", p.pool.max_requests),
+        ("maxRetries", p.pool.max_retries),
+    ] {
+        field(out, n, &format!("{at} {k}"), limit(k), Some(model));
+    }
     let per_connection =
         c["typedExtensionProtocolOptions"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
             ["commonHttpProtocolOptions"]["maxRequestsPerConnection"]
