@@ -195,6 +195,16 @@ async fn edited_manifests_are_applied_while_running() {
         }
         paths.push(copy);
     }
+    // An edit lands whole, as an editor saves it (a new file renamed over the
+    // old): the watch must not see a file half written, which a copy or a
+    // write in place would show it between truncating and writing.
+    let staging = dir.join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let save = |to: &std::path::Path, text: &str| {
+        let tmp = staging.join("edit.yaml");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, to).unwrap();
+    };
     let mut running = dataplane::start(dataplane::Options::local(paths.clone(), None))
         .await
         .unwrap();
@@ -212,16 +222,18 @@ async fn edited_manifests_are_applied_while_running() {
     assert_eq!(chain().await, "frontend:v2,forecast:v2,recommendation:v1");
     // The rollback: the frontend route of all-v1 replaces multiservice's.
     let stage = paths.last().unwrap().clone();
-    std::fs::copy(
-        crate::root().join("istio/stages/all-v1/frontend.yaml"),
-        stage.join("frontend.yaml"),
-    )
-    .unwrap();
+    save(
+        &stage.join("frontend.yaml"),
+        &std::fs::read_to_string(crate::root().join("istio/stages/all-v1/frontend.yaml")).unwrap(),
+    );
     let plane = running.plane.clone();
     eventually("the edit applied", async || plane.reloads().applied == 1).await;
     assert_eq!(chain().await, "frontend:v1,forecast:v1");
     // A broken edit is refused and the routes in force stay.
-    std::fs::write(stage.join("frontend.yaml"), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x, namespace: weather}\nspec: {hostz: []}\n").unwrap();
+    save(
+        &stage.join("frontend.yaml"),
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x, namespace: weather}\nspec: {hostz: []}\n",
+    );
     eventually("the broken edit refused", async || {
         plane.reloads().refused == 1
     })
@@ -243,7 +255,7 @@ async fn edited_manifests_are_applied_while_running() {
             .unwrap()
             .replace(r"regex: '^(.*;\s*)?user=tester(\s*;.*)?$'", r#"regex: "*""#);
     assert!(star.contains(r#"regex: "*""#));
-    std::fs::write(stage.join("frontend.yaml"), star).unwrap();
+    save(&stage.join("frontend.yaml"), &star);
     eventually("the refused edit refused", async || {
         plane.reloads().refused == 2
     })
