@@ -193,7 +193,7 @@ func TestAuthz(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	istio, kube, deployments, err := split(job.Manifests)
+	istio, kube, deployments, _, err := split(job.Manifests)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,8 +60,12 @@ type object struct {
 		Namespace string `json:"namespace"`
 	} `json:"metadata"`
 	Spec struct {
-		ClusterIP string `json:"clusterIP"`
-		Template  struct {
+		ClusterIP        string `json:"clusterIP"`
+		GatewayClassName string `json:"gatewayClassName"`
+		Listeners        []struct {
+			Port uint32 `json:"port"`
+		} `json:"listeners"`
+		Template struct {
 			Metadata struct {
 				Labels map[string]string `json:"labels"`
 			} `json:"metadata"`
@@ -111,13 +115,16 @@ func files(paths []string) ([]string, error) {
 }
 
 // split reads the manifests into Istio configuration and Kubernetes objects,
-// and the Deployments whose sidecars to export. A Service without a cluster IP
-// gets one, as the API server would give it.
-func split(paths []string) (istio, kube string, deployments []object, err error) {
+// the Deployments whose sidecars to export, and the Gateways of class istio.
+// What the API server would add is added: a cluster IP to a Service without
+// one, the label `kubernetes.io/metadata.name` to a Namespace, the CRDs'
+// defaults to a Gateway API object.
+func split(paths []string) (istio, kube string, deployments, gateways []object, err error) {
 	fs, err := files(paths)
 	if err != nil {
-		return "", "", nil, err
+		return "", "", nil, nil, err
 	}
+	var crds crdDefaults
 	var ic, kc []string
 	// A later object of the same kind and name replaces the earlier, as
 	// `kubectl apply` leaves the last one applied (istio/security/ applies the
@@ -127,7 +134,7 @@ func split(paths []string) (istio, kube string, deployments []object, err error)
 	for _, f := range fs {
 		text, err := os.ReadFile(f)
 		if err != nil {
-			return "", "", nil, err
+			return "", "", nil, nil, err
 		}
 		for _, doc := range strings.Split("\n"+string(text), "\n---") {
 			if strings.TrimSpace(doc) == "" {
@@ -135,10 +142,41 @@ func split(paths []string) (istio, kube string, deployments []object, err error)
 			}
 			var o object
 			if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
-				return "", "", nil, fmt.Errorf("%s: %v", f, err)
+				return "", "", nil, nil, fmt.Errorf("%s: %v", f, err)
 			}
 			if o.Kind == "" {
 				continue
+			}
+			if strings.HasPrefix(o.APIVersion, gatewayAPIGroup+"/") {
+				if crds == nil {
+					if crds, err = gatewayAPICRDs(); err != nil {
+						return "", "", nil, nil, err
+					}
+				}
+				if doc, err = crds.defaulted(doc); err != nil {
+					return "", "", nil, nil, fmt.Errorf("%s: %v", f, err)
+				}
+				if o.Kind == "Gateway" && o.Spec.GatewayClassName == gatewayClassIstio {
+					gateways = append(gateways, o)
+				}
+			}
+			if o.Kind == "Namespace" && o.APIVersion == "v1" {
+				var m map[string]any
+				if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+					return "", "", nil, nil, err
+				}
+				meta := m["metadata"].(map[string]any)
+				labels, _ := meta["labels"].(map[string]any)
+				if labels == nil {
+					labels = map[string]any{}
+				}
+				labels["kubernetes.io/metadata.name"] = o.Metadata.Name
+				meta["labels"] = labels
+				b, err := yaml.Marshal(m)
+				if err != nil {
+					return "", "", nil, nil, err
+				}
+				doc = string(b)
 			}
 			key := o.Kind + " " + o.Metadata.Namespace + "/" + o.Metadata.Name
 			switch {
@@ -155,12 +193,12 @@ func split(paths []string) (istio, kube string, deployments []object, err error)
 				ip++
 				var m map[string]any
 				if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
-					return "", "", nil, err
+					return "", "", nil, nil, err
 				}
 				m["spec"].(map[string]any)["clusterIP"] = fmt.Sprintf("10.96.0.%d", ip)
 				b, err := yaml.Marshal(m)
 				if err != nil {
-					return "", "", nil, err
+					return "", "", nil, nil, err
 				}
 				kc = append(kc, string(b))
 			default:
@@ -184,7 +222,7 @@ func split(paths []string) (istio, kube string, deployments []object, err error)
 			}
 		}
 	}
-	return strings.Join(ic, "\n---\n"), strings.Join(kc, "\n---\n"), deployments, nil
+	return strings.Join(ic, "\n---\n"), strings.Join(kc, "\n---\n"), deployments, gateways, nil
 }
 
 // pushed is what istiod pushes to `p`: every HTTP route configuration, by
@@ -250,18 +288,43 @@ func configs(t *testing.T, istio string) []config.Config {
 }
 
 func export(t *testing.T, job Job) Export {
-	istio, kube, deployments, err := split(job.Manifests)
+	istio, kube, deployments, gateways, err := split(job.Manifests)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{Configs: configs(t, istio), KubernetesObjectString: kube})
-	ex := Export{Proxies: map[string]Proxy{}}
-	ex.Proxies["ingress"] = pushed(t, s, &model.Proxy{
+	// The ingress: the demo profile's istio-ingressgateway, or, where the
+	// manifests have a Gateway of class istio, the pod istiod deploys for it.
+	ingress := &model.Proxy{
 		Type:            model.Router,
 		Labels:          IngressLabels,
 		ConfigNamespace: "istio-system",
 		Metadata:        &model.NodeMetadata{Labels: IngressLabels, Namespace: "istio-system"},
-	}, "istio-system")
+	}
+	if len(gateways) > 0 {
+		gw := gateways[0]
+		ns := gw.Metadata.Namespace
+		if ns == "" {
+			ns = "default"
+		}
+		var ports []uint32
+		for _, l := range gw.Spec.Listeners {
+			ports = append(ports, l.Port)
+		}
+		const ip = "10.244.1.1"
+		objects, labels := gatewayDeployment(gw.Metadata.Name, ns, ports, ip)
+		kube = strings.Join(append([]string{kube}, objects...), "\n---\n")
+		ingress = &model.Proxy{
+			Type:            model.Router,
+			ID:              gw.Metadata.Name + "-istio-0." + ns,
+			Labels:          labels,
+			ConfigNamespace: ns,
+			IPAddresses:     []string{ip},
+			Metadata:        &model.NodeMetadata{Labels: labels, Namespace: ns},
+		}
+	}
+	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{Configs: configs(t, istio), KubernetesObjectString: kube})
+	ex := Export{Proxies: map[string]Proxy{}}
+	ex.Proxies["ingress"] = pushed(t, s, ingress, ingress.ConfigNamespace)
 	for i, d := range deployments {
 		ns := d.Metadata.Namespace
 		if ns == "" {

@@ -106,6 +106,9 @@ pub(crate) struct CompiledVs {
     pub rules: Vec<CompiledRule>,
     /// The namespaces whose proxies see it (`*`: all).
     pub export: Vec<String>,
+    pub namespace: String,
+    /// Translated from HTTPRoutes: istiod's gateway semantics.
+    pub gateway_semantics: bool,
 }
 
 impl CompiledVs {
@@ -117,8 +120,24 @@ impl CompiledVs {
 
 pub(crate) struct GatewayInfo {
     pub reference: String,
+    pub namespace: String,
     pub selector: Labels,
     pub servers: Vec<(u16, Vec<String>)>,
+    /// Generated from a Gateway API Gateway: served by the pods istiod
+    /// deploys for it, which the local ingress stands for in its namespace.
+    pub gateway_api: bool,
+}
+
+impl GatewayInfo {
+    /// Whether the local ingress serves it: the demo profile's ingress pods
+    /// match its selector, or istiod deployed it into the ingress's namespace.
+    pub(crate) fn serves_ingress(&self) -> bool {
+        if self.gateway_api {
+            self.namespace == crate::terms::INGRESS_NAMESPACE
+        } else {
+            !self.selector.is_empty() && subset_of(crate::terms::ingress_labels(), &self.selector)
+        }
+    }
 }
 
 /// A DestinationRule's subsets, resolved to pods.
@@ -199,6 +218,8 @@ impl Mesh {
     /// Compiles the manifests. Problems that make a rule unusable are collected
     /// in [`Mesh::errors`].
     pub fn compile(m: &Manifests) -> Mesh {
+        let translated =
+            crate::gateway_api::translate(&m.kube_gateways, &m.http_routes, &m.namespaces);
         let workloads: Vec<Workload> = m.deployments.iter().map(workload).collect();
         let services: Vec<ServiceInfo> = m.services.iter().map(service).collect();
         let by_fqdn = services
@@ -206,7 +227,20 @@ impl Mesh {
             .enumerate()
             .map(|(i, s)| (s.fqdn.clone(), i))
             .collect();
-        let mut errors = Vec::new();
+        let mut errors: Vec<CompileError> = translated
+            .problems
+            .iter()
+            .map(|(id, field, message)| {
+                let (namespace, name) = id.split_once('/').unwrap_or(("default", id));
+                CompileError {
+                    kind: "HTTPRoute",
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    field: field.clone(),
+                    message: message.clone(),
+                }
+            })
+            .collect();
         let resolver = Resolver {
             workloads: &workloads,
             services: &services,
@@ -232,13 +266,19 @@ impl Mesh {
         let virtual_services = m
             .virtual_services
             .iter()
+            .chain(&translated.virtual_services)
             .map(|vs| virtual_service(vs, &resolver, &mut errors))
             .collect();
         let security = crate::security::Security::compile(m, &workloads);
         let clusters = resolver.clusters;
         Mesh {
             clusters,
-            gateways: m.gateways.iter().map(gateway).collect(),
+            gateways: m
+                .gateways
+                .iter()
+                .chain(&translated.gateways)
+                .map(gateway)
+                .collect(),
             workloads,
             services,
             destination_rules,
@@ -347,6 +387,8 @@ fn service(s: &crate::model::Service) -> ServiceInfo {
 fn gateway(g: &crate::model::Gateway) -> GatewayInfo {
     GatewayInfo {
         reference: format!("{}/{}", g.metadata.ns(), g.metadata.name),
+        namespace: g.metadata.ns().to_owned(),
+        gateway_api: g.gateway_api,
         selector: g.spec.selector.clone(),
         servers: g
             .spec
@@ -582,6 +624,8 @@ fn virtual_service(
         gateways,
         rules,
         export: export_list(&vs.spec.export_to, ns),
+        namespace: ns.to_owned(),
+        gateway_semantics: vs.gateway_semantics,
     }
 }
 
@@ -646,6 +690,10 @@ fn rule(
                     seen_from,
                 );
                 t.headers = headers.clone();
+                // Gateway semantics: a backend that is no Service answers 500.
+                if vs.gateway_semantics && t.problem == Some(Problem::UnknownHost) {
+                    t.problem = Some(Problem::UnknownBackend);
+                }
                 t
             })
             .collect()
@@ -689,13 +737,24 @@ fn rule(
             Policy::default()
         }
     };
-    CompiledRule {
-        rule: RuleRef {
+    let rule = match &r.origin {
+        Some((route, index)) => RuleRef {
+            kind: "HTTPRoute",
+            virtual_service: route.clone(),
+            namespace: ns.to_owned(),
+            index: *index,
+            name: r.name.clone(),
+        },
+        None => RuleRef {
+            kind: "VirtualService",
             virtual_service: vs.metadata.name.clone(),
             namespace: ns.to_owned(),
             index: i,
             name: r.name.clone(),
         },
+    };
+    CompiledRule {
+        rule,
         matches,
         broken,
         targets,
@@ -908,6 +967,14 @@ impl MatchCompiler<'_> {
             (Some(Matcher::Exact(s)), true) => Some(Matcher::Exact(s.to_ascii_lowercase())),
             (Some(Matcher::Prefix(s)), true) => Some(Matcher::Prefix(s.to_ascii_lowercase())),
             (m, _) => m,
+        };
+        // Gateway semantics: a prefix other than `/` matches whole path
+        // segments (istiod's `path_separated_prefix`, route.go).
+        let uri = match uri {
+            Some(Matcher::Prefix(p)) if self.vs.gateway_semantics && p != "/" => Some(
+                Matcher::PathSeparatedPrefix(p.trim_end_matches('/').to_owned()),
+            ),
+            m => m,
         };
         let ns = self.vs.metadata.ns();
         CompiledMatch {

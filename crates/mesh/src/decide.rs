@@ -55,10 +55,9 @@ impl Mesh {
     /// Whether the ingress routes anything: a Gateway of the ingress on its
     /// port with a VirtualService bound to it that has a rule.
     pub fn ingress_routes_anything(&self) -> bool {
-        let labels = ingress_labels();
         self.gateways
             .iter()
-            .filter(|g| !g.selector.is_empty() && subset_of(labels, &g.selector))
+            .filter(|g| g.serves_ingress())
             .filter(|g| g.servers.iter().any(|(p, _)| *p == INGRESS_PORT))
             .any(|g| {
                 self.virtual_services.iter().any(|vs| {
@@ -81,7 +80,7 @@ impl Mesh {
         let bound: Vec<&str> = self
             .gateways
             .iter()
-            .filter(|g| !g.selector.is_empty() && subset_of(labels, &g.selector))
+            .filter(|g| g.serves_ingress())
             .filter(|g| {
                 g.servers.iter().any(|(p, hosts)| {
                     *p == port
@@ -174,6 +173,11 @@ impl Mesh {
                 vs.gateways.iter().any(|g| g == MESH)
                     && vs.visible_from(namespace)
                     && vs.kept(&proxy)
+                    // Gateway semantics: a route of the proxy's namespace
+                    // (consumer) or of the Service's (producer) only.
+                    && (!vs.gateway_semantics
+                        || vs.namespace == namespace
+                        || vs.namespace == self.services[svc].namespace)
             })
             .filter_map(|vs| Some((specificity(vs)?, vs)))
             .fold(

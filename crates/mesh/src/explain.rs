@@ -136,8 +136,9 @@ pub fn explain<H: HeaderLookup + ?Sized>(
         } => {
             match rule {
                 Some(r) => lines.push(format!(
-                    "rule: {r}{} of VirtualService {}/{}",
+                    "rule: {r}{} of {} {}/{}",
                     r.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default(),
+                    r.kind,
                     r.namespace,
                     r.virtual_service
                 )),
@@ -182,6 +183,10 @@ pub fn explain<H: HeaderLookup + ?Sized>(
                     Some(p) => {
                         let why = match p {
                             Problem::UnknownHost => format!("host {} is not a Service", t.host),
+                            Problem::UnknownBackend => format!(
+                                "backend {} is not a Service (istiod has Envoy answer 500)",
+                                t.host
+                            ),
                             Problem::UnknownSubset => format!(
                                 "no DestinationRule defines subset {} of {}",
                                 t.subset.as_deref().unwrap_or(""),

@@ -4,6 +4,8 @@
 //!
 //! - [`load`] reads manifests as `kubectl apply -f` does, strictly for Istio's
 //!   fields, into [`model`] types;
+//! - [`gateway_api`] translates Gateway API's HTTPRoutes into VirtualService
+//!   routes, as istiod does;
 //! - [`compile`] resolves hosts, subsets and regexes once into a [`Mesh`];
 //! - [`decide`] routes one request on it as istiod and Envoy would;
 //! - [`explain`] says why, for `weather route`; [`analyze`] reports what is
@@ -23,6 +25,7 @@ pub mod decide;
 pub mod duration;
 pub mod explain;
 pub mod fault;
+pub mod gateway_api;
 pub mod headers;
 pub mod hosts;
 pub mod load;

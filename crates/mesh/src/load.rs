@@ -7,7 +7,13 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::model::*;
+use crate::{
+    gateway_api::{
+        GROUP as GATEWAY_API,
+        types::{HttpRouteObject, KubeGateway},
+    },
+    model::*,
+};
 
 /// Everything read from a set of manifests.
 #[derive(Clone, Debug, Default)]
@@ -23,6 +29,9 @@ pub struct Manifests {
     pub peer_authentications: Vec<PeerAuthentication>,
     pub authorization_policies: Vec<AuthorizationPolicy>,
     pub request_authentications: Vec<RequestAuthentication>,
+    /// Gateway API's Gateways and HTTPRoutes ([`crate::gateway_api`]).
+    pub kube_gateways: Vec<KubeGateway>,
+    pub http_routes: Vec<HttpRouteObject>,
     /// Where each object came from, by `Kind namespace/name`.
     pub origins: Vec<(String, Origin)>,
     /// Documents skipped, and why (kinds the model does not read).
@@ -164,6 +173,10 @@ impl Manifests {
                 api_version.as_str(),
                 "security.istio.io/v1" | "security.istio.io/v1beta1"
             ),
+            GATEWAY_API => !matches!(
+                api_version.as_str(),
+                "gateway.networking.k8s.io/v1" | "gateway.networking.k8s.io/v1beta1"
+            ),
             _ => false,
         };
         if unknown_version {
@@ -183,6 +196,7 @@ impl Manifests {
                     "security.istio.io",
                     "PeerAuthentication" | "AuthorizationPolicy" | "RequestAuthentication"
                 )
+                | (GATEWAY_API, "Gateway" | "HTTPRoute")
         );
         if known {
             // A later object of the same kind and name replaces the earlier, as
@@ -294,6 +308,33 @@ impl Manifests {
                 }
                 upsert(&mut self.request_authentications, ra, |o| &o.metadata);
             }
+            (GATEWAY_API, "Gateway") => {
+                let g: KubeGateway = parse(&origin, &id, doc)?;
+                if g.spec.gateway_class_name != crate::gateway_api::ISTIO_CLASS {
+                    self.warnings.push(format!(
+                        "{origin} ({id}): class {:?}: istiod programs Gateways of class istio only; routes attached to this one go nowhere",
+                        g.spec.gateway_class_name
+                    ));
+                }
+                for (i, l) in g.spec.listeners.iter().enumerate() {
+                    if l.protocol != "HTTP" {
+                        self.warnings.push(format!(
+                            "{origin} ({id}): spec.listeners[{i}]: protocol {} is not modelled; only HTTP listeners are",
+                            l.protocol
+                        ));
+                    }
+                }
+                upsert(&mut self.kube_gateways, g, |o| &o.metadata);
+            }
+            (GATEWAY_API, "HTTPRoute") => {
+                let r: HttpRouteObject = parse(&origin, &id, doc)?;
+                for field in crate::gateway_api::not_modelled(&r) {
+                    self.warnings.push(format!(
+                        "{origin} ({id}): {field} is not modelled: a local run ignores it, the cluster does not"
+                    ));
+                }
+                upsert(&mut self.http_routes, r, |o| &o.metadata);
+            }
             _ => self.notes.push(format!(
                 "{origin}: skipped {kind} ({api_version}): not a kind the model reads"
             )),
@@ -310,13 +351,13 @@ impl Manifests {
             .origins
             .iter()
             .filter(|(id, _)| {
-                !["VirtualService ", "DestinationRule ", "Gateway "]
+                !["VirtualService ", "DestinationRule ", "Gateway ", "HTTPRoute "]
                     .iter()
                     .any(|k| id.starts_with(k))
             })
             .map(|(id, origin)| {
                 err(format!(
-                    "{origin} ({id}): only VirtualServices, DestinationRules and Gateways can be applied over the running manifests"
+                    "{origin} ({id}): only VirtualServices, HTTPRoutes, DestinationRules and Gateways can be applied over the running manifests"
                 ))
             })
             .collect();
@@ -331,6 +372,12 @@ impl Manifests {
         }
         for g in overlay.gateways {
             upsert(&mut self.gateways, g, |o| &o.metadata);
+        }
+        for g in overlay.kube_gateways {
+            upsert(&mut self.kube_gateways, g, |o| &o.metadata);
+        }
+        for r in overlay.http_routes {
+            upsert(&mut self.http_routes, r, |o| &o.metadata);
         }
         for (id, origin) in overlay.origins {
             self.origins.retain(|(i, _)| *i != id);

@@ -20,6 +20,9 @@ pub enum Matcher {
     Regex(Regex),
     /// Any value, as long as there is one.
     Present,
+    /// Envoy's `path_separated_prefix`: the path is the prefix, or goes on
+    /// after it with a `/` (never used for headers).
+    PathSeparatedPrefix(String),
 }
 
 impl Matcher {
@@ -39,6 +42,9 @@ impl Matcher {
             Matcher::Prefix(p) => value.starts_with(p.as_str()),
             Matcher::Regex(r) => r.is_match(value),
             Matcher::Present => true,
+            Matcher::PathSeparatedPrefix(p) => value
+                .strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
         }
     }
 }

@@ -213,6 +213,9 @@ pub struct ServiceInfo {
 /// Which rule decided: `forecast-route http[0]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleRef {
+    /// `VirtualService`, or `HTTPRoute` for a rule istiod translated from one.
+    pub kind: &'static str,
+    /// The object's name (the HTTPRoute's, for a translated rule).
     pub virtual_service: String,
     pub namespace: String,
     pub index: usize,
@@ -221,7 +224,10 @@ pub struct RuleRef {
 
 impl std::fmt::Display for RuleRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} http[{}]", self.virtual_service, self.index)
+        match self.kind {
+            "HTTPRoute" => write!(f, "{} rules[{}]", self.virtual_service, self.index),
+            _ => write!(f, "{} http[{}]", self.virtual_service, self.index),
+        }
     }
 }
 

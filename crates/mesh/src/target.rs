@@ -13,13 +13,24 @@ pub enum Problem {
     UnknownSubset,
     /// The subset selects no pods (503 `UH`).
     NoEndpoints,
+    /// An HTTPRoute's backend is not a Service: no cluster, and istiod has
+    /// Envoy answer 500 (`cluster_not_found_response_code`), flag `NC`.
+    UnknownBackend,
 }
 
 impl Problem {
     pub fn flag(&self) -> &'static str {
         match self {
-            Problem::UnknownHost | Problem::UnknownSubset => "NC",
+            Problem::UnknownHost | Problem::UnknownSubset | Problem::UnknownBackend => "NC",
             Problem::NoEndpoints => "UH",
+        }
+    }
+
+    /// The status the proxy answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Problem::UnknownBackend => 500,
+            _ => 503,
         }
     }
 }

@@ -289,7 +289,9 @@ fn virtual_services(out: &mut Out) {
             for m in &p.mirrors {
                 let t = &m.target;
                 let what = match &t.problem {
-                    Some(Problem::UnknownHost) => Some("names no Service"),
+                    Some(Problem::UnknownHost | Problem::UnknownBackend) => {
+                        Some("names no Service")
+                    }
                     Some(Problem::UnknownSubset) => {
                         Some("names a subset no DestinationRule defines")
                     }
@@ -314,7 +316,7 @@ fn virtual_services(out: &mut Out) {
                 let at = format!("spec.http[{i}].route[{k}].destination");
                 let host = &t.host;
                 match &t.problem {
-                    Some(Problem::UnknownHost) => out.push(Level::Error, REFERENCED_RESOURCE_NOT_FOUND, &o, format!("{at}.host"),
+                    Some(Problem::UnknownHost | Problem::UnknownBackend) => out.push(Level::Error, REFERENCED_RESOURCE_NOT_FOUND, &o, format!("{at}.host"),
                         format!("Referenced host not found: {host:?} (no Service of that name)")),
                     Some(Problem::UnknownSubset) => out.push(Level::Error, REFERENCED_RESOURCE_NOT_FOUND, &o, format!("{at}.subset"),
                         format!("Referenced host+subset in destinationrule not found: \"{host}+{}\": Envoy answers 503 (NC)", t.subset.as_deref().unwrap_or(""))),

@@ -449,11 +449,9 @@ fn decide<'a>(
     }
     if let Some(p) = &target.problem {
         let detail = format!("{}: {p:?}", record.to);
-        return Err(Refusal::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            p.flag(),
-            detail,
-        ));
+        // 503, or 500 for an HTTPRoute's backend that is no Service.
+        let status = StatusCode::from_u16(p.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return Err(Refusal::new(status, p.flag(), detail));
     }
     // (A route's lone destination takes its headers with the route's.)
     Ok((target, policy, targets.len() == 1))
