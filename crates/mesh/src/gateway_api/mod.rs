@@ -328,13 +328,10 @@ fn route(
         hm.insert("method".into(), json!({"exact": method}));
     }
     out.insert("match".into(), json!([hm]));
+    // (Load warns of the filters the model does not apply.)
     for f in &rule.filters {
-        match (f.kind.as_str(), &f.request_header_modifier) {
-            ("RequestHeaderModifier", Some(h)) => {
-                out.insert("headers".into(), json!({"request": header_ops(h)}));
-            }
-            // Load warns of the filters the model does not apply.
-            _ => {}
+        if let ("RequestHeaderModifier", Some(h)) = (f.kind.as_str(), &f.request_header_modifier) {
+            out.insert("headers".into(), json!({"request": header_ops(h)}));
         }
     }
     if let Some(t) = &rule.timeouts {
@@ -380,7 +377,7 @@ fn route(
     for (k, b) in live.iter().enumerate() {
         let group = b.group.as_deref().unwrap_or("");
         let kind = b.kind.as_deref().unwrap_or("Service");
-        if group != "" || kind != "Service" {
+        if !group.is_empty() || kind != "Service" {
             problems.push((
                 id.clone(),
                 format!("{at}.backendRefs[{k}]"),
@@ -397,11 +394,10 @@ fn route(
             d["destination"]["port"] = json!({"number": p});
         }
         for f in &b.filters {
-            match (f.kind.as_str(), &f.request_header_modifier) {
-                ("RequestHeaderModifier", Some(h)) => {
-                    d["headers"] = json!({"request": header_ops(h)});
-                }
-                _ => {}
+            if let ("RequestHeaderModifier", Some(h)) =
+                (f.kind.as_str(), &f.request_header_modifier)
+            {
+                d["headers"] = json!({"request": header_ops(h)});
             }
         }
         dests.push(d);
@@ -410,8 +406,14 @@ fn route(
     Value::Object(out)
 }
 
-/// `sortHTTPRoutes`' order, as a key (smaller first).
-fn sort_key(route: &Value) -> (bool, std::cmp::Reverse<(i32, usize, bool, usize, usize)>) {
+/// What `sortHTTPRoutes` compares, most significant first: the path match's
+/// rank (exact 3, prefix 2, regex 1) and length, a method, the numbers of
+/// header and query parameter matches; each the more, the earlier.
+type Precedence = (i32, usize, bool, usize, usize);
+
+/// `sortHTTPRoutes`' order, as a key (smaller first): a route without match
+/// last, then by precedence.
+fn sort_key(route: &Value) -> (bool, std::cmp::Reverse<Precedence>) {
     let Some(m) = route["match"].get(0) else {
         return (true, std::cmp::Reverse((0, 0, false, 0, 0)));
     };
@@ -457,7 +459,7 @@ pub fn not_modelled(r: &HttpRouteObject) -> Vec<String> {
             for (j, f) in b.filters.iter().enumerate() {
                 filter(f, format!("{at}.backendRefs[{k}].filters[{j}]"), &mut out);
             }
-            if b.group.as_deref().unwrap_or("") != ""
+            if !b.group.as_deref().unwrap_or("").is_empty()
                 || b.kind.as_deref().unwrap_or("Service") != "Service"
             {
                 out.push(format!(
