@@ -181,9 +181,11 @@ async fn current(State(plane): State<Arc<Plane>>) -> Json<serde_json::Value> {
         .as_deref()
         .and_then(|s| stages::root_of(&applied.paths, s));
     let reloads = plane.reloads();
+    let api = stages::Api::of(&applied.paths);
     Json(json!({
         "stage": applied.stage,
-        "stages": root.map(|r| stages::names(&r)).unwrap_or_default(),
+        "api": api.name(),
+        "stages": root.map(|r| stages::names_for(&r, api)).unwrap_or_default(),
         "paths": applied.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "overlay": applied.overlay.as_ref().map(|o| json!({
             "label": o.label,
@@ -250,7 +252,9 @@ async fn switch(
         let msg = "weather up was started with -f paths, not --stage: switch by editing the files (they are watched)";
         return (StatusCode::CONFLICT, Json(json!({"error": msg}))).into_response();
     };
-    let paths = match stages::paths(&root, &name) {
+    // A switch stays in the API the running stage is written in.
+    let api = stages::Api::of(&applied.paths);
+    let paths = match stages::paths_for(&root, api, &name) {
         Ok(p) => p,
         Err(e) => {
             let body = Json(json!({"error": e.to_string()}));
@@ -259,7 +263,7 @@ async fn switch(
     };
     match plane.switch(paths, Some(name.clone())) {
         Ok(summary) => {
-            tracing::info!("{summary}: {}", stages::summary(&root, &name));
+            tracing::info!("{summary}: {}", stages::summary_for(&root, api, &name));
             Json(json!({"stage": name, "applied": summary})).into_response()
         }
         Err(e) => {

@@ -27,6 +27,8 @@ pub struct Page {
 #[template(path = "admin_panel.html")]
 pub struct Panel {
     pub stage: Option<String>,
+    /// The routing API in force (`weather up --api`).
+    pub api: &'static str,
     pub meaning: String,
     /// Routing applied over the stage (`weather release`): who applied what.
     pub overlay: Option<String>,
@@ -115,8 +117,9 @@ impl Panel {
             .as_deref()
             .and_then(|s| stages::root_of(&applied.paths, s));
         let stage = applied.stage.clone();
+        let api = stages::Api::of(&applied.paths);
         let meaning = match (&root, &stage) {
-            (Some(r), Some(s)) => stages::summary(r, s),
+            (Some(r), Some(s)) => stages::summary_for(r, api, s),
             _ => format!(
                 "routed by the manifests given with -f: {}",
                 applied
@@ -129,10 +132,10 @@ impl Panel {
         };
         let stages = root
             .map(|r| {
-                stages::names(&r)
+                stages::names_for(&r, api)
                     .into_iter()
                     .map(|name| StageButton {
-                        summary: stages::summary(&r, &name),
+                        summary: stages::summary_for(&r, api, &name),
                         current: Some(&name) == stage.as_ref(),
                         name,
                     })
@@ -145,6 +148,7 @@ impl Panel {
             .map(|o| format!("{}: {} applied over it", o.label, o.objects.join(", ")));
         Panel {
             stage,
+            api: api.title(),
             meaning,
             overlay,
             stages,

@@ -8,16 +8,23 @@ use crate::{admin, dataplane, prometheus, stages, zipkin};
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
-    /// The release stage (a folder of istio/stages/).
+    /// The release stage (a folder of the API's stages: istio/stages/ or
+    /// istio/gateway-api/stages/).
     #[arg(long, default_value = "multiservice")]
     pub stage: String,
+    /// The routing API the release is written in: `istio` (VirtualServices
+    /// and DestinationRules) or `gateway-api` (a Gateway and HTTPRoutes, the
+    /// lane carried in the request's baggage).
+    #[arg(long, value_enum, default_value_t = stages::Api::Istio)]
+    pub api: stages::Api,
     /// Address of the ingress (Istio's ingress gateway).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Address of the admin listener (GET /stage, POST /stage/NAME).
     #[arg(long, default_value = "127.0.0.1:15000")]
     pub admin: SocketAddr,
-    /// Manifests to run instead of k8s/ + istio/base/ + istio/security/ + istio/stages/STAGE.
+    /// Manifests to run instead of k8s/ + istio/base/ + istio/security/ + istio/stages/STAGE
+    /// (with --api gateway-api: k8s/ + istio/gateway-api/base/ + istio/gateway-api/stages/STAGE).
     #[arg(short = 'f', long = "filename")]
     pub paths: Vec<PathBuf>,
     /// The repository root holding k8s/ and istio/.
@@ -71,7 +78,7 @@ pub struct UpArgs {
 pub async fn up(a: UpArgs) -> ExitCode {
     let stop = weather_core::server::StopSignal::install();
     let (paths, stage) = if a.paths.is_empty() {
-        match stages::paths(&a.root, &a.stage) {
+        match stages::paths_for(&a.root, a.api, &a.stage) {
             Ok(p) => (p, Some(a.stage.clone())),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -201,9 +208,14 @@ fn print_banner(
     traces: Option<&str>,
 ) {
     let url = format!("http://{}/", running.ingress);
+    let api = stages::Api::of(&running.plane.applied().paths);
     println!();
     match stage {
-        Some(s) => println!("  Weather is up, stage {s}: {}", stages::summary(root, s)),
+        Some(s) => println!(
+            "  Weather is up, {} stage {s}: {}",
+            api.title(),
+            stages::summary_for(root, api, s)
+        ),
         None => println!("  Weather is up, routed by the manifests given with -f"),
     }
     println!();
@@ -225,8 +237,8 @@ fn print_banner(
     println!();
     if stage.is_some() {
         println!("  Stages:");
-        for s in stages::names(root) {
-            println!("    {s:<20} {}", stages::summary(root, &s));
+        for s in stages::names_for(root, api) {
+            println!("    {s:<20} {}", stages::summary_for(root, api, &s));
         }
         println!();
     }

@@ -25,6 +25,10 @@ pub struct VerifyArgs {
     /// multiservice promise.
     #[arg(long)]
     pub stage: Option<String>,
+    /// The API the stage is written in (`gateway-api`: a folder of
+    /// istio/gateway-api/stages/).
+    #[arg(long, value_enum, default_value_t = stages::Api::Istio, requires = "stage")]
+    pub api: stages::Api,
     /// The stage's manifests (default: k8s/ + istio/base/ + istio/stages/STAGE).
     #[arg(short = 'f', long = "filename", requires = "stage")]
     pub paths: Vec<PathBuf>,
@@ -41,7 +45,7 @@ pub async fn verify(a: VerifyArgs) -> ExitCode {
         ),
         Some(stage) => {
             let paths = if a.paths.is_empty() {
-                match stages::paths(&a.root, stage) {
+                match stages::paths_for(&a.root, a.api, stage) {
                     Ok(p) => p,
                     Err(e) => {
                         eprintln!("error: {e}");

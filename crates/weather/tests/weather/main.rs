@@ -7,6 +7,7 @@ mod check;
 mod cli;
 mod conformance;
 mod cookies;
+mod gateway_api;
 mod lane;
 mod metrics;
 mod model;

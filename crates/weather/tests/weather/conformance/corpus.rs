@@ -157,6 +157,30 @@ pub(super) fn corpus(proxy: &str, listeners: &[String], n: usize, seed: u64) -> 
                     headers.push(("user-agent".to_owned(), other.as_bytes().to_vec()));
                 }
             }
+            // A lane in the baggage, now and then, as a client might send
+            // one (which the edge must not let through) or a service passes
+            // one on: the lane among other members, with properties, spaced,
+            // or nearly the lane.
+            if rng.u8(..3) == 0 {
+                const LANES: &[&str] = &[
+                    "lane=v2",
+                    "lane=v1",
+                    "session=42,lane=v2",
+                    "lane=v2;ttl=60,session=42",
+                    " lane = v2 ",
+                    "lane=v22",
+                    "xlane=v2",
+                    "Lane=v2",
+                    "lane=v2,lane=v1",
+                    "session=lane=v2",
+                    "",
+                ];
+                let mut value = LANES[rng.usize(..LANES.len())].as_bytes().to_vec();
+                if rng.u8(..15) == 0 {
+                    value.extend_from_slice(NOT_UTF8[rng.usize(..NOT_UTF8.len())]);
+                }
+                headers.push(("baggage".to_owned(), value));
+            }
             match empty_at {
                 1 => headers.insert(0, ("user-agent".to_owned(), Vec::new())),
                 2 => headers.push(("User-agent".to_owned(), Vec::new())),

@@ -369,6 +369,34 @@ fn every_shipped_stage_routes_as_istiod_and_envoy_do() {
     assert_agree(&report, &kinds);
 }
 
+/// Every Gateway API stage: istiod's own translation of the Gateway and the
+/// HTTPRoutes (edge and GAMMA), for the gateway's pod and every sidecar.
+#[test]
+#[ignore = "needs Go, istiod's module and Envoy (scripts/setup): ./scripts/test runs it"]
+fn every_gateway_api_stage_routes_as_istiod_and_envoy_do() {
+    use weather::stages::Api;
+    let bench = Bench::new();
+    let mut report = Vec::new();
+    let mut kinds = Kinds::new();
+    let names = weather::stages::names_for(&root(), Api::GatewayApi);
+    assert_eq!(names.len(), 6, "istio/gateway-api/stages/ lists {names:?}");
+    for (s, stage) in names.iter().enumerate() {
+        let paths = weather::stages::paths_for(&root(), Api::GatewayApi, stage).unwrap();
+        let files = format!("-f k8s -f istio/gateway-api/base -f istio/gateway-api/stages/{stage}");
+        let asks = |export: &Value| {
+            let asks = weather_asks(export, 2000, 700, 170 + s as u64);
+            assert!(
+                asks.iter().filter(|a| a.from == "ingress").count() >= 2000,
+                "istiod gave the gateway no route configuration http.80"
+            );
+            asks
+        };
+        let name = format!("gateway-api-{stage}");
+        report.push(bench.compare(&name, &paths, &files, asks, &mut kinds));
+    }
+    assert_agree(&report, &kinds);
+}
+
 /// 200 seeded random VirtualServices, in ten meshes of twenty.
 #[test]
 #[ignore = "needs Go, istiod's module and Envoy (scripts/setup): ./scripts/test runs it"]

@@ -1,0 +1,158 @@
+//! The release as Gateway API objects (istio/gateway-api/): a Gateway of class
+//! istio, a Service per version, HTTPRoutes at the edge and on forecast's
+//! Service (GAMMA). HTTPRoute cannot match the caller, so in `multiservice`
+//! the lane rides in the request: the edge sets `baggage: lane=v2` for
+//! testers, every service passes it on, forecast's route matches it.
+
+use std::collections::BTreeMap;
+
+use weather::stages::{self, Api};
+
+use crate::{client, root};
+
+async fn up(stage: &str) -> (weather::dataplane::Running, weather_core::RunningServer) {
+    let paths = stages::paths_for(&root(), Api::GatewayApi, stage).unwrap();
+    let opts = weather::dataplane::Options::local(paths, Some(stage.to_owned()));
+    let running = weather::dataplane::start(opts).await.unwrap();
+    let admin = weather::admin::serve("127.0.0.1:0".parse().unwrap(), running.plane.clone())
+        .await
+        .unwrap();
+    (running, admin)
+}
+
+#[test]
+fn every_gateway_api_stage_loads_clean_and_says_what_it_shows() {
+    let names = stages::names_for(&root(), Api::GatewayApi);
+    // The six classic stages, named as the VirtualService ones are.
+    assert_eq!(
+        names,
+        [
+            "all-v1",
+            "forecast-50-50",
+            "forecast-user-agent",
+            "forecast-v2",
+            "frontend-combined",
+            "multiservice"
+        ]
+    );
+    for stage in &names {
+        assert!(stages::names(&root()).contains(stage), "{stage}");
+        let paths = stages::paths_for(&root(), Api::GatewayApi, stage).unwrap();
+        let m = mesh::load_paths(&paths).unwrap_or_else(|e| panic!("{stage}: {e:?}"));
+        assert!(m.warnings.is_empty(), "{stage}: {:?}", m.warnings);
+        assert_eq!(m.http_routes.len(), 2, "{stage}");
+        let mesh = mesh::Mesh::compile(&m);
+        assert!(mesh.errors.is_empty(), "{stage}: {:?}", mesh.errors);
+        assert!(mesh.ingress_routes_anything(), "{stage}");
+        assert!(!stages::summary_for(&root(), Api::GatewayApi, stage).is_empty());
+    }
+}
+
+/// The chain that served a request to the ingress.
+async fn chain(ingress: std::net::SocketAddr, headers: &[(&str, &str)]) -> String {
+    let mut req = client().get(format!("http://{ingress}/?city=london"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = req.send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.headers()[weather_core::chain::CHAIN_HEADER]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn on_http_routes_testers_get_the_v2_chain_everyone_else_v1_and_no_request_crosses() {
+    let (running, admin) = up("multiservice").await;
+    let ingress = running.ingress;
+    let v2 = "frontend:v2,forecast:v2,recommendation:v1";
+    let v1 = "frontend:v1,forecast:v1";
+    // 1,000 requests: testers (cookies in any order), anonymous visitors,
+    // and clients sending a lane of their own, which the edge removes.
+    let tester: &[&[(&str, &str)]] = &[
+        &[("cookie", "user=tester")],
+        &[("cookie", "lang=zh; user=tester")],
+        &[("cookie", "user=tester"), ("baggage", "lane=v1")],
+    ];
+    let others: &[&[(&str, &str)]] = &[
+        &[],
+        &[("cookie", "user=alice")],
+        &[("baggage", "lane=v2")],
+        &[("baggage", "session=1, lane=v2;ttl=5")],
+        &[("cookie", "xuser=tester"), ("baggage", "lane=v2")],
+    ];
+    let mut seen: BTreeMap<(bool, String), usize> = BTreeMap::new();
+    for i in 0..1000 {
+        let is_tester = i % 2 == 0;
+        let headers = if is_tester {
+            tester[i % tester.len()]
+        } else {
+            others[i % others.len()]
+        };
+        *seen
+            .entry((is_tester, chain(ingress, headers).await))
+            .or_default() += 1;
+    }
+    let expected = BTreeMap::from([((false, v1.to_owned()), 500), ((true, v2.to_owned()), 500)]);
+    assert_eq!(seen, expected, "some request crossed versions");
+    running.shutdown().await;
+    admin.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_admin_listener_says_which_api_routes_and_a_switch_stays_in_it() {
+    let (running, admin) = up("multiservice").await;
+    let base = format!("http://{}", admin.addr);
+    let http = client();
+    let state: serde_json::Value = http
+        .get(format!("{base}/stage"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["api"], "gateway-api");
+    assert_eq!(state["stages"].as_array().unwrap().len(), 6);
+    let res = http
+        .post(format!("{base}/stage/all-v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let state: serde_json::Value = http
+        .get(format!("{base}/stage"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["stage"], "all-v1");
+    assert!(
+        state["paths"][2]
+            .as_str()
+            .unwrap()
+            .ends_with("istio/gateway-api/stages/all-v1"),
+        "{state}"
+    );
+    let page = http
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Gateway API (HTTPRoutes)"), "{page}");
+    // A stage that exists for VirtualServices only is not one of these.
+    let res = http
+        .post(format!("{base}/stage/multiservice-lane"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    running.shutdown().await;
+    admin.shutdown().await.unwrap();
+}
