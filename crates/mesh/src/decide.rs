@@ -39,6 +39,16 @@ struct Proxy<'a> {
     port: u16,
 }
 
+/// How specifically a VirtualService's hosts match `host`: exact above any
+/// wildcard, a longer wildcard above a shorter; `None` if none matches.
+fn specificity(vs: &CompiledVs, host: &str) -> Option<usize> {
+    vs.hosts
+        .iter()
+        .filter(|h| host_matches(h, host))
+        .map(|h| if h.contains('*') { h.len() } else { usize::MAX })
+        .max()
+}
+
 impl Mesh {
     /// Where this request goes.
     pub fn route<'m, H: HeaderLookup + ?Sized>(
@@ -100,15 +110,23 @@ impl Mesh {
             gateways: &bound,
             port,
         };
+        // istiod writes a virtual host per VirtualService host, merging the
+        // routes of those that share it; Envoy picks the most specific
+        // domain (exact, then the longest wildcard). So only the
+        // VirtualServices with the best host that matches are tried.
+        let candidates: Vec<(usize, &CompiledVs)> = self
+            .virtual_services
+            .iter()
+            .filter(|vs| {
+                vs.gateways.iter().any(|g| bound.contains(&g.as_str()))
+                    && vs.visible_from(INGRESS_NAMESPACE)
+                    && vs.kept(&proxy)
+            })
+            .filter_map(|vs| Some((specificity(vs, &host)?, vs)))
+            .collect();
+        let best = candidates.iter().map(|(s, _)| *s).max();
         let mut any = None;
-        for vs in &self.virtual_services {
-            if !vs.gateways.iter().any(|g| bound.contains(&g.as_str()))
-                || !vs.visible_from(INGRESS_NAMESPACE)
-                || !vs.hosts.iter().any(|h| host_matches(h, &host))
-                || !vs.kept(&proxy)
-            {
-                continue;
-            }
+        for (_, vs) in candidates.into_iter().filter(|(s, _)| Some(*s) == best) {
             any = Some(vs.name.as_str());
             if let Some(r) = vs.first_match(&proxy, req) {
                 return Routed::Route {
@@ -159,13 +177,7 @@ impl Mesh {
         // with the most specific wildcard (istiod's separateVSHostsAndServices
         // and mostSpecificWildcardVsIndex); among equals the first read.
         // `weather check` reports two for one host (IST0109).
-        let specificity = |vs: &CompiledVs| {
-            vs.hosts
-                .iter()
-                .filter(|h| host_matches(h, &name))
-                .map(|h| if h.contains('*') { h.len() } else { usize::MAX })
-                .max()
-        };
+
         let vs = self
             .virtual_services
             .iter()
@@ -179,7 +191,7 @@ impl Mesh {
                         || vs.namespace == namespace
                         || vs.namespace == self.services[svc].namespace)
             })
-            .filter_map(|vs| Some((specificity(vs)?, vs)))
+            .filter_map(|vs| Some((specificity(vs, &name)?, vs)))
             .fold(
                 None,
                 |best: Option<(usize, &CompiledVs)>, (s, vs)| match best {

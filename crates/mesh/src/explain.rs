@@ -88,6 +88,10 @@ pub fn explain<H: HeaderLookup + ?Sized>(
                     "no VirtualService bound to the ingress Gateway serves host {:?}",
                     req.authority
                 ),
+                // (Translated routes are named `HTTPRoute NS/NAME for HOST`.)
+                NoRoute::NoRuleMatched(vs) if vs.starts_with("HTTPRoute ") => {
+                    format!("{vs} has no rule that matches this request")
+                }
                 NoRoute::NoRuleMatched(vs) => {
                     format!("VirtualService {vs} has no rule that matches this request")
                 }

@@ -537,6 +537,10 @@ pub fn translate(
             }
         }
     }
+    // istiod orders VirtualServices by creation time, then namespace and
+    // name; the generated ones are named by their key. Where two claim one
+    // host (a Service's routes with and without a port), the first wins.
+    groups.sort_by(|a, b| (&a.1, a.0.replace('/', "~")).cmp(&(&b.1, b.0.replace('/', "~"))));
     for (key, ns, gateway, host, mut http) in groups {
         http.sort_by_key(sort_key);
         let origins: Vec<Option<(String, usize)>> = http
@@ -546,8 +550,13 @@ pub fn translate(
                 Some((o[0].as_str()?.to_owned(), o[1].as_u64()? as usize))
             })
             .collect();
+        // Named for people: the HTTPRoutes it holds, and its host.
+        let mut names: Vec<&str> = origins.iter().flatten().map(|(n, _)| n.as_str()).collect();
+        names.sort();
+        names.dedup();
+        let name = format!("HTTPRoute {ns}/{} for {host}", names.join(", "));
         let vs = json!({
-            "metadata": {"name": key.replace('/', "~"), "namespace": ns},
+            "metadata": {"name": name, "namespace": ns},
             "spec": {"hosts": [host], "gateways": [gateway], "http": http},
         });
         match serde_json::from_value::<VirtualService>(vs) {

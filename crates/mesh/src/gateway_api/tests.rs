@@ -200,3 +200,47 @@ spec:
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_ingress_takes_the_most_specific_host_and_never_falls_back_to_a_wildcard() {
+    // Envoy picks the virtual host `h2.example.com` over `*`; a request its
+    // routes do not match is 404, even where the `*` route would take it.
+    let edge = |name: &str, hostnames: &str, path: &str| {
+        format!(
+            r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: weather}}
+spec:
+  parentRefs: [{{name: gw, namespace: istio-system}}]
+  hostnames: {hostnames}
+  rules:
+    - matches: [{{path: {{type: Exact, value: {path}}}}}]
+      backendRefs: [{{name: forecast-v2, port: 3002}}]
+"#
+        )
+    };
+    let gw = SERVICES.replace(
+        "from: Selector, selector: {matchLabels: {kubernetes.io/metadata.name: weather}}",
+        "from: All",
+    );
+    let m = mesh(&format!(
+        "{gw}{}{}",
+        edge("specific", "['h2.example.com']", "/only"),
+        edge("any", "[]", "/")
+    ));
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+    assert_eq!(
+        goes(&m, None, "h2.example.com", "/only", &[]),
+        "forecast-v2.weather.svc.cluster.local by specific rules[0]"
+    );
+    assert_eq!(
+        goes(&m, None, "h2.example.com", "/", &[]),
+        "NoRoute(NoRuleMatched(\"HTTPRoute weather/specific for h2.example.com\"))"
+    );
+    assert_eq!(
+        goes(&m, None, "h3.example.com", "/", &[]),
+        "forecast-v2.weather.svc.cluster.local by any rules[0]"
+    );
+}

@@ -473,7 +473,7 @@ spec:
         (typo, "matchs"),
         (
             namespace,
-            "only VirtualServices, DestinationRules and Gateways",
+            "only VirtualServices, HTTPRoutes, DestinationRules and Gateways",
         ),
         ("", "nothing to apply"),
         (off_the_gateway, "the ingress would route nothing"),

@@ -48,7 +48,7 @@ async fn hop(
                     let app = parts[3].split('.').next().unwrap_or("").to_owned();
                     Some((app, parts[2].to_owned()))
                 }
-                Met::NoRoute | Met::NoCluster | Met::Blocked => None,
+                Met::NoRoute | Met::NoCluster | Met::NoBackend | Met::Blocked => None,
             },
             baggage,
         ));

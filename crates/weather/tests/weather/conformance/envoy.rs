@@ -359,6 +359,7 @@ pub(super) async fn envoy_forwards(
         (200, _) if picked => Met::Cluster(cluster),
         (404, "NR" | "") if !picked => Met::NoRoute,
         (503, "NC") => Met::NoCluster,
+        (500, "NC") => Met::NoBackend,
         // The `block_all` virtual host's direct response.
         (502, "-" | "") if !picked => Met::Blocked,
         (status, _) => {

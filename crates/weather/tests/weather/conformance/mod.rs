@@ -36,6 +36,7 @@ mod envoy;
 mod faults;
 mod headers;
 mod random;
+mod random_routes;
 mod resilience;
 
 use corpus::corpus;
@@ -131,12 +132,17 @@ enum Met {
     NoRoute,
     /// The route names a cluster that does not exist: 503 `NC`.
     NoCluster,
+    /// An HTTPRoute's backend is no Service: 500 `NC` (gateway semantics).
+    NoBackend,
     /// A Sidecar resource with REGISTRY_ONLY hides the host: 502.
     Blocked,
 }
 
 /// The cluster Envoy names for a model's destination.
 fn cluster_name(mesh: &Mesh, t: &mesh::routing::Target, listener_port: u16) -> Met {
+    if t.problem == Some(mesh::routing::Problem::UnknownBackend) {
+        return Met::NoBackend;
+    }
     let Some(svc) = t.service.and_then(|i| mesh.services.get(i)) else {
         return Met::NoCluster;
     };
@@ -393,6 +399,36 @@ fn every_gateway_api_stage_routes_as_istiod_and_envoy_do() {
         };
         let name = format!("gateway-api-{stage}");
         report.push(bench.compare(&name, &paths, &files, asks, &mut kinds));
+    }
+    assert_agree(&report, &kinds);
+}
+
+/// Seeded random HTTPRoutes (edge and GAMMA), in ten meshes of some thirty.
+#[test]
+#[ignore = "needs Go, istiod's module and Envoy (scripts/setup): ./scripts/test runs it"]
+fn random_http_routes_route_as_istiod_and_envoy_do() {
+    let bench = Bench::new();
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("conformance");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut report = Vec::new();
+    let mut kinds = Kinds::new();
+    for seed in 0..10u64 {
+        let file = dir.join(format!("random-routes-{seed}.yaml"));
+        std::fs::write(&file, random_routes::manifests(seed)).unwrap();
+        let m = mesh::load_paths(&[&file]).unwrap();
+        assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+        let files = format!("-f {}", file.display());
+        let asks = |_: &Value| {
+            let mut asks = random::corpus("ingress", 2000, seed);
+            asks.extend(random::corpus("client-1", 2000, seed + 100));
+            asks.extend(random::corpus("client-2", 2000, seed + 200));
+            asks
+        };
+        let name = format!("random-routes-{seed}");
+        report.push(bench.compare(&name, &[file], &files, asks, &mut kinds));
     }
     assert_agree(&report, &kinds);
 }

@@ -5,9 +5,9 @@
 
 use std::fmt::Write;
 
-const SERVICES: usize = 10;
-const HEADERS: &[&str] = &["x-user", "x-canary", "user-agent", "cookie"];
-const VALUES: &[&str] = &[
+pub const SERVICES: usize = 10;
+pub const HEADERS: &[&str] = &["x-user", "x-canary", "user-agent", "cookie"];
+pub const VALUES: &[&str] = &[
     "canary",
     "v1",
     "v22",
