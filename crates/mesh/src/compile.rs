@@ -169,6 +169,8 @@ pub struct Mesh {
     pub(crate) sidecars: Vec<CompiledSidecar>,
     /// The DestinationRules' subsets and cluster policies, by Service.
     clusters: Clusters,
+    /// Ambient namespaces and waypoints.
+    pub(crate) ambient: crate::ambient::Ambient,
 }
 
 /// A `Sidecar` resource's egress, compiled.
@@ -271,7 +273,9 @@ impl Mesh {
             .collect();
         let security = crate::security::Security::compile(m, &workloads);
         let clusters = resolver.clusters;
+        let ambient = crate::ambient::Ambient::compile(m, &services);
         Mesh {
+            ambient,
             clusters,
             gateways: m
                 .gateways

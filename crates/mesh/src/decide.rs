@@ -167,6 +167,18 @@ impl Mesh {
         else {
             return unknown();
         };
+        // Ambient: no sidecar routes the call; the Service's waypoint does,
+        // or, without one, ztunnel carries it at L4 to any endpoint.
+        if self.ambient.is_ambient(namespace) {
+            return match self.ambient.waypoint(svc) {
+                Some((wns, wlabels)) => self.route_at_waypoint(svc, wns, wlabels, port, req),
+                None => Routed::Route {
+                    rule: None,
+                    targets: &self.default_targets[svc],
+                    policy: &DEFAULT_POLICY,
+                },
+            };
+        }
         let proxy = Proxy {
             labels,
             namespace,
@@ -222,6 +234,61 @@ impl Mesh {
     /// The `Sidecar` resource of a workload: one selecting it in its
     /// namespace, else its namespace's without selector, else the root
     /// namespace's without selector.
+    /// The waypoint's routes for Service `svc` ([`crate::ambient`]): every
+    /// VirtualService of the waypoint's or the Service's namespace for its
+    /// host, in order, matches with `sourceLabels` dropped.
+    fn route_at_waypoint<'m, H: HeaderLookup + ?Sized>(
+        &'m self,
+        svc: usize,
+        waypoint_ns: &str,
+        waypoint_labels: &Labels,
+        port: u16,
+        req: &Request<'_, H>,
+    ) -> Routed<'m> {
+        let info = &self.services[svc];
+        let proxy = Proxy {
+            labels: waypoint_labels,
+            namespace: waypoint_ns,
+            gateways: &[MESH],
+            port,
+        };
+        let mut any = None;
+        let vses = self.virtual_services.iter().filter(|vs| {
+            vs.gateways.iter().any(|g| g == MESH)
+                && vs.visible_from(waypoint_ns)
+                && (vs.namespace == waypoint_ns || vs.namespace == info.namespace)
+                && vs.hosts.iter().any(|h| host_matches(h, &info.fqdn))
+        });
+        for vs in vses {
+            for r in vs.rules.iter().filter(|r| !r.broken) {
+                let kept: Vec<_> = r
+                    .matches
+                    .iter()
+                    .filter(|m| m.source_labels.is_empty() && m.kept(&proxy))
+                    .collect();
+                if !r.matches.is_empty() && kept.is_empty() {
+                    continue;
+                }
+                any = Some(vs.name.as_str());
+                if r.matches.is_empty() || kept.iter().any(|m| m.holds(req)) {
+                    return Routed::Route {
+                        rule: Some(&r.rule),
+                        targets: r.targets_for(waypoint_ns),
+                        policy: &r.policy,
+                    };
+                }
+            }
+        }
+        match any {
+            Some(name) => Routed::NoRoute(NoRoute::NoRuleMatched(name)),
+            None => Routed::Route {
+                rule: None,
+                targets: &self.default_targets[svc],
+                policy: &DEFAULT_POLICY,
+            },
+        }
+    }
+
     fn sidecar_of(&self, namespace: &str, labels: &Labels) -> Option<&CompiledSidecar> {
         self.sidecars
             .iter()

@@ -16,6 +16,7 @@
 //! - [`terms`] holds the words they share (headers and claims, selectors,
 //!   the mesh's fixed names), so that no two of them import each other.
 
+pub mod ambient;
 pub mod analyze;
 pub mod authn;
 pub mod authz;

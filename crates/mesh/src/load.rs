@@ -310,14 +310,17 @@ impl Manifests {
             }
             (GATEWAY_API, "Gateway") => {
                 let g: KubeGateway = parse(&origin, &id, doc)?;
-                if g.spec.gateway_class_name != crate::gateway_api::ISTIO_CLASS {
+                let class = g.spec.gateway_class_name.as_str();
+                if class != crate::gateway_api::ISTIO_CLASS
+                    && class != crate::gateway_api::WAYPOINT_CLASS
+                {
                     self.warnings.push(format!(
-                        "{origin} ({id}): class {:?}: istiod programs Gateways of class istio only; routes attached to this one go nowhere",
-                        g.spec.gateway_class_name
+                        "{origin} ({id}): class {class:?}: istiod programs Gateways of class istio (and waypoints, istio-waypoint) only; routes attached to this one go nowhere"
                     ));
                 }
                 for (i, l) in g.spec.listeners.iter().enumerate() {
-                    if l.protocol != "HTTP" {
+                    // A waypoint's one listener is HBONE (15008), as istiod requires.
+                    if l.protocol != "HTTP" && class != crate::gateway_api::WAYPOINT_CLASS {
                         self.warnings.push(format!(
                             "{origin} ({id}): spec.listeners[{i}]: protocol {} is not modelled; only HTTP listeners are",
                             l.protocol

@@ -13,6 +13,9 @@ pub enum Api {
     Istio,
     /// Gateway API's Gateway and HTTPRoutes (edge and GAMMA), with sidecars.
     GatewayApi,
+    /// The Gateway API release in ambient mode: no sidecars, a waypoint
+    /// applies forecast's route (istio/ambient/).
+    Ambient,
 }
 
 impl Api {
@@ -20,7 +23,7 @@ impl Api {
     pub fn stages_dir(self) -> &'static str {
         match self {
             Api::Istio => "istio/stages",
-            Api::GatewayApi => "istio/gateway-api/stages",
+            Api::GatewayApi | Api::Ambient => "istio/gateway-api/stages",
         }
     }
 
@@ -30,6 +33,7 @@ impl Api {
             // The safe way, as scripts/demo applies it: mTLS, least privilege.
             Api::Istio => &["istio/base", "istio/security"],
             Api::GatewayApi => &["istio/gateway-api/base"],
+            Api::Ambient => &["istio/gateway-api/base", "istio/ambient"],
         }
     }
 
@@ -38,6 +42,7 @@ impl Api {
         match self {
             Api::Istio => "Istio API (VirtualServices)",
             Api::GatewayApi => "Gateway API (HTTPRoutes)",
+            Api::Ambient => "Gateway API (HTTPRoutes) in ambient mode (a waypoint, no sidecars)",
         }
     }
 
@@ -46,11 +51,15 @@ impl Api {
         match self {
             Api::Istio => "istio",
             Api::GatewayApi => "gateway-api",
+            Api::Ambient => "ambient",
         }
     }
 
     /// The API of a set of stage paths: the one whose stage folder they hold.
     pub fn of(paths: &[PathBuf]) -> Api {
+        if paths.iter().any(|p| p.ends_with("istio/ambient")) {
+            return Api::Ambient;
+        }
         if paths.iter().any(|p| {
             p.parent()
                 .is_some_and(|d| d.ends_with(Api::GatewayApi.stages_dir()))

@@ -11,12 +11,8 @@
 //!   VirtualService applies at all.
 
 use super::{AMBIENT_DROPS_ROUTES, Level, Object, Out};
+pub use crate::ambient::{DATAPLANE_MODE, USE_WAYPOINT};
 use crate::compile::MESH;
-
-/// The label that puts a namespace's pods in ambient mode.
-pub const DATAPLANE_MODE: &str = "istio.io/dataplane-mode";
-/// The label that names the waypoint of a namespace or a Service.
-pub const USE_WAYPOINT: &str = "istio.io/use-waypoint";
 
 pub(super) fn check(out: &mut Out) {
     let (m, mesh) = (out.m, out.mesh);

@@ -13,8 +13,9 @@ pub struct UpArgs {
     #[arg(long, default_value = "multiservice")]
     pub stage: String,
     /// The routing API the release is written in: `istio` (VirtualServices
-    /// and DestinationRules) or `gateway-api` (a Gateway and HTTPRoutes, the
-    /// lane carried in the request's baggage).
+    /// and DestinationRules), `gateway-api` (a Gateway and HTTPRoutes, the
+    /// lane carried in the request's baggage) or `ambient` (those HTTPRoutes,
+    /// no sidecars: forecast's route applied by the namespace's waypoint).
     #[arg(long, value_enum, default_value_t = stages::Api::Istio)]
     pub api: stages::Api,
     /// Address of the ingress (Istio's ingress gateway).

@@ -10,8 +10,8 @@ use weather::stages::{self, Api};
 
 use crate::{client, root};
 
-async fn up(stage: &str) -> (weather::dataplane::Running, weather_core::RunningServer) {
-    let paths = stages::paths_for(&root(), Api::GatewayApi, stage).unwrap();
+async fn up(api: Api, stage: &str) -> (weather::dataplane::Running, weather_core::RunningServer) {
+    let paths = stages::paths_for(&root(), api, stage).unwrap();
     let opts = weather::dataplane::Options::local(paths, Some(stage.to_owned()));
     let running = weather::dataplane::start(opts).await.unwrap();
     let admin = weather::admin::serve("127.0.0.1:0".parse().unwrap(), running.plane.clone())
@@ -64,7 +64,16 @@ async fn chain(ingress: std::net::SocketAddr, headers: &[(&str, &str)]) -> Strin
 
 #[tokio::test]
 async fn on_http_routes_testers_get_the_v2_chain_everyone_else_v1_and_no_request_crosses() {
-    let (running, admin) = up("multiservice").await;
+    no_request_crosses(Api::GatewayApi).await;
+}
+
+#[tokio::test]
+async fn in_ambient_mode_too_testers_get_the_v2_chain_and_no_request_crosses() {
+    no_request_crosses(Api::Ambient).await;
+}
+
+async fn no_request_crosses(api: Api) {
+    let (running, admin) = up(api, "multiservice").await;
     let ingress = running.ingress;
     let v2 = "frontend:v2,forecast:v2,recommendation:v1";
     let v1 = "frontend:v1,forecast:v1";
@@ -102,7 +111,7 @@ async fn on_http_routes_testers_get_the_v2_chain_everyone_else_v1_and_no_request
 
 #[tokio::test]
 async fn the_admin_listener_says_which_api_routes_and_a_switch_stays_in_it() {
-    let (running, admin) = up("multiservice").await;
+    let (running, admin) = up(Api::GatewayApi, "multiservice").await;
     let base = format!("http://{}", admin.addr);
     let http = client();
     let state: serde_json::Value = http
@@ -155,4 +164,67 @@ async fn the_admin_listener_says_which_api_routes_and_a_switch_stays_in_it() {
     assert_eq!(res.status(), 404);
     running.shutdown().await;
     admin.shutdown().await.unwrap();
+}
+
+/// Where the model sends a call from `from` to forecast, with these headers.
+fn forecast_from(
+    paths: &[std::path::PathBuf],
+    from: &str,
+    headers: &[(String, String)],
+) -> Vec<String> {
+    let m = mesh::load_paths(paths).unwrap();
+    let mesh = mesh::Mesh::compile(&m);
+    let w = mesh.workloads.iter().find(|w| w.name == from).unwrap();
+    let caller = mesh::Caller::Workload {
+        namespace: &w.namespace,
+        labels: &w.labels,
+    };
+    let req = mesh::Request {
+        authority: "forecast:3002",
+        path: "/",
+        method: "GET",
+        scheme: "http",
+        headers,
+    };
+    match mesh.route(caller, &req) {
+        mesh::Routed::Route { targets, .. } => targets
+            .iter()
+            .filter(|t| t.weight > 0)
+            .flat_map(|t| t.endpoints.iter().map(|&e| mesh.workloads[e].name.clone()))
+            .collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn in_ambient_mode_the_waypoint_drops_source_labels_and_keeps_the_lane() {
+    let root = root();
+    let ambient = root.join("istio/ambient");
+    // The VirtualService release: the waypoint drops `sourceLabels`, so
+    // frontend v2's call falls to forecast v1 (istio #51565).
+    let mut vs = stages::paths(&root, "multiservice").unwrap();
+    assert_eq!(forecast_from(&vs, "frontend-v2", &[]), ["forecast-v2"]);
+    vs.push(ambient.clone());
+    assert_eq!(forecast_from(&vs, "frontend-v2", &[]), ["forecast-v1"]);
+    // The lane in the request survives the waypoint.
+    let lane = [("baggage".to_owned(), "lane=v2".to_owned())];
+    let gw = stages::paths_for(&root, Api::Ambient, "multiservice").unwrap();
+    assert_eq!(forecast_from(&gw, "frontend-v2", &lane), ["forecast-v2"]);
+    assert_eq!(forecast_from(&gw, "frontend-v2", &[]), ["forecast-v1"]);
+    // No waypoint: ztunnel carries the call at L4, to any version.
+    let dir = std::env::temp_dir().join(format!("weather-no-waypoint-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ns = std::fs::read_to_string(ambient.join("namespace.yaml")).unwrap();
+    let without = ns.replace(
+        "istio.io/use-waypoint: waypoint",
+        "istio.io/use-waypoint: none",
+    );
+    assert_ne!(ns, without);
+    std::fs::write(dir.join("namespace.yaml"), without).unwrap();
+    let mut l4 = stages::paths_for(&root, Api::GatewayApi, "multiservice").unwrap();
+    l4.insert(2, dir.clone());
+    let mut got = forecast_from(&l4, "frontend-v2", &lane);
+    got.sort();
+    assert_eq!(got, ["forecast-v1", "forecast-v2"]);
+    std::fs::remove_dir_all(dir).unwrap();
 }
