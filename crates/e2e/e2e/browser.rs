@@ -450,6 +450,64 @@ async fn the_tester_journey_in_a_real_browser() {
     running.shutdown().await;
 }
 
+/// The release on Gateway API in ambient mode (`weather up --api ambient`):
+/// the edge HTTPRoute sets the lane for the tester, frontend passes it on in
+/// `baggage`, and the waypoint's route for forecast follows it. In a real
+/// browser: the tester sees blue buttons and advice, everyone else grey.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and chromedriver (scripts/setup): ./scripts/test runs it"]
+async fn the_tester_journey_in_ambient_mode() {
+    use weather::stages::Api;
+    let paths = weather::stages::paths_for(&root(), Api::Ambient, "multiservice").unwrap();
+    assert_eq!(Api::of(&paths), Api::Ambient);
+    let running = dataplane::start(dataplane::Options::local(
+        paths,
+        Some("multiservice".into()),
+    ))
+    .await
+    .unwrap();
+    let origin = format!("http://{}/", running.ingress);
+    let (_driver, c) = browser().await;
+
+    c.goto(&format!("{origin}?city=london")).await.unwrap();
+    assert_buttons(&c, GREY).await;
+    assert!(!has(&c, "[data-testid=advice]").await);
+    let served = text(&c, "[data-testid=served-by]").await;
+    assert!(
+        served.contains("frontend v1") && served.contains("forecast v1") && !served.contains("v2"),
+        "{served}"
+    );
+
+    log_in_as(&c, "tester").await;
+    assert_eq!(user_cookie(&c).await.as_deref(), Some("tester"));
+    assert_buttons(&c, BLUE).await;
+    let advice = text(&c, "[data-testid=advice]").await;
+    assert!(advice.contains("What to wear"), "{advice}");
+    let served = text(&c, "[data-testid=served-by]").await;
+    assert!(
+        served.contains("frontend v2")
+            && served.contains("forecast v2")
+            && served.contains("recommendation v1"),
+        "{served}"
+    );
+    // Another city, still the whole v2 chain: the lane rides every request.
+    show_city(&c, "beijing").await;
+    assert_buttons(&c, BLUE).await;
+    assert!(
+        text(&c, "[data-testid=served-by]")
+            .await
+            .contains("forecast v2")
+    );
+
+    click_and_load(&c, "[data-testid=logout]").await;
+    assert_eq!(user_cookie(&c).await, None);
+    assert_buttons(&c, GREY).await;
+    assert!(!has(&c, "[data-testid=advice]").await);
+
+    c.close().await.unwrap();
+    running.shutdown().await;
+}
+
 /// The safe way in a browser (the `multiservice-jwt` stage): a `user=tester`
 /// cookie set by the page itself is not enough; logging in is, because the
 /// login's signed token rides along in a cookie no script can read.
