@@ -5,6 +5,7 @@
 //! compiled [`Mesh`], so the analysis and the routing cannot disagree on it.
 
 pub mod ambient;
+mod lanes;
 mod security;
 
 use std::{collections::BTreeMap, fmt};
@@ -77,6 +78,7 @@ pub const RETRY_PAST_TIMEOUT: &str = "WEA0013";
 pub const MIRROR_NOWHERE: &str = "WEA0014";
 pub const OUTLIER_NEVER_EJECTS: &str = "WEA0015";
 pub const AMBIENT_DROPS_ROUTES: &str = "WEA0016";
+pub use lanes::{CLIENT_PICKS_LANE, LANE_NEVER_SET, VS_AND_HTTPROUTE};
 
 fn includes(labels: &Labels, of: &Labels) -> bool {
     of.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -141,6 +143,7 @@ pub fn analyze(m: &Manifests, mesh: &Mesh) -> Vec<Message> {
     virtual_services(&mut out);
     destination_rules(&mut out);
     ambient::check(&mut out);
+    lanes::check(&mut out);
     security::check(&mut out);
     for w in &m.warnings {
         // The loader's own words already name file, object and field.

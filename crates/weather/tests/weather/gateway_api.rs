@@ -228,3 +228,88 @@ fn in_ambient_mode_the_waypoint_drops_source_labels_and_keeps_the_lane() {
     assert_eq!(got, ["forecast-v1", "forecast-v2"]);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `weather check` on the Gateway API multiservice stage, edited.
+fn check_edited(stage_api: Api, extra: &str, replace: &str, with: &str) -> Vec<String> {
+    let paths = stages::paths_for(&root(), stage_api, "multiservice").unwrap();
+    let mut text = String::new();
+    for p in &paths {
+        let files: Vec<std::path::PathBuf> = if p.is_dir() {
+            let mut f: Vec<_> = std::fs::read_dir(p)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|f| f.extension().is_some_and(|x| x == "yaml"))
+                .collect();
+            f.sort();
+            f
+        } else {
+            vec![p.clone()]
+        };
+        for f in files {
+            text.push_str(&std::fs::read_to_string(f).unwrap());
+            text.push_str("\n---\n");
+        }
+    }
+    assert!(text.contains(replace), "{replace:?}");
+    let mut m = mesh::Manifests::default();
+    m.add_yaml(
+        "edited.yaml",
+        &format!("{}\n---\n{extra}", text.replacen(replace, with, 1)),
+    )
+    .unwrap();
+    let mesh = mesh::Mesh::compile(&m);
+    mesh::analyze::analyze(&m, &mesh)
+        .iter()
+        .map(|msg| msg.to_string())
+        .collect()
+}
+
+#[test]
+fn check_warns_where_the_lane_cannot_hold_and_where_two_apis_route_one_host() {
+    let clean = check_edited(Api::GatewayApi, "", "", "");
+    assert!(clean.is_empty(), "{clean:?}");
+    // The edge no longer sets the lane: matched downstream, never set.
+    let unset = check_edited(
+        Api::GatewayApi,
+        "",
+        "            set:\n              - name: baggage\n                value: lane=v2",
+        "            set:\n              - name: x-lane\n                value: v2",
+    );
+    assert!(
+        unset.iter().any(|m| m.contains("WEA0018")
+            && m.contains("HTTPRoute forecast-route.weather")
+            && m.contains("no edge route sets baggage")),
+        "{unset:#?}"
+    );
+    // Nor does it remove a client's: a client picks its lane.
+    assert!(
+        unset.iter().any(|m| m.contains("WEA0019")
+            && m.contains("HTTPRoute frontend-route.weather")
+            && m.contains("spec.rules[0]")),
+        "{unset:#?}"
+    );
+    let passes = check_edited(
+        Api::GatewayApi,
+        "",
+        "            remove:\n              - baggage",
+        "            remove:\n              - x-lane",
+    );
+    assert!(
+        passes
+            .iter()
+            .any(|m| m.contains("WEA0019") && m.contains("spec.rules[1]")),
+        "{passes:#?}"
+    );
+    assert!(!passes.iter().any(|m| m.contains("WEA0018")), "{passes:#?}");
+    // A VirtualService for forecast beside the HTTPRoute.
+    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: forecast-vs, namespace: weather}\nspec:\n  hosts: [forecast]\n  http:\n    - route: [{destination: {host: forecast-v1}}]\n";
+    let both = check_edited(Api::GatewayApi, vs, "", "");
+    assert!(
+        both.iter().any(|m| m.contains("WEA0017")
+            && m.contains("VirtualService forecast-vs.weather")
+            && m.contains(
+                "HTTPRoute forecast-route also routes forecast.weather.svc.cluster.local"
+            )),
+        "{both:#?}"
+    );
+}
