@@ -29,6 +29,9 @@ const gatewayAPIGroup = "gateway.networking.k8s.io"
 // gatewayClassIstio is the class whose Gateways istiod deploys.
 const gatewayClassIstio = "istio"
 
+// gatewayClassWaypoint is the class of ambient mode's waypoints.
+const gatewayClassWaypoint = "istio-waypoint"
+
 // crdDefaults holds a structural schema per kind and version.
 type crdDefaults map[string]*structuralschema.Structural
 
@@ -136,4 +139,59 @@ func gatewayDeployment(name, namespace string, ports []uint32, ip string) (objec
 		objects = append(objects, string(b))
 	}
 	return objects, labels
+}
+
+// waypointDeployment is what istiod deploys for a waypoint (class
+// istio-waypoint): a Service of the Gateway's name on the HBONE port 15008,
+// and its pods. The pod is given the address `ip`.
+func waypointDeployment(name, namespace, ip string) (objects []string, labels map[string]string) {
+	labels = map[string]string{
+		"gateway.networking.k8s.io/gateway-name":       name,
+		"gateway.networking.k8s.io/gateway-class-name": gatewayClassWaypoint,
+		"gateway.istio.io/managed":                     "istio.io-mesh-controller",
+	}
+	svc := map[string]any{
+		"apiVersion": "v1",
+		"kind":       "Service",
+		"metadata":   map[string]any{"name": name, "namespace": namespace, "labels": labels},
+		"spec": map[string]any{
+			"clusterIP": "10.96.2.1",
+			"selector":  map[string]string{"gateway.networking.k8s.io/gateway-name": name},
+			"ports":     []map[string]any{{"name": "mesh", "port": 15008, "appProtocol": "hbone"}},
+		},
+	}
+	pod := map[string]any{
+		"apiVersion": "v1",
+		"kind":       "Pod",
+		"metadata":   map[string]any{"name": name + "-0", "namespace": namespace, "labels": labels},
+		"spec": map[string]any{
+			"containers": []map[string]any{{"name": "istio-proxy", "image": "istio/proxyv2"}},
+		},
+		"status": map[string]any{
+			"phase":      "Running",
+			"conditions": []map[string]string{{"type": "Ready", "status": "True"}},
+			"podIP":      ip,
+			"podIPs":     []map[string]string{{"ip": ip}},
+		},
+	}
+	for _, o := range []any{svc, pod} {
+		b, _ := yaml.Marshal(o)
+		objects = append(objects, string(b))
+	}
+	return objects, labels
+}
+
+// withAddress is a Gateway as its controller leaves it: its status names the
+// address of the Service deployed for it, which is how ambient mode finds a
+// waypoint.
+func withAddress(doc, name, namespace string) (string, error) {
+	var m map[string]any
+	if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+		return "", err
+	}
+	m["status"] = map[string]any{"addresses": []map[string]string{{
+		"type": "Hostname", "value": name + "." + namespace + ".svc.cluster.local",
+	}}}
+	b, err := yaml.Marshal(m)
+	return string(b), err
 }

@@ -20,10 +20,13 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"istio.io/istio/pilot/pkg/config/kube/crd"
+	"istio.io/istio/pilot/pkg/features"
 	"istio.io/istio/pilot/pkg/model"
 	"istio.io/istio/pilot/pkg/simulation"
 	"istio.io/istio/pilot/test/xds"
+	"istio.io/istio/pilot/test/xdstest"
 	"istio.io/istio/pkg/config"
+	"istio.io/istio/pkg/test"
 )
 
 // Job is what the differential test asks for: the manifests (files or
@@ -159,6 +162,16 @@ func split(paths []string) (istio, kube string, deployments, gateways []object, 
 				if o.Kind == "Gateway" && o.Spec.GatewayClassName == gatewayClassIstio {
 					gateways = append(gateways, o)
 				}
+				if o.Kind == "Gateway" && o.Spec.GatewayClassName == gatewayClassWaypoint {
+					ns := o.Metadata.Namespace
+					if ns == "" {
+						ns = "default"
+					}
+					if doc, err = withAddress(doc, o.Metadata.Name, ns); err != nil {
+						return "", "", nil, nil, err
+					}
+					gateways = append(gateways, o)
+				}
 			}
 			if o.Kind == "Namespace" && o.APIVersion == "v1" {
 				var m map[string]any
@@ -252,6 +265,37 @@ func pushed(t *testing.T, s *xds.FakeDiscoveryServer, p *model.Proxy, namespace 
 	return out
 }
 
+// waypointPushed is what istiod pushes to a waypoint: the route
+// configuration of each Service it serves, inline in the filter chain
+// `inbound-vip|PORT|http|FQDN` of its listener main_internal, by that name.
+func waypointPushed(t *testing.T, s *xds.FakeDiscoveryServer, p *model.Proxy) Proxy {
+	proxy := s.SetupProxy(p)
+	out := Proxy{Namespace: p.ConfigNamespace, Labels: p.Labels, Routes: map[string]json.RawMessage{}}
+	l := xdstest.ExtractListener("main_internal", s.Listeners(proxy))
+	if l == nil {
+		t.Fatalf("istiod gave waypoint %s no listener main_internal", p.ID)
+	}
+	for _, fc := range l.FilterChains {
+		if !strings.HasPrefix(fc.Name, "inbound-vip|") {
+			continue
+		}
+		h := xdstest.ExtractHTTPConnectionManager(t, fc)
+		if h == nil || h.GetRouteConfig() == nil {
+			continue
+		}
+		b, err := protojson.Marshal(h.GetRouteConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.Routes[fc.Name] = b
+	}
+	for _, c := range s.Clusters(proxy) {
+		out.Clusters = append(out.Clusters, c.Name)
+	}
+	sort.Strings(out.Clusters)
+	return out
+}
+
 // readJob reads the Job named by the environment variable `name`, if it is set.
 func readJob(t *testing.T, name string) (Job, bool) {
 	var job Job
@@ -300,8 +344,17 @@ func export(t *testing.T, job Job) Export {
 		ConfigNamespace: "istio-system",
 		Metadata:        &model.NodeMetadata{Labels: IngressLabels, Namespace: "istio-system"},
 	}
-	if len(gateways) > 0 {
-		gw := gateways[0]
+	var waypoints []object
+	var edges []object
+	for _, g := range gateways {
+		if g.Spec.GatewayClassName == gatewayClassWaypoint {
+			waypoints = append(waypoints, g)
+		} else {
+			edges = append(edges, g)
+		}
+	}
+	if len(edges) > 0 {
+		gw := edges[0]
 		ns := gw.Metadata.Namespace
 		if ns == "" {
 			ns = "default"
@@ -322,9 +375,34 @@ func export(t *testing.T, job Job) Export {
 			Metadata:        &model.NodeMetadata{Labels: labels, Namespace: ns},
 		}
 	}
+	// Ambient mode's waypoints: the pods istiod deploys for them.
+	var waypointProxies []*model.Proxy
+	for i, w := range waypoints {
+		ns := w.Metadata.Namespace
+		if ns == "" {
+			ns = "default"
+		}
+		ip := fmt.Sprintf("10.244.2.%d", i+1)
+		objects, labels := waypointDeployment(w.Metadata.Name, ns, ip)
+		kube = strings.Join(append([]string{kube}, objects...), "\n---\n")
+		waypointProxies = append(waypointProxies, &model.Proxy{
+			Type:            model.Waypoint,
+			ID:              w.Metadata.Name + "-0." + ns,
+			Labels:          labels,
+			ConfigNamespace: ns,
+			IPAddresses:     []string{ip},
+			Metadata:        &model.NodeMetadata{Labels: labels, Namespace: ns},
+		})
+	}
+	if len(waypoints) > 0 {
+		test.SetForTest(t, &features.EnableAmbient, true)
+	}
 	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{Configs: configs(t, istio), KubernetesObjectString: kube})
 	ex := Export{Proxies: map[string]Proxy{}}
 	ex.Proxies["ingress"] = pushed(t, s, ingress, ingress.ConfigNamespace)
+	for i, w := range waypoints {
+		ex.Proxies["waypoint:"+waypointProxies[i].ConfigNamespace+"/"+w.Metadata.Name] = waypointPushed(t, s, waypointProxies[i])
+	}
 	for i, d := range deployments {
 		ns := d.Metadata.Namespace
 		if ns == "" {

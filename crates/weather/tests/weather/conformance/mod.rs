@@ -160,7 +160,59 @@ fn cluster_name(mesh: &Mesh, t: &mesh::routing::Target, listener_port: u16) -> M
     ))
 }
 
+/// A waypoint's cluster for a model's: `inbound-vip|PORT|http[/SUBSET]|FQDN`
+/// (`getWaypointDestinationCluster`: the waypoint serves every Service of
+/// its namespace).
+fn at_waypoint(met: Met) -> Met {
+    match met {
+        Met::Cluster(c) => {
+            let parts: Vec<&str> = c.split('|').collect();
+            match parts.as_slice() {
+                ["outbound", port, subset, host] => {
+                    let sub = if subset.is_empty() {
+                        "http".to_owned()
+                    } else {
+                        format!("http/{subset}")
+                    };
+                    Met::Cluster(format!("inbound-vip|{port}|{sub}|{host}"))
+                }
+                _ => Met::Cluster(c),
+            }
+        }
+        other => other,
+    }
+}
+
 fn model_says(mesh: &Mesh, ask: &Ask) -> Met {
+    // A waypoint (`waypoint:NAMESPACE/NAME`) routes what any pod of an
+    // ambient namespace sends: the model's call from a pod without labels.
+    if let Some((ns, _)) = ask
+        .from
+        .strip_prefix("waypoint:")
+        .and_then(|w| w.split_once('/'))
+    {
+        let labels = Default::default();
+        let port = ask
+            .listener
+            .split('|')
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(80);
+        return at_waypoint(decide(
+            mesh,
+            ask,
+            Caller::Workload {
+                namespace: ns,
+                labels: &labels,
+            },
+            port,
+        ));
+    }
+    let port = ask
+        .listener
+        .trim_start_matches("http.")
+        .parse()
+        .unwrap_or(80);
     let caller = if ask.from == "ingress" {
         Caller::Ingress
     } else {
@@ -174,6 +226,11 @@ fn model_says(mesh: &Mesh, ask: &Ask) -> Met {
             labels: &w.labels,
         }
     };
+    decide(mesh, ask, caller, port)
+}
+
+/// The model's decision for `ask` from `caller`, as the cluster Envoy would name.
+fn decide(mesh: &Mesh, ask: &Ask, caller: Caller<'_>, port: u16) -> Met {
     // Every Istio proxy normalizes the path before it routes.
     let path = mesh::path::normalize(&ask.path).expect("the corpus sends paths Envoy routes");
     let req = mesh::Request {
@@ -183,11 +240,6 @@ fn model_says(mesh: &Mesh, ask: &Ask) -> Met {
         scheme: "http",
         headers: &AskHeaders(&ask.headers),
     };
-    let port = ask
-        .listener
-        .trim_start_matches("http.")
-        .parse()
-        .unwrap_or(80);
     match mesh.route(caller, &req) {
         Routed::NoRoute(_) => Met::NoRoute,
         Routed::Passthrough => Met::Cluster("PassthroughCluster".into()),
@@ -348,6 +400,28 @@ fn assert_agree(report: &[String], kinds: &Kinds) {
 fn weather_asks(export: &Value, ingress: usize, sidecar: usize, seed: u64) -> Vec<Ask> {
     let mut asks = Vec::new();
     for (proxy, p) in export["proxies"].as_object().unwrap() {
+        // A waypoint: per Service it serves (`inbound-vip|PORT|http|FQDN`),
+        // the corpus of a sidecar's port, addressed to that Service.
+        if proxy.starts_with("waypoint:") {
+            for name in p["routes"].as_object().unwrap().keys() {
+                let parts: Vec<&str> = name.split('|').collect();
+                let (port, host) = (parts[1], parts[3].split('.').next().unwrap());
+                for (i, mut ask) in corpus(proxy, &[port.to_owned()], sidecar, seed)
+                    .into_iter()
+                    .enumerate()
+                {
+                    ask.listener = name.clone();
+                    // Now and then the full name, as a client may write it.
+                    ask.authority = if i % 4 == 0 {
+                        format!("{}:{port}", parts[3])
+                    } else {
+                        format!("{host}:{port}")
+                    };
+                    asks.push(ask);
+                }
+            }
+            continue;
+        }
         let listeners: Vec<String> = p["routes"]
             .as_object()
             .unwrap()
@@ -399,6 +473,64 @@ fn every_gateway_api_stage_routes_as_istiod_and_envoy_do() {
         };
         let name = format!("gateway-api-{stage}");
         report.push(bench.compare(&name, &paths, &files, asks, &mut kinds));
+    }
+    assert_agree(&report, &kinds);
+}
+
+/// Ambient mode: the namespace's waypoint as istiod's test server builds it
+/// (a waypoint proxy; its route configurations are those inline in its
+/// listener `main_internal`, one per Service), for every Gateway API stage and
+/// every classic VirtualService stage made ambient. The pods have no
+/// sidecars, so only the gateway and the waypoint are asked.
+#[test]
+#[ignore = "needs Go, istiod's module and Envoy (scripts/setup): ./scripts/test runs it"]
+fn every_stage_made_ambient_routes_as_istiods_waypoint_and_envoy_do() {
+    use weather::stages::Api;
+    let bench = Bench::new();
+    let mut report = Vec::new();
+    let mut kinds = Kinds::new();
+    let root = root();
+    let mut runs: Vec<(String, Vec<PathBuf>, String)> = Vec::new();
+    for stage in weather::stages::names_for(&root, Api::Ambient) {
+        let paths = weather::stages::paths_for(&root, Api::Ambient, &stage).unwrap();
+        let files = format!(
+            "-f k8s -f istio/gateway-api/base -f istio/ambient -f istio/gateway-api/stages/{stage}"
+        );
+        runs.push((format!("ambient-{stage}"), paths, files));
+    }
+    for stage in [
+        "all-v1",
+        "forecast-50-50",
+        "forecast-v2",
+        "forecast-user-agent",
+        "frontend-combined",
+        "multiservice",
+        "multiservice-lane",
+    ] {
+        let mut paths = stage_paths(stage);
+        paths.push(root.join("istio/ambient"));
+        let files = format!(
+            "-f k8s -f istio/base -f istio/security -f istio/stages/{stage} -f istio/ambient"
+        );
+        runs.push((format!("ambient-vs-{stage}"), paths, files));
+    }
+    for (s, (name, paths, files)) in runs.iter().enumerate() {
+        let asks = |export: &Value| {
+            let asks: Vec<Ask> = weather_asks(export, 2000, 700, 270 + s as u64)
+                .into_iter()
+                .filter(|a| a.from == "ingress" || a.from.starts_with("waypoint:"))
+                .collect();
+            let at_waypoint = asks
+                .iter()
+                .filter(|a| a.from.starts_with("waypoint:"))
+                .count();
+            assert!(
+                at_waypoint >= 2000,
+                "{name}: istiod built no waypoint routes ({at_waypoint} asks)"
+            );
+            asks
+        };
+        report.push(bench.compare(name, paths, files, asks, &mut kinds));
     }
     assert_agree(&report, &kinds);
 }
