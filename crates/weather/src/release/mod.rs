@@ -4,6 +4,8 @@
 //!
 //! - [`spec`]: the `ReleaseTrain` object, loaded strictly;
 //! - [`plan`]: the steps and the VirtualServices each applies;
+//! - [`routes`]: the same steps as HTTPRoutes, for a release written in
+//!   Gateway API (the lane carried in `baggage`);
 //! - [`metrics`]: the gates' arithmetic on Istio's standard metrics;
 //! - [`run`]: applying, waiting, judging, promoting or rolling back.
 
@@ -12,5 +14,6 @@ pub mod metrics;
 mod options;
 pub mod plan;
 mod report;
+pub mod routes;
 pub mod run;
 pub mod spec;

@@ -177,7 +177,12 @@ pub fn virtual_services(train: &Train, m: &Manifests, phase: Phase) -> Vec<Value
 /// The step's VirtualServices as the YAML `kubectl apply -f -` reads.
 pub fn yaml(train: &Train, m: &Manifests, phase: Phase) -> String {
     let mut out = format!("# {}: {phase}\n", train.name());
-    for (i, vs) in virtual_services(train, m, phase).iter().enumerate() {
+    let objects = if super::routes::applies(train, m) {
+        super::routes::http_routes(train, m, phase)
+    } else {
+        virtual_services(train, m, phase)
+    };
+    for (i, vs) in objects.iter().enumerate() {
         if i > 0 {
             out.push_str("---\n");
         }

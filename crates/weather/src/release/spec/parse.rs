@@ -276,10 +276,17 @@ pub fn check_against(train: &Train, m: &Manifests, file: &str) -> Result<(), Err
     };
     let ns = train.namespace();
     let (gw_ns, gw_name) = train.spec.spec.gateway.split_once('/').unwrap_or(("", ""));
-    if !m
-        .gateways
+    // An Istio Gateway (VirtualServices), or a Gateway API one (HTTPRoutes,
+    // a Service per version).
+    let gateway_api = m
+        .kube_gateways
         .iter()
-        .any(|g| g.metadata.ns() == gw_ns && g.metadata.name == gw_name)
+        .any(|g| g.metadata.ns() == gw_ns && g.metadata.name == gw_name);
+    if !gateway_api
+        && !m
+            .gateways
+            .iter()
+            .any(|g| g.metadata.ns() == gw_ns && g.metadata.name == gw_name)
     {
         return Err(field(
             "spec.gateway".into(),
@@ -306,6 +313,23 @@ pub fn check_against(train: &Train, m: &Manifests, file: &str) -> Result<(), Err
                         s.name, s.name
                     ),
                 ));
+            }
+            if gateway_api {
+                let svc = crate::release::routes::version_service(&s.name, version);
+                if !m
+                    .services
+                    .iter()
+                    .any(|x| x.metadata.ns() == ns && x.metadata.name == svc)
+                {
+                    return Err(field(
+                        format!("spec.services[{i}].{f}"),
+                        format!(
+                            "no Service {ns}/{svc} (the Service of {} {version}, which the HTTPRoutes name)",
+                            s.name
+                        ),
+                    ));
+                }
+                continue;
             }
             let subset = m.destination_rules.iter().any(|d| {
                 d.metadata.ns() == ns

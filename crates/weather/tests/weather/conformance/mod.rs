@@ -477,6 +477,48 @@ fn every_gateway_api_stage_routes_as_istiod_and_envoy_do() {
     assert_agree(&report, &kinds);
 }
 
+/// Every step of the shipped release train on a release written in Gateway
+/// API: HTTPRoutes at the edge and on forecast's Service, the lane in
+/// `baggage`.
+#[test]
+#[ignore = "needs Go, istiod's module and Envoy (scripts/setup): ./scripts/test runs it"]
+fn every_release_train_step_on_http_routes_routes_as_istiod_and_envoy_do() {
+    use weather::{release::plan, stages::Api};
+    let bench = Bench::new();
+    let root = root();
+    let text = std::fs::read_to_string(root.join("release/frontend-forecast-v2.yaml")).unwrap();
+    let train = weather::release::spec::parse("frontend-forecast-v2.yaml", &text).unwrap();
+    let all_v1 = weather::stages::paths_for(&root, Api::GatewayApi, "all-v1").unwrap();
+    let m = mesh::load_paths(&all_v1).unwrap();
+    let mut phases = plan::phases(&train);
+    phases.push(plan::Phase::Rollback);
+    let mut report = Vec::new();
+    let mut kinds = Kinds::new();
+    for (s, phase) in phases.into_iter().enumerate() {
+        let dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"))
+            .join(format!("conformance/release-routes-{s}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = plan::yaml(&train, &m, phase);
+        assert!(yaml.contains("kind: \"HTTPRoute\""), "{yaml}");
+        std::fs::write(dir.join("train.yaml"), yaml).unwrap();
+        let paths = vec![
+            root.join("k8s"),
+            root.join("istio/gateway-api/base"),
+            dir.clone(),
+        ];
+        let files = format!("-f k8s -f istio/gateway-api/base -f {}", dir.display());
+        let asks = |export: &Value| weather_asks(export, 800, 300, 370 + s as u64);
+        let name = format!(
+            "release-routes-{s}-{}",
+            phase.to_string().replace([' ', '/', '%'], "")
+        );
+        report.push(bench.compare(&name, &paths, &files, asks, &mut kinds));
+    }
+    assert_agree(&report, &kinds);
+}
+
 /// Ambient mode: the namespace's waypoint as istiod's test server builds it
 /// (a waypoint proxy; its route configurations are those inline in its
 /// listener `main_internal`, one per Service), for every Gateway API stage and
