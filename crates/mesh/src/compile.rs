@@ -22,8 +22,7 @@ use crate::{
     terms::subset_of,
 };
 
-/// The `gateways` entry that binds a VirtualService to every sidecar.
-pub(crate) const MESH: &str = "mesh";
+pub(crate) use crate::terms::MESH;
 
 /// A problem that makes a rule unusable (it then never matches).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -331,6 +330,52 @@ impl Mesh {
     /// How many VirtualServices are in force.
     pub fn virtual_service_count(&self) -> usize {
         self.virtual_services.len()
+    }
+
+    /// What routes, in words: `3 VirtualServices`, `2 HTTPRoutes`, or both.
+    pub fn routes_summary(&self) -> String {
+        let (translated, own): (Vec<&CompiledVs>, Vec<&CompiledVs>) = self
+            .virtual_services
+            .iter()
+            .partition(|v| v.gateway_semantics);
+        let mut routes: Vec<&str> = translated
+            .iter()
+            .flat_map(|v| v.rules.iter().map(|r| r.rule.virtual_service.as_str()))
+            .collect();
+        routes.sort();
+        routes.dedup();
+        match (own.len(), routes.len()) {
+            (n, 0) => format!("{n} VirtualServices"),
+            (0, r) => format!("{r} HTTPRoutes"),
+            (n, r) => format!("{n} VirtualServices and {r} HTTPRoutes"),
+        }
+    }
+
+    /// Who the ingress stands for: Istio's ingress gateway, or the pods
+    /// istiod deploys for the Gateway API Gateways it serves.
+    pub fn ingress_description(&self) -> String {
+        let mut names: Vec<String> = self
+            .gateways
+            .iter()
+            .filter(|g| g.gateway_api && g.serves_ingress())
+            .map(|g| {
+                g.reference
+                    .split(crate::gateway_api::GENERATED)
+                    .next()
+                    .unwrap_or(&g.reference)
+                    .to_owned()
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        if names.is_empty() {
+            "the ingress gateway (istio: ingressgateway)".to_owned()
+        } else {
+            format!(
+                "the ingress gateway (the pods of Gateway {})",
+                names.join(", ")
+            )
+        }
     }
 
     /// The workloads (indices) behind Service `service`: its pods.

@@ -40,7 +40,7 @@ pub fn explain<H: HeaderLookup + ?Sized>(
     req: &Request<'_, H>,
 ) -> Explanation {
     let from = match caller {
-        Caller::Ingress => "the ingress gateway (istio: ingressgateway)".to_owned(),
+        Caller::Ingress => mesh.ingress_description(),
         Caller::Workload { namespace, labels } => {
             let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             format!("a workload in {namespace} with labels {}", l.join(", "))

@@ -17,6 +17,10 @@ pub const ROOT_NAMESPACE: &str = "istio-system";
 /// The mesh's trust domain: identities are `cluster.local/ns/NS/sa/SA`.
 pub const TRUST_DOMAIN: &str = "cluster.local";
 
+/// The `gateways` entry that binds a route to every sidecar (and that
+/// istiod gives a Gateway API route attached to a Service).
+pub const MESH: &str = "mesh";
+
 /// The namespace of Istio's ingress gateway pods.
 pub const INGRESS_NAMESPACE: &str = "istio-system";
 

@@ -401,14 +401,11 @@ fn summarize(applied: &Applied, rollout: &Option<Rollout>) -> String {
 
 impl Applied {
     fn summary(&self) -> String {
-        let n = self.mesh.virtual_service_count();
+        let n = self.mesh.routes_summary();
         match (&self.overlay, &self.stage) {
-            (Some(o), _) => format!(
-                "applied {} over the manifests: {n} VirtualServices",
-                o.objects.join(", ")
-            ),
-            (None, Some(s)) => format!("applied stage {s}: {n} VirtualServices"),
-            (None, None) => format!("applied {n} VirtualServices"),
+            (Some(o), _) => format!("applied {} over the manifests: {n}", o.objects.join(", ")),
+            (None, Some(s)) => format!("applied stage {s}: {n}"),
+            (None, None) => format!("applied {n}"),
         }
     }
 }

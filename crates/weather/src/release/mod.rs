@@ -3,6 +3,7 @@
 //! (docs/architecture.md, "The release train").
 //!
 //! - [`spec`]: the `ReleaseTrain` object, loaded strictly;
+//! - [`phase`]: what a step routes;
 //! - [`plan`]: the steps and the VirtualServices each applies;
 //! - [`routes`]: the same steps as HTTPRoutes, for a release written in
 //!   Gateway API (the lane carried in `baggage`);
@@ -12,6 +13,7 @@
 mod driver;
 pub mod metrics;
 mod options;
+pub mod phase;
 pub mod plan;
 mod report;
 pub mod routes;

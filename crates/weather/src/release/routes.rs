@@ -9,7 +9,7 @@
 use mesh::Manifests;
 use serde_json::{Value, json};
 
-use super::{plan::Phase, spec::Train};
+use super::{phase::Phase, spec::Train};
 
 /// The header the lane rides in, and the member that names it.
 const BAGGAGE: &str = "baggage";
