@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use weather::stages::{self, Api};
 
-use crate::{client, root};
+use crate::{chain, client, root};
 
 async fn up(api: Api, stage: &str) -> (weather::dataplane::Running, weather_core::RunningServer) {
     let paths = stages::paths_for(&root(), api, stage).unwrap();
@@ -46,20 +46,6 @@ fn every_gateway_api_stage_loads_clean_and_says_what_it_shows() {
         assert!(mesh.ingress_routes_anything(), "{stage}");
         assert!(!stages::summary_for(&root(), Api::GatewayApi, stage).is_empty());
     }
-}
-
-/// The chain that served a request to the ingress.
-async fn chain(ingress: std::net::SocketAddr, headers: &[(&str, &str)]) -> String {
-    let mut req = client().get(format!("http://{ingress}/?city=london"));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = req.send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    res.headers()[weather_core::chain::CHAIN_HEADER]
-        .to_str()
-        .unwrap()
-        .to_owned()
 }
 
 #[tokio::test]

@@ -4,20 +4,7 @@
 //! forecast's route matches it. Through `weather up`, testers get the whole v2
 //! chain, everyone else v1, and a lane a client sends itself changes nothing.
 
-use crate::{client, up_with_admin};
-
-async fn chain(ingress: std::net::SocketAddr, headers: &[(&str, &str)]) -> String {
-    let mut req = client().get(format!("http://{ingress}/?city=london"));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = req.send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    res.headers()[weather_core::chain::CHAIN_HEADER]
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
+use crate::{chain, up_with_admin};
 
 #[tokio::test]
 async fn the_lane_is_set_at_the_edge_passed_on_and_never_taken_from_a_client() {

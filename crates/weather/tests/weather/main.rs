@@ -96,6 +96,21 @@ pub async fn up_with_admin(
     (running, admin)
 }
 
+/// The chain of versions that served a request to the ingress (the
+/// `x-weather-chain` header), sent with `headers`.
+pub async fn chain(ingress: std::net::SocketAddr, headers: &[(&str, &str)]) -> String {
+    let mut req = client().get(format!("http://{ingress}/?city=london"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = req.send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.headers()[weather_core::chain::CHAIN_HEADER]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// An HTTP client that ignores any proxy of the environment.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()

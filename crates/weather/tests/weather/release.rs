@@ -117,21 +117,34 @@ fn bad_specs_are_refused_naming_the_field_before_anything_is_applied() {
 /// `weather check`, and route as the step says.
 #[test]
 fn every_steps_routing_is_clean_for_weather_check() {
-    let (train, m) = run::prepare(&options(shipped_spec(), stage_paths("all-v1"))).unwrap();
+    let overlays = steps_clean(stage_paths("all-v1"));
+    assert_eq!(overlays.len(), 6);
+    for o in overlays {
+        assert_eq!(o.virtual_services.len(), 2);
+        assert!(o.http_routes.is_empty());
+    }
+}
+
+/// Applies every step of the shipped train over `paths` (the rollback too),
+/// asserting `weather check` finds nothing; returns what each step applied.
+fn steps_clean(paths: Vec<PathBuf>) -> Vec<Manifests> {
+    let (train, m) = run::prepare(&options(shipped_spec(), paths)).unwrap();
     let mut phases = plan::phases(&train);
     phases.push(Phase::Rollback);
-    assert_eq!(phases.len(), 6, "{phases:?}");
+    let mut overlays = Vec::new();
     for phase in phases {
         let yaml = plan::yaml(&train, &m, phase);
         let mut overlay = Manifests::default();
         overlay.add_yaml("step", &yaml).unwrap();
-        assert_eq!(overlay.virtual_services.len(), 2, "{yaml}");
+        assert!(overlay.warnings.is_empty(), "{:?}", overlay.warnings);
         let mut all = m.clone();
-        all.apply(overlay).unwrap();
+        all.apply(overlay.clone()).unwrap();
         let mesh = Mesh::compile(&all);
         let findings = analyze(&all, &mesh);
         assert!(findings.is_empty(), "{phase}: {findings:?}\n{yaml}");
+        overlays.push(overlay);
     }
+    overlays
 }
 
 /// Every step's YAML passes Istio's published schemas and the check for fields
@@ -283,21 +296,11 @@ fn gateway_api_all_v1() -> Vec<PathBuf> {
 
 #[test]
 fn on_gateway_api_every_step_is_http_routes_clean_for_weather_check() {
-    let (train, m) = run::prepare(&options(shipped_spec(), gateway_api_all_v1())).unwrap();
-    let mut phases = plan::phases(&train);
-    phases.push(Phase::Rollback);
-    for phase in phases {
-        let yaml = plan::yaml(&train, &m, phase);
-        let mut overlay = Manifests::default();
-        overlay.add_yaml("step", &yaml).unwrap();
-        assert_eq!(overlay.http_routes.len(), 2, "{yaml}");
-        assert!(overlay.virtual_services.is_empty(), "{yaml}");
-        assert!(overlay.warnings.is_empty(), "{:?}", overlay.warnings);
-        let mut all = m.clone();
-        all.apply(overlay).unwrap();
-        let mesh = Mesh::compile(&all);
-        let findings = analyze(&all, &mesh);
-        assert!(findings.is_empty(), "{phase}: {findings:?}\n{yaml}");
+    let overlays = steps_clean(gateway_api_all_v1());
+    assert_eq!(overlays.len(), 6);
+    for o in overlays {
+        assert_eq!(o.http_routes.len(), 2);
+        assert!(o.virtual_services.is_empty());
     }
 }
 

@@ -483,40 +483,7 @@ fn every_gateway_api_stage_routes_as_istiod_and_envoy_do() {
 #[test]
 #[ignore = "needs Go, istiod's module and Envoy (scripts/setup): ./scripts/test runs it"]
 fn every_release_train_step_on_http_routes_routes_as_istiod_and_envoy_do() {
-    use weather::{release::plan, stages::Api};
-    let bench = Bench::new();
-    let root = root();
-    let text = std::fs::read_to_string(root.join("release/frontend-forecast-v2.yaml")).unwrap();
-    let train = weather::release::spec::parse("frontend-forecast-v2.yaml", &text).unwrap();
-    let all_v1 = weather::stages::paths_for(&root, Api::GatewayApi, "all-v1").unwrap();
-    let m = mesh::load_paths(&all_v1).unwrap();
-    let mut phases = plan::phases(&train);
-    phases.push(plan::Phase::Rollback);
-    let mut report = Vec::new();
-    let mut kinds = Kinds::new();
-    for (s, phase) in phases.into_iter().enumerate() {
-        let dir = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"))
-            .join(format!("conformance/release-routes-{s}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let yaml = plan::yaml(&train, &m, phase);
-        assert!(yaml.contains("kind: \"HTTPRoute\""), "{yaml}");
-        std::fs::write(dir.join("train.yaml"), yaml).unwrap();
-        let paths = vec![
-            root.join("k8s"),
-            root.join("istio/gateway-api/base"),
-            dir.clone(),
-        ];
-        let files = format!("-f k8s -f istio/gateway-api/base -f {}", dir.display());
-        let asks = |export: &Value| weather_asks(export, 800, 300, 370 + s as u64);
-        let name = format!(
-            "release-routes-{s}-{}",
-            phase.to_string().replace([' ', '/', '%'], "")
-        );
-        report.push(bench.compare(&name, &paths, &files, asks, &mut kinds));
-    }
-    assert_agree(&report, &kinds);
+    release_train_steps(weather::stages::Api::GatewayApi);
 }
 
 /// Ambient mode: the namespace's waypoint as istiod's test server builds it
@@ -581,17 +548,26 @@ fn every_stage_made_ambient_routes_as_istiods_waypoint_and_envoy_do() {
 #[test]
 #[ignore = "needs Go, istiod's module and Envoy (scripts/setup): ./scripts/test runs it"]
 fn random_http_routes_route_as_istiod_and_envoy_do() {
+    random_meshes("random-routes", random_routes::manifests);
+}
+
+/// 200 seeded random VirtualServices, in ten meshes of twenty.
+#[test]
+#[ignore = "needs Go, istiod's module and Envoy (scripts/setup): ./scripts/test runs it"]
+fn random_virtual_services_route_as_istiod_and_envoy_do() {
+    random_meshes("random", random::manifests);
+}
+
+/// Ten seeded meshes of `manifests`, each asked 2,000 requests per caller
+/// (the gateway and two clients); every object one the model reads whole.
+fn random_meshes(prefix: &str, manifests: fn(u64) -> String) {
     let bench = Bench::new();
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
-        .join("conformance");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = work_dir("");
     let mut report = Vec::new();
     let mut kinds = Kinds::new();
     for seed in 0..10u64 {
-        let file = dir.join(format!("random-routes-{seed}.yaml"));
-        std::fs::write(&file, random_routes::manifests(seed)).unwrap();
+        let file = dir.join(format!("{prefix}-{seed}.yaml"));
+        std::fs::write(&file, manifests(seed)).unwrap();
         let m = mesh::load_paths(&[&file]).unwrap();
         assert!(m.warnings.is_empty(), "{:?}", m.warnings);
         let files = format!("-f {}", file.display());
@@ -601,35 +577,8 @@ fn random_http_routes_route_as_istiod_and_envoy_do() {
             asks.extend(random::corpus("client-2", 2000, seed + 200));
             asks
         };
-        let name = format!("random-routes-{seed}");
+        let name = format!("{prefix}-{seed}");
         report.push(bench.compare(&name, &[file], &files, asks, &mut kinds));
-    }
-    assert_agree(&report, &kinds);
-}
-
-/// 200 seeded random VirtualServices, in ten meshes of twenty.
-#[test]
-#[ignore = "needs Go, istiod's module and Envoy (scripts/setup): ./scripts/test runs it"]
-fn random_virtual_services_route_as_istiod_and_envoy_do() {
-    let bench = Bench::new();
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
-        .join("conformance");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut report = Vec::new();
-    let mut kinds = Kinds::new();
-    for seed in 0..10u64 {
-        let file = dir.join(format!("random-{seed}.yaml"));
-        std::fs::write(&file, random::manifests(seed)).unwrap();
-        let files = format!("-f {}", file.display());
-        let asks = |_: &Value| {
-            let mut asks = random::corpus("ingress", 2000, seed);
-            asks.extend(random::corpus("client-1", 2000, seed + 100));
-            asks.extend(random::corpus("client-2", 2000, seed + 200));
-            asks
-        };
-        report.push(bench.compare(&format!("random-{seed}"), &[file], &files, asks, &mut kinds));
     }
     assert_agree(&report, &kinds);
 }
@@ -639,40 +588,60 @@ fn random_virtual_services_route_as_istiod_and_envoy_do() {
 #[test]
 #[ignore = "needs Go, istiod's module and Envoy (scripts/setup): ./scripts/test runs it"]
 fn every_release_train_step_routes_as_istiod_and_envoy_do() {
-    use weather::release::plan;
+    release_train_steps(weather::stages::Api::Istio);
+}
+
+/// Every step of the shipped train over the all-v1 stage of `api`: the
+/// step's objects (VirtualServices, or HTTPRoutes) replace the stage's.
+fn release_train_steps(api: weather::stages::Api) {
+    use weather::{release::plan, stages::Api};
     let bench = Bench::new();
     let root = root();
     let text = std::fs::read_to_string(root.join("release/frontend-forecast-v2.yaml")).unwrap();
     let train = weather::release::spec::parse("frontend-forecast-v2.yaml", &text).unwrap();
-    let all_v1 = stage_paths("all-v1");
+    let all_v1 = weather::stages::paths_for(&root, api, "all-v1").unwrap();
     let m = mesh::load_paths(&all_v1).unwrap();
+    let (prefix, base, seeds) = match api {
+        Api::Istio => ("release", "istio/base", 70),
+        _ => ("release-routes", "istio/gateway-api/base", 370),
+    };
     let mut phases = plan::phases(&train);
     phases.push(plan::Phase::Rollback);
     let mut report = Vec::new();
     let mut kinds = Kinds::new();
     for (s, phase) in phases.into_iter().enumerate() {
-        let dir = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"))
-            .join(format!("conformance/release-{s}"));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = work_dir(&format!("{prefix}-{s}"));
         // The train replaces frontend-route and forecast-route; recommendation's
-        // stays the stage's.
-        std::fs::copy(
-            root.join("istio/stages/all-v1/recommendation.yaml"),
-            dir.join("recommendation.yaml"),
-        )
-        .unwrap();
+        // VirtualService, where there is one, stays the stage's.
+        if api == Api::Istio {
+            std::fs::copy(
+                root.join("istio/stages/all-v1/recommendation.yaml"),
+                dir.join("recommendation.yaml"),
+            )
+            .unwrap();
+        }
         std::fs::write(dir.join("train.yaml"), plan::yaml(&train, &m, phase)).unwrap();
-        let paths = vec![root.join("k8s"), root.join("istio/base"), dir.clone()];
-        let files = format!("-f k8s -f istio/base -f {}", dir.display());
-        let asks = |export: &Value| weather_asks(export, 800, 300, 70 + s as u64);
+        let paths = vec![root.join("k8s"), root.join(base), dir.clone()];
+        let files = format!("-f k8s -f {base} -f {}", dir.display());
+        let asks = |export: &Value| weather_asks(export, 800, 300, seeds + s as u64);
         // (The name names files: no spaces or slashes.)
         let name = format!(
-            "release-{s}-{}",
+            "{prefix}-{s}-{}",
             phase.to_string().replace([' ', '/', '%'], "")
         );
         report.push(bench.compare(&name, &paths, &files, asks, &mut kinds));
     }
     assert_agree(&report, &kinds);
+}
+
+/// A folder of its own under `target/conformance/`, for files a printed
+/// `weather route -f` command can be run on as they are.
+fn work_dir(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("conformance")
+        .join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
