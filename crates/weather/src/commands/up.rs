@@ -243,7 +243,13 @@ fn print_banner(
         }
         println!();
     }
-    println!("  Workloads        pod               its sidecar (what it calls through)");
+    // In ambient mode no sidecar routes a pod's calls: the hop it calls
+    // through stands for ztunnel and the Service's waypoint.
+    let through = match api {
+        stages::Api::Ambient => "ztunnel and the waypoint (what it calls through)",
+        _ => "its sidecar (what it calls through)",
+    };
+    println!("  Workloads        pod               {through}");
     for (name, addr) in &running.workloads {
         let sidecar = running
             .sidecars
