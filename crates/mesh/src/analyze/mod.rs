@@ -78,6 +78,9 @@ pub const RETRY_PAST_TIMEOUT: &str = "WEA0013";
 pub const MIRROR_NOWHERE: &str = "WEA0014";
 pub const OUTLIER_NEVER_EJECTS: &str = "WEA0015";
 pub const AMBIENT_DROPS_ROUTES: &str = "WEA0016";
+/// An HTTPRoute a parent does not take (no such Gateway or listener, a
+/// namespace `allowedRoutes` excludes, a class istiod does not program).
+pub const ROUTE_NOT_ATTACHED: &str = "WEA0020";
 pub use lanes::{CLIENT_PICKS_LANE, LANE_NEVER_SET, VS_AND_HTTPROUTE};
 
 fn includes(labels: &Labels, of: &Labels) -> bool {
@@ -379,9 +382,14 @@ fn virtual_services(out: &mut Out) {
             namespace: &e.namespace,
             name: &e.name,
         };
+        // An HTTPRoute's problem is where it attaches, not its schema.
+        let code = match e.kind {
+            "HTTPRoute" => ROUTE_NOT_ATTACHED,
+            _ => SCHEMA_VALIDATION_ERROR,
+        };
         out.push(
             Level::Error,
-            SCHEMA_VALIDATION_ERROR,
+            code,
             &o,
             format!("spec.{}", e.field),
             e.message.clone(),

@@ -126,7 +126,7 @@ fn parents(
     };
     let mut out = Vec::new();
     for (i, p) in r.spec.parent_refs.iter().enumerate() {
-        let at = format!("spec.parentRefs[{i}]");
+        let at = format!("parentRefs[{i}]");
         let pns = p.namespace.as_deref().unwrap_or(ns);
         if p.is_service() {
             let host = format!("{}.{pns}.svc.cluster.local", p.name);
@@ -281,16 +281,8 @@ fn duration(d: &str) -> Option<String> {
 }
 
 /// One route (one match) of rule `pos` of `r`, as `convertHTTPRoute` makes it.
-fn route(
-    r: &HttpRouteObject,
-    pos: usize,
-    rule: &RouteRule,
-    m: &RouteMatch,
-    problems: &mut Vec<(String, String, String)>,
-) -> Value {
+fn route(r: &HttpRouteObject, pos: usize, rule: &RouteRule, m: &RouteMatch) -> Value {
     let ns = r.metadata.ns();
-    let id = format!("{ns}/{}", r.metadata.name);
-    let at = format!("spec.rules[{pos}]");
     let name = rule
         .name
         .clone()
@@ -377,15 +369,11 @@ fn route(
         .filter(|b| b.weight.unwrap_or(1) > 0)
         .collect();
     let mut dests = Vec::new();
-    for (k, b) in live.iter().enumerate() {
+    for b in &live {
         let group = b.group.as_deref().unwrap_or("");
         let kind = b.kind.as_deref().unwrap_or("Service");
+        // Not a Service: not modelled (the loader warns of it); left out.
         if !group.is_empty() || kind != "Service" {
-            problems.push((
-                id.clone(),
-                format!("{at}.backendRefs[{k}]"),
-                format!("backend kind {kind:?} of group {group:?} is not modelled"),
-            ));
             continue;
         }
         let bns = b.namespace.as_deref().unwrap_or(ns);
@@ -514,7 +502,7 @@ pub fn translate(
         let default_match = [RouteMatch::default()];
         for (pos, rule) in rules.iter().enumerate() {
             for m in rule.matches.as_deref().unwrap_or(&default_match) {
-                converted.push(route(r, pos, rule, m, &mut t.problems));
+                converted.push(route(r, pos, rule, m));
             }
         }
         for p in ps {
@@ -570,7 +558,7 @@ pub fn translate(
                 }
                 t.virtual_services.push(vs);
             }
-            Err(e) => t.problems.push((key, "spec".to_owned(), e.to_string())),
+            Err(e) => t.problems.push((key, "rules".to_owned(), e.to_string())),
         }
     }
     t

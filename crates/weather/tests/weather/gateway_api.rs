@@ -287,6 +287,16 @@ fn check_warns_where_the_lane_cannot_hold_and_where_two_apis_route_one_host() {
         "{passes:#?}"
     );
     assert!(!passes.iter().any(|m| m.contains("WEA0018")), "{passes:#?}");
+    // An edge route from a namespace the Gateway's listener does not take.
+    let stray = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: stray, namespace: elsewhere}\nspec:\n  parentRefs: [{name: weather-gateway, namespace: istio-system}]\n  rules: [{backendRefs: [{name: frontend-v2, namespace: weather, port: 3000}]}]\n";
+    let refused = check_edited(Api::GatewayApi, stray, "", "");
+    assert!(
+        refused.iter().any(|m| m.contains("WEA0020")
+            && m.contains("HTTPRoute stray.elsewhere")
+            && m.contains("spec.parentRefs[0]")
+            && m.contains("allowedRoutes of namespace elsewhere")),
+        "{refused:#?}"
+    );
     // A VirtualService for forecast beside the HTTPRoute.
     let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: forecast-vs, namespace: weather}\nspec:\n  hosts: [forecast]\n  http:\n    - route: [{destination: {host: forecast-v1}}]\n";
     let both = check_edited(Api::GatewayApi, vs, "", "");
