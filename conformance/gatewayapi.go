@@ -101,38 +101,50 @@ func (c crdDefaults) defaulted(doc string) (string, error) {
 	return string(b), err
 }
 
-// gatewayDeployment is what istiod deploys for a Gateway of class istio (its
-// kube-gateway.yaml template): a Service `NAME-istio` and pods labelled
-// with the Gateway's name. The pod is given the address `ip`.
-func gatewayDeployment(name, namespace string, ports []uint32, ip string) (objects []string, labels map[string]string) {
+// deployed is what istiod's controller deploys for a Gateway: a Service
+// `service` (cluster IP `clusterIP`, these ports) selecting the pods labelled
+// with the Gateway's name, and one such pod at the address `ip`, running as
+// `account` when one is given, with `status` beside its address.
+type deployed struct {
+	gateway, namespace, class, managedBy string
+	service, clusterIP, pod, account     string
+	ports                                []map[string]any
+	status                               map[string]any
+}
+
+// objects renders the Service and the pod, and returns the pod's labels.
+func (d deployed) objects(ip string) (objects []string, labels map[string]string) {
 	labels = map[string]string{
-		"gateway.networking.k8s.io/gateway-name":       name,
-		"gateway.networking.k8s.io/gateway-class-name": gatewayClassIstio,
-		"gateway.istio.io/managed":                     "istio.io-gateway-controller",
-	}
-	var sp []map[string]any
-	for _, p := range ports {
-		sp = append(sp, map[string]any{"name": fmt.Sprintf("http-%d", p), "port": p, "targetPort": p, "appProtocol": "http"})
+		"gateway.networking.k8s.io/gateway-name":       d.gateway,
+		"gateway.networking.k8s.io/gateway-class-name": d.class,
+		"gateway.istio.io/managed":                     d.managedBy,
 	}
 	svc := map[string]any{
 		"apiVersion": "v1",
 		"kind":       "Service",
-		"metadata":   map[string]any{"name": name + "-" + gatewayClassIstio, "namespace": namespace, "labels": labels},
+		"metadata":   map[string]any{"name": d.service, "namespace": d.namespace, "labels": labels},
 		"spec": map[string]any{
-			"clusterIP": "10.96.1.1",
-			"selector":  map[string]string{"gateway.networking.k8s.io/gateway-name": name},
-			"ports":     sp,
+			"clusterIP": d.clusterIP,
+			"selector":  map[string]string{"gateway.networking.k8s.io/gateway-name": d.gateway},
+			"ports":     d.ports,
 		},
+	}
+	spec := map[string]any{
+		"containers": []map[string]any{{"name": "istio-proxy", "image": "istio/proxyv2"}},
+	}
+	if d.account != "" {
+		spec["serviceAccountName"] = d.account
+	}
+	status := map[string]any{"phase": "Running", "podIP": ip, "podIPs": []map[string]string{{"ip": ip}}}
+	for k, v := range d.status {
+		status[k] = v
 	}
 	pod := map[string]any{
 		"apiVersion": "v1",
 		"kind":       "Pod",
-		"metadata":   map[string]any{"name": name + "-" + gatewayClassIstio + "-0", "namespace": namespace, "labels": labels},
-		"spec": map[string]any{
-			"serviceAccountName": name + "-" + gatewayClassIstio,
-			"containers":         []map[string]any{{"name": "istio-proxy", "image": "istio/proxyv2"}},
-		},
-		"status": map[string]any{"phase": "Running", "podIP": ip, "podIPs": []map[string]string{{"ip": ip}}},
+		"metadata":   map[string]any{"name": d.pod, "namespace": d.namespace, "labels": labels},
+		"spec":       spec,
+		"status":     status,
 	}
 	for _, o := range []any{svc, pod} {
 		b, _ := yaml.Marshal(o)
@@ -141,44 +153,32 @@ func gatewayDeployment(name, namespace string, ports []uint32, ip string) (objec
 	return objects, labels
 }
 
+// gatewayDeployment is what istiod deploys for a Gateway of class istio (its
+// kube-gateway.yaml template): a Service `NAME-istio` on the listeners'
+// ports and pods labelled with the Gateway's name. The pod is given the
+// address `ip`.
+func gatewayDeployment(name, namespace string, ports []uint32, ip string) (objects []string, labels map[string]string) {
+	var sp []map[string]any
+	for _, p := range ports {
+		sp = append(sp, map[string]any{"name": fmt.Sprintf("http-%d", p), "port": p, "targetPort": p, "appProtocol": "http"})
+	}
+	full := name + "-" + gatewayClassIstio
+	return deployed{
+		gateway: name, namespace: namespace, class: gatewayClassIstio, managedBy: "istio.io-gateway-controller",
+		service: full, clusterIP: "10.96.1.1", pod: full + "-0", account: full, ports: sp,
+	}.objects(ip)
+}
+
 // waypointDeployment is what istiod deploys for a waypoint (class
 // istio-waypoint): a Service of the Gateway's name on the HBONE port 15008,
-// and its pods. The pod is given the address `ip`.
+// and its pods, ready. The pod is given the address `ip`.
 func waypointDeployment(name, namespace, ip string) (objects []string, labels map[string]string) {
-	labels = map[string]string{
-		"gateway.networking.k8s.io/gateway-name":       name,
-		"gateway.networking.k8s.io/gateway-class-name": gatewayClassWaypoint,
-		"gateway.istio.io/managed":                     "istio.io-mesh-controller",
-	}
-	svc := map[string]any{
-		"apiVersion": "v1",
-		"kind":       "Service",
-		"metadata":   map[string]any{"name": name, "namespace": namespace, "labels": labels},
-		"spec": map[string]any{
-			"clusterIP": "10.96.2.1",
-			"selector":  map[string]string{"gateway.networking.k8s.io/gateway-name": name},
-			"ports":     []map[string]any{{"name": "mesh", "port": 15008, "appProtocol": "hbone"}},
-		},
-	}
-	pod := map[string]any{
-		"apiVersion": "v1",
-		"kind":       "Pod",
-		"metadata":   map[string]any{"name": name + "-0", "namespace": namespace, "labels": labels},
-		"spec": map[string]any{
-			"containers": []map[string]any{{"name": "istio-proxy", "image": "istio/proxyv2"}},
-		},
-		"status": map[string]any{
-			"phase":      "Running",
-			"conditions": []map[string]string{{"type": "Ready", "status": "True"}},
-			"podIP":      ip,
-			"podIPs":     []map[string]string{{"ip": ip}},
-		},
-	}
-	for _, o := range []any{svc, pod} {
-		b, _ := yaml.Marshal(o)
-		objects = append(objects, string(b))
-	}
-	return objects, labels
+	return deployed{
+		gateway: name, namespace: namespace, class: gatewayClassWaypoint, managedBy: "istio.io-mesh-controller",
+		service: name, clusterIP: "10.96.2.1", pod: name + "-0",
+		ports:  []map[string]any{{"name": "mesh", "port": 15008, "appProtocol": "hbone"}},
+		status: map[string]any{"conditions": []map[string]string{{"type": "Ready", "status": "True"}}},
+	}.objects(ip)
 }
 
 // withAddress is a Gateway as its controller leaves it: its status names the

@@ -87,6 +87,15 @@ type object struct {
 	} `json:"spec"`
 }
 
+// ns is the object's namespace, `default` when it names none (as kubectl
+// applies it).
+func (o object) ns() string {
+	if o.Metadata.Namespace == "" {
+		return "default"
+	}
+	return o.Metadata.Namespace
+}
+
 // files lists what `kubectl apply -f` reads under each path: a folder's .yaml,
 // .yml and .json files in name order, not recursing.
 func files(paths []string) ([]string, error) {
@@ -163,11 +172,7 @@ func split(paths []string) (istio, kube string, deployments, gateways []object, 
 					gateways = append(gateways, o)
 				}
 				if o.Kind == "Gateway" && o.Spec.GatewayClassName == gatewayClassWaypoint {
-					ns := o.Metadata.Namespace
-					if ns == "" {
-						ns = "default"
-					}
-					if doc, err = withAddress(doc, o.Metadata.Name, ns); err != nil {
+					if doc, err = withAddress(doc, o.Metadata.Name, o.ns()); err != nil {
 						return "", "", nil, nil, err
 					}
 					gateways = append(gateways, o)
@@ -355,10 +360,7 @@ func export(t *testing.T, job Job) Export {
 	}
 	if len(edges) > 0 {
 		gw := edges[0]
-		ns := gw.Metadata.Namespace
-		if ns == "" {
-			ns = "default"
-		}
+		ns := gw.ns()
 		var ports []uint32
 		for _, l := range gw.Spec.Listeners {
 			ports = append(ports, l.Port)
@@ -378,10 +380,7 @@ func export(t *testing.T, job Job) Export {
 	// Ambient mode's waypoints: the pods istiod deploys for them.
 	var waypointProxies []*model.Proxy
 	for i, w := range waypoints {
-		ns := w.Metadata.Namespace
-		if ns == "" {
-			ns = "default"
-		}
+		ns := w.ns()
 		ip := fmt.Sprintf("10.244.2.%d", i+1)
 		objects, labels := waypointDeployment(w.Metadata.Name, ns, ip)
 		kube = strings.Join(append([]string{kube}, objects...), "\n---\n")
@@ -404,10 +403,7 @@ func export(t *testing.T, job Job) Export {
 		ex.Proxies["waypoint:"+waypointProxies[i].ConfigNamespace+"/"+w.Metadata.Name] = waypointPushed(t, s, waypointProxies[i])
 	}
 	for i, d := range deployments {
-		ns := d.Metadata.Namespace
-		if ns == "" {
-			ns = "default"
-		}
+		ns := d.ns()
 		labels := d.Spec.Template.Metadata.Labels
 		ex.Proxies[d.Metadata.Name] = pushed(t, s, &model.Proxy{
 			Type:            model.SidecarProxy,

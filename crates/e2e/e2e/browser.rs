@@ -287,16 +287,18 @@ async fn assert_accessible(c: &Client) {
     );
 }
 
+/// `weather up` of `paths`, as stage `stage`.
+async fn start(paths: Vec<PathBuf>, stage: &str) -> dataplane::Running {
+    dataplane::start(dataplane::Options::local(paths, Some(stage.into())))
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Chromium and chromedriver (scripts/setup): ./scripts/test runs it"]
 async fn the_tester_journey_in_a_real_browser() {
     let paths = weather::stages::paths(&root(), "multiservice").unwrap();
-    let running = dataplane::start(dataplane::Options::local(
-        paths,
-        Some("multiservice".into()),
-    ))
-    .await
-    .unwrap();
+    let running = start(paths, "multiservice").await;
     let origin = format!("http://{}/", running.ingress);
     let (_driver, c) = browser().await;
 
@@ -460,12 +462,7 @@ async fn the_tester_journey_in_ambient_mode() {
     use weather::stages::Api;
     let paths = weather::stages::paths_for(&root(), Api::Ambient, "multiservice").unwrap();
     assert_eq!(Api::of(&paths), Api::Ambient);
-    let running = dataplane::start(dataplane::Options::local(
-        paths,
-        Some("multiservice".into()),
-    ))
-    .await
-    .unwrap();
+    let running = start(paths, "multiservice").await;
     let origin = format!("http://{}/", running.ingress);
     let (_driver, c) = browser().await;
 
@@ -515,12 +512,7 @@ async fn the_tester_journey_in_ambient_mode() {
 #[ignore = "needs Chromium and chromedriver (scripts/setup): ./scripts/test runs it"]
 async fn on_the_jwt_stage_only_logging_in_makes_a_tester() {
     let paths = weather::stages::paths(&root(), "multiservice-jwt").unwrap();
-    let running = dataplane::start(dataplane::Options::local(
-        paths,
-        Some("multiservice-jwt".into()),
-    ))
-    .await
-    .unwrap();
+    let running = start(paths, "multiservice-jwt").await;
     let origin = format!("http://{}/", running.ingress);
     let (_driver, c) = browser().await;
     c.goto(&origin).await.unwrap();
@@ -640,12 +632,7 @@ async fn traffic(ingress: &str, anonymous: usize, testers: usize) {
 #[ignore = "needs Chromium and chromedriver (scripts/setup): ./scripts/test runs it"]
 async fn the_admin_page_switches_the_stage_and_its_graph_follows_the_traffic() {
     let paths = weather::stages::paths(&root(), "multiservice").unwrap();
-    let running = dataplane::start(dataplane::Options::local(
-        paths,
-        Some("multiservice".into()),
-    ))
-    .await
-    .unwrap();
+    let running = start(paths, "multiservice").await;
     let admin = weather::admin::serve("127.0.0.1:0".parse().unwrap(), running.plane.clone())
         .await
         .unwrap();

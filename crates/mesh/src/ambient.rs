@@ -33,14 +33,39 @@ pub struct Ambient {
     waypoints: HashMap<usize, (String, Labels)>,
 }
 
+/// Whether the manifests make namespace `ns` ambient.
+pub fn ambient_namespace(m: &Manifests, ns: &str) -> bool {
+    m.namespaces.iter().any(|n| {
+        n.metadata.name == ns
+            && n.metadata.labels.get(DATAPLANE_MODE).map(String::as_str) == Some("ambient")
+    })
+}
+
+/// The waypoint a Service's labels, or else its namespace's, name for it
+/// (`none` opts out), whether or not such a waypoint exists.
+pub fn waypoint_label<'m>(m: &'m Manifests, info: &ServiceInfo) -> Option<&'m str> {
+    let service_label = m
+        .services
+        .iter()
+        .find(|s| s.metadata.name == info.name && s.metadata.ns() == info.namespace)
+        .and_then(|s| s.metadata.labels.get(USE_WAYPOINT));
+    let namespace_label = m
+        .namespaces
+        .iter()
+        .find(|n| n.metadata.name == info.namespace)
+        .and_then(|n| n.metadata.labels.get(USE_WAYPOINT));
+    service_label
+        .or(namespace_label)
+        .map(String::as_str)
+        .filter(|w| *w != "none")
+}
+
 impl Ambient {
     pub fn compile(m: &Manifests, services: &[ServiceInfo]) -> Ambient {
         let namespaces: Vec<String> = m
             .namespaces
             .iter()
-            .filter(|n| {
-                n.metadata.labels.get(DATAPLANE_MODE).map(String::as_str) == Some("ambient")
-            })
+            .filter(|n| ambient_namespace(m, &n.metadata.name))
             .map(|n| n.metadata.name.clone())
             .collect();
         let mut waypoints = HashMap::new();
@@ -48,28 +73,19 @@ impl Ambient {
             if !namespaces.contains(&info.namespace) {
                 continue;
             }
-            let service_label = m
-                .services
-                .iter()
-                .find(|s| s.metadata.name == info.name && s.metadata.ns() == info.namespace)
-                .and_then(|s| s.metadata.labels.get(USE_WAYPOINT));
-            let namespace_label = m
-                .namespaces
-                .iter()
-                .find(|n| n.metadata.name == info.namespace)
-                .and_then(|n| n.metadata.labels.get(USE_WAYPOINT));
-            let Some(name) = service_label.or(namespace_label).filter(|w| *w != "none") else {
+            let Some(name) = waypoint_label(m, info) else {
                 continue;
             };
+            // Only a waypoint that exists takes the Service's traffic.
             let exists = m.kube_gateways.iter().any(|g| {
-                g.metadata.name == *name
+                g.metadata.name == name
                     && g.metadata.ns() == info.namespace
                     && g.spec.gateway_class_name == crate::gateway_api::WAYPOINT_CLASS
             });
             if exists {
                 let labels = Labels::from([(
                     crate::gateway_api::GATEWAY_NAME_LABEL.to_owned(),
-                    name.clone(),
+                    name.to_owned(),
                 )]);
                 waypoints.insert(i, (info.namespace.clone(), labels));
             }

@@ -114,19 +114,20 @@ impl Mesh {
         // routes of those that share it; Envoy picks the most specific
         // domain (exact, then the longest wildcard). So only the
         // VirtualServices with the best host that matches are tried.
-        let candidates: Vec<(usize, &CompiledVs)> = self
-            .virtual_services
-            .iter()
-            .filter(|vs| {
-                vs.gateways.iter().any(|g| bound.contains(&g.as_str()))
-                    && vs.visible_from(INGRESS_NAMESPACE)
-                    && vs.kept(&proxy)
-            })
-            .filter_map(|vs| Some((specificity(vs, &host)?, vs)))
-            .collect();
-        let best = candidates.iter().map(|(s, _)| *s).max();
+        // (Two passes over the few VirtualServices: no allocation per request.)
+        let candidates = || {
+            self.virtual_services
+                .iter()
+                .filter(|vs| {
+                    vs.gateways.iter().any(|g| bound.contains(&g.as_str()))
+                        && vs.visible_from(INGRESS_NAMESPACE)
+                        && vs.kept(&proxy)
+                })
+                .filter_map(|vs| Some((specificity(vs, &host)?, vs)))
+        };
+        let best = candidates().map(|(s, _)| s).max();
         let mut any = None;
-        for (_, vs) in candidates.into_iter().filter(|(s, _)| Some(*s) == best) {
+        for (_, vs) in candidates().filter(|(s, _)| Some(*s) == best) {
             any = Some(vs.name.as_str());
             if let Some(r) = vs.first_match(&proxy, req) {
                 return Routed::Route {
@@ -261,16 +262,16 @@ impl Mesh {
         });
         for vs in vses {
             for r in vs.rules.iter().filter(|r| !r.broken) {
-                let kept: Vec<_> = r
+                let mut kept = r
                     .matches
                     .iter()
                     .filter(|m| m.source_labels.is_empty() && m.kept(&proxy))
-                    .collect();
-                if !r.matches.is_empty() && kept.is_empty() {
+                    .peekable();
+                if !r.matches.is_empty() && kept.peek().is_none() {
                     continue;
                 }
                 any = Some(vs.name.as_str());
-                if r.matches.is_empty() || kept.iter().any(|m| m.holds(req)) {
+                if r.matches.is_empty() || kept.any(|m| m.holds(req)) {
                     return Routed::Route {
                         rule: Some(&r.rule),
                         targets: r.targets_for(waypoint_ns),

@@ -29,3 +29,34 @@ pub fn parse_duration(v: &Value) -> Result<Duration, String> {
     };
     Ok(Duration::new(secs, nanos))
 }
+
+/// A Go duration of hours, minutes, seconds and milliseconds, as Go's
+/// `time.ParseDuration` reads it (and so Gateway API's `Duration`, Flagger's
+/// intervals): `1m30s`, `500ms`, `1.5s`; `0s` is zero. `None` for anything
+/// else (an empty string, a number without a unit, another unit).
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+        let n: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (0.001, 2)
+        } else if rest.starts_with('h') {
+            (3600.0, 1)
+        } else if rest.starts_with('m') {
+            (60.0, 1)
+        } else if rest.starts_with('s') {
+            (1.0, 1)
+        } else {
+            return None;
+        };
+        total += Duration::try_from_secs_f64(n * unit).ok()?;
+        rest = &rest[len..];
+    }
+    Some(total)
+}

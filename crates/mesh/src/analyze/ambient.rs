@@ -16,27 +16,9 @@ use crate::compile::MESH;
 
 pub(super) fn check(out: &mut Out) {
     let (m, mesh) = (out.m, out.mesh);
-    let ambient = |ns: &str| {
-        m.namespaces.iter().any(|n| {
-            n.metadata.name == ns
-                && n.metadata.labels.get(DATAPLANE_MODE).map(String::as_str) == Some("ambient")
-        })
-    };
-    // The waypoint a Service's traffic goes through, if any ("none" opts out).
-    let waypoint = |svc: usize| -> Option<String> {
-        let info = &mesh.services[svc];
-        let service_label = m
-            .services
-            .iter()
-            .find(|s| s.metadata.name == info.name && s.metadata.ns() == info.namespace)
-            .and_then(|s| s.metadata.labels.get(USE_WAYPOINT).cloned());
-        let namespace_label = m
-            .namespaces
-            .iter()
-            .find(|n| n.metadata.name == info.namespace)
-            .and_then(|n| n.metadata.labels.get(USE_WAYPOINT).cloned());
-        service_label.or(namespace_label).filter(|w| w != "none")
-    };
+    let ambient = |ns: &str| crate::ambient::ambient_namespace(m, ns);
+    // The waypoint the labels name, even one that does not exist yet.
+    let waypoint = |svc: usize| crate::ambient::waypoint_label(m, &mesh.services[svc]);
     for (vs, c) in m.virtual_services.iter().zip(&mesh.virtual_services) {
         if !c.gateways.iter().any(|g| g == MESH) {
             continue;

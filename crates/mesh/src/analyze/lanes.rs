@@ -38,12 +38,12 @@ fn field(r: &crate::routing::RuleRef) -> String {
 
 /// What `ops` does to `baggage`: `Some(values set)` when it sets or removes
 /// it (a removal sets nothing), `None` when it leaves it alone.
-fn baggage_ops(ops: &Ops) -> Option<Vec<&str>> {
-    let set: Vec<&str> = ops
+fn baggage_ops(ops: &Ops) -> Option<Vec<String>> {
+    let set: Vec<String> = ops
         .add
         .iter()
         .filter(|(k, _, append)| k == BAGGAGE && !append)
-        .map(|(_, v, _)| v.as_str())
+        .map(|(_, v, _)| v.clone())
         .collect();
     let removed = ops.remove.iter().any(|k| k == BAGGAGE);
     (removed || !set.is_empty()).then_some(set)
@@ -101,27 +101,25 @@ pub(super) fn check(out: &mut Out) {
     if downstream.is_empty() {
         return;
     }
-    // What each edge rule does to `baggage`: per destination, the route's
-    // operations then the destination's.
-    let edge: Vec<(&crate::compile::CompiledRule, Option<Vec<&str>>)> = mesh
+    // What each edge rule does to `baggage`, per destination: its route's
+    // and its own operations as Envoy applies them together.
+    let edge: Vec<(&crate::compile::CompiledRule, Option<Vec<String>>)> = mesh
         .virtual_services
         .iter()
         .filter(|vs| vs.gateways.iter().any(|g| g != MESH))
         .flat_map(|vs| &vs.rules)
         .filter(|r| !r.broken)
         .flat_map(|r| {
-            let route = &r.policy.headers.request;
-            let per_target: Vec<Option<Vec<&str>>> = if r.targets.is_empty() {
-                vec![baggage_ops(route)]
+            let lone = r.targets.len() == 1;
+            let per_target: Vec<Option<Vec<String>>> = if r.targets.is_empty() {
+                vec![baggage_ops(&r.policy.headers.request)]
             } else {
                 r.targets
                     .iter()
-                    .map(
-                        |t| match (baggage_ops(route), baggage_ops(&t.headers.request)) {
-                            (_, Some(later)) => Some(later),
-                            (earlier, None) => earlier,
-                        },
-                    )
+                    .map(|t| {
+                        let ops = crate::headers::effective(&r.policy.headers, &t.headers, lone);
+                        baggage_ops(&ops.request)
+                    })
                     .collect()
             };
             per_target.into_iter().map(move |b| (r, b))
@@ -129,7 +127,7 @@ pub(super) fn check(out: &mut Out) {
         .collect();
     let set: Vec<&str> = edge
         .iter()
-        .flat_map(|(_, b)| b.iter().flatten().copied())
+        .flat_map(|(_, b)| b.iter().flatten().map(String::as_str))
         .collect();
     // WEA0018: a lane matched that the edge never sets.
     for (r, j) in &downstream {

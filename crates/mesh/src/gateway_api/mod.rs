@@ -101,13 +101,23 @@ fn istio_gateways(gateways: &[KubeGateway]) -> Vec<Gateway> {
     out
 }
 
-/// One parent a route attaches to: the generated gateway's reference (or
-/// `mesh`), the VirtualService hosts, the grouping key, and a port match.
+/// One parent and host a route attaches to: the generated gateway's
+/// reference (or `mesh`), the VirtualService host, the grouping key, and a
+/// port match.
 struct Parent {
     gateway: String,
-    hosts: Vec<String>,
+    host: String,
     key: String,
     port: Option<u16>,
+}
+
+/// The routes of one grouping key: one VirtualService.
+struct Group {
+    key: String,
+    namespace: String,
+    gateway: String,
+    host: String,
+    http: Vec<Value>,
 }
 
 /// Resolves a route's parents; a parent that does not take it is reported.
@@ -137,7 +147,7 @@ fn parents(
             out.push(Parent {
                 gateway: crate::terms::MESH.to_owned(),
                 key: format!("{key}/{host}"),
-                hosts: vec![host],
+                host,
                 port: p.port,
             });
             continue;
@@ -200,20 +210,16 @@ fn parents(
             attached = true;
             let gateway = format!("{pns}/{}{GENERATED}{}", g.metadata.name, l.name);
             // A route's hostnames that the listener's own hostname admits.
-            let hosts: Vec<String> = route_hosts
-                .iter()
-                .filter(|h| {
-                    l.hostname.as_deref().is_none_or(|lh| {
-                        crate::hosts::host_matches(lh, h) || crate::hosts::host_matches(h, lh)
-                    })
+            let admitted = route_hosts.iter().filter(|h| {
+                l.hostname.as_deref().is_none_or(|lh| {
+                    crate::hosts::host_matches(lh, h) || crate::hosts::host_matches(h, lh)
                 })
-                .cloned()
-                .collect();
-            for h in hosts {
+            });
+            for h in admitted {
                 out.push(Parent {
                     key: format!("{gateway}/{h}"),
                     gateway: gateway.clone(),
-                    hosts: vec![h],
+                    host: h.clone(),
                     port: None,
                 });
             }
@@ -255,29 +261,11 @@ fn header_ops(f: &HeaderFilter) -> Value {
     Value::Object(ops)
 }
 
-/// A Gateway API duration (`1h2m3s4ms`) as a protobuf one (`3723.004s`).
+/// A Gateway API duration (`1h2m3s4ms`) as a protobuf one (`3723.004s`);
+/// `None` for zero, which istiod reads as unset.
 fn duration(d: &str) -> Option<String> {
-    let mut ms: u64 = 0;
-    let mut rest = d;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (unit, len) = if rest.starts_with("ms") {
-            (1, 2)
-        } else if rest.starts_with('h') {
-            (3_600_000, 1)
-        } else if rest.starts_with('m') {
-            (60_000, 1)
-        } else if rest.starts_with('s') {
-            (1000, 1)
-        } else {
-            return None;
-        };
-        ms += n * unit;
-        rest = &rest[len..];
-    }
-    Some(format!("{}.{:03}s", ms / 1000, ms % 1000))
+    let d = crate::duration::parse_go_duration(d).filter(|d| !d.is_zero())?;
+    Some(format!("{}.{:09}s", d.as_secs(), d.subsec_nanos()))
 }
 
 /// One route (one match) of rule `pos` of `r`, as `convertHTTPRoute` makes it.
@@ -329,17 +317,22 @@ fn route(r: &HttpRouteObject, pos: usize, rule: &RouteRule, m: &RouteMatch) -> V
             out.insert("headers".into(), json!({"request": header_ops(h)}));
         }
     }
-    if let Some(t) = &rule.timeouts {
-        let request = t.request.as_deref().and_then(duration);
-        let backend = t.backend_request.as_deref().and_then(duration);
-        if let Some(d) = request.filter(|d| d != "0.000s") {
-            out.insert("timeout".into(), json!(d));
-        }
-        if rule.retry.is_none()
-            && let Some(d) = backend.clone().filter(|d| d != "0.000s")
-        {
-            out.insert("timeout".into(), json!(d));
-        }
+    // timeouts.request is the route's timeout; timeouts.backendRequest the
+    // per-try timeout of its retries, or without retries the route's.
+    let timeouts = rule.timeouts.as_ref();
+    let backend = timeouts
+        .and_then(|t| t.backend_request.as_deref())
+        .and_then(duration);
+    if let Some(d) = timeouts
+        .and_then(|t| t.request.as_deref())
+        .and_then(duration)
+    {
+        out.insert("timeout".into(), json!(d));
+    }
+    if rule.retry.is_none()
+        && let Some(d) = &backend
+    {
+        out.insert("timeout".into(), json!(d));
     }
     if let Some(retry) = &rule.retry {
         let mut on = vec![
@@ -351,13 +344,7 @@ fn route(r: &HttpRouteObject, pos: usize, rule: &RouteRule, m: &RouteMatch) -> V
         on.extend(retry.codes.iter().map(u16::to_string));
         let attempts = retry.attempts.unwrap_or(2);
         let mut rv = json!({"attempts": attempts, "retryOn": if attempts == 0 { String::new() } else { on.join(",") }});
-        if let Some(d) = rule
-            .timeouts
-            .as_ref()
-            .and_then(|t| t.backend_request.as_deref())
-            .and_then(duration)
-            .filter(|d| d != "0.000s")
-        {
+        if let Some(d) = backend {
             rv["perTryTimeout"] = json!(d);
         }
         out.insert("retries".into(), rv);
@@ -489,8 +476,7 @@ pub fn translate(
     sorted.sort_by(|a, b| {
         (a.metadata.ns(), &a.metadata.name).cmp(&(b.metadata.ns(), &b.metadata.name))
     });
-    // Per key: the VirtualService's namespace, gateway, host and routes.
-    let mut groups: Vec<(String, String, String, String, Vec<Value>)> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     for r in sorted {
         let ps = parents(r, gateways, namespaces, &mut t.problems);
         if ps.is_empty() {
@@ -514,25 +500,31 @@ pub fn translate(
                     }
                 }
             }
-            for h in p.hosts {
-                match groups.iter_mut().find(|g| g.0 == p.key) {
-                    Some(g) => g.4.extend(rs.clone()),
-                    None => groups.push((
-                        p.key.clone(),
-                        r.metadata.ns().to_owned(),
-                        p.gateway.clone(),
-                        h,
-                        rs.clone(),
-                    )),
-                }
+            match groups.iter_mut().find(|g| g.key == p.key) {
+                Some(g) => g.http.extend(rs),
+                None => groups.push(Group {
+                    key: p.key,
+                    namespace: r.metadata.ns().to_owned(),
+                    gateway: p.gateway,
+                    host: p.host,
+                    http: rs,
+                }),
             }
         }
     }
     // istiod orders VirtualServices by creation time, then namespace and
     // name; the generated ones are named by their key. Where two claim one
     // host (a Service's routes with and without a port), the first wins.
-    groups.sort_by(|a, b| (&a.1, a.0.replace('/', "~")).cmp(&(&b.1, b.0.replace('/', "~"))));
-    for (key, ns, gateway, host, mut http) in groups {
+    // (istiod's name for one is its key with `/` as `~`.)
+    groups.sort_by_cached_key(|g| (g.namespace.clone(), g.key.replace('/', "~")));
+    for Group {
+        key,
+        namespace: ns,
+        gateway,
+        host,
+        mut http,
+    } in groups
+    {
         http.sort_by_key(sort_key);
         let origins: Vec<Option<(String, usize)>> = http
             .iter_mut()

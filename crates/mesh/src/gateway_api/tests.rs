@@ -38,15 +38,15 @@ spec:
       allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {kubernetes.io/metadata.name: weather}}}}
 "#;
 
-/// Where a request from the ingress (or a sidecar, given its namespace)
-/// goes: the host of its first destination, or why none.
-fn goes(
-    mesh: &Mesh,
+/// The destinations of a GET from the ingress (or a sidecar, given its
+/// namespace) to `host` and `path`, or why none.
+fn targets<'m>(
+    mesh: &'m Mesh,
     from: Option<&str>,
     host: &str,
     path: &str,
     headers: &[(&str, &str)],
-) -> String {
+) -> Routed<'m> {
     let headers: Vec<(String, String)> = headers
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -66,7 +66,19 @@ fn goes(
             labels: &labels,
         },
     };
-    match mesh.route(caller, &req) {
+    mesh.route(caller, &req)
+}
+
+/// Where such a request goes: the host of its first destination and the
+/// rule, or why none.
+fn goes(
+    mesh: &Mesh,
+    from: Option<&str>,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> String {
+    match targets(mesh, from, host, path, headers) {
         Routed::Route { targets, rule, .. } => format!(
             "{} by {}",
             targets.first().map_or("nothing", |t| t.host.as_str()),
@@ -172,19 +184,7 @@ spec:
     - backendRefs: [{name: forecast-v1, port: 3002, weight: 0}, {name: forecast-v2, port: 3002, weight: 7}]
 "#
     ));
-    let req = |path| Request {
-        authority: "forecast:3002",
-        path,
-        method: "GET",
-        scheme: "http",
-        headers: &[] as &[(String, String)],
-    };
-    let labels = Default::default();
-    let caller = Caller::Workload {
-        namespace: "weather",
-        labels: &labels,
-    };
-    match m.route(caller, &req("/")) {
+    match targets(&m, Some("weather"), "forecast:3002", "/", &[]) {
         Routed::Route { targets, .. } => {
             assert_eq!(targets.len(), 1);
             assert_eq!(targets[0].host, "forecast-v2.weather.svc.cluster.local");
@@ -192,7 +192,7 @@ spec:
         }
         other => panic!("{other:?}"),
     }
-    match m.route(caller, &req("/gone")) {
+    match targets(&m, Some("weather"), "forecast:3002", "/gone", &[]) {
         Routed::Route { targets, .. } => {
             let p = targets[0].problem.as_ref().unwrap();
             assert_eq!((p.status(), p.flag()), (500, "NC"));

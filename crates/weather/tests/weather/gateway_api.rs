@@ -95,19 +95,23 @@ async fn no_request_crosses(api: Api) {
     admin.shutdown().await.unwrap();
 }
 
-#[tokio::test]
-async fn the_admin_listener_says_which_api_routes_and_a_switch_stays_in_it() {
-    let (running, admin) = up(Api::GatewayApi, "multiservice").await;
-    let base = format!("http://{}", admin.addr);
-    let http = client();
-    let state: serde_json::Value = http
-        .get(format!("{base}/stage"))
+/// What the admin listener at `base` says of the stage in force.
+async fn stage_state(http: &reqwest::Client, base: &str) -> serde_json::Value {
+    http.get(format!("{base}/stage"))
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_admin_listener_says_which_api_routes_and_a_switch_stays_in_it() {
+    let (running, admin) = up(Api::GatewayApi, "multiservice").await;
+    let base = format!("http://{}", admin.addr);
+    let http = client();
+    let state = stage_state(&http, &base).await;
     assert_eq!(state["api"], "gateway-api");
     assert_eq!(state["stages"].as_array().unwrap().len(), 6);
     let res = http
@@ -116,14 +120,7 @@ async fn the_admin_listener_says_which_api_routes_and_a_switch_stays_in_it() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
-    let state: serde_json::Value = http
-        .get(format!("{base}/stage"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = stage_state(&http, &base).await;
     assert_eq!(state["stage"], "all-v1");
     assert!(
         state["paths"][2]

@@ -52,6 +52,25 @@ fn edited(from: &str, to: &str) -> PathBuf {
     path
 }
 
+/// Every step's YAML (the rollback too), a file each, in a folder of its own
+/// (`weather-release-TAG-PID` under the temporary folder).
+fn step_files(train: &spec::Train, m: &Manifests, tag: &str) -> (PathBuf, Vec<PathBuf>) {
+    let dir = std::env::temp_dir().join(format!("weather-release-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut phases = plan::phases(train);
+    phases.push(Phase::Rollback);
+    let files = phases
+        .into_iter()
+        .enumerate()
+        .map(|(i, phase)| {
+            let f = dir.join(format!("step-{i}.yaml"));
+            std::fs::write(&f, plan::yaml(train, m, phase)).unwrap();
+            f
+        })
+        .collect();
+    (dir, files)
+}
+
 fn fxhash(s: &str) -> u64 {
     s.bytes().fold(0xcbf29ce484222325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
@@ -160,16 +179,7 @@ fn every_steps_yaml_passes_istios_schemas() {
             .exists(),
         "the Istio schema checker is not installed: run ./scripts/validate-manifests (./scripts/test does) first"
     );
-    let dir = std::env::temp_dir().join(format!("weather-release-schema-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut phases = plan::phases(&train);
-    phases.push(Phase::Rollback);
-    let mut files = Vec::new();
-    for (i, phase) in phases.into_iter().enumerate() {
-        let f = dir.join(format!("step-{i}.yaml"));
-        std::fs::write(&f, plan::yaml(&train, &m, phase)).unwrap();
-        files.push(f);
-    }
+    let (dir, files) = step_files(&train, &m, "schema");
     let out = std::process::Command::new("node")
         .arg(&checker)
         .args(&files)
@@ -334,16 +344,7 @@ fn on_gateway_api_every_steps_yaml_passes_gateway_apis_schemas() {
         .expect("go runs");
     let module: serde_json::Value = serde_json::from_slice(&dl.stdout).unwrap();
     let crds = PathBuf::from(module["Dir"].as_str().unwrap()).join("config/crd/standard");
-    let dir = std::env::temp_dir().join(format!("weather-release-gwapi-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut phases = plan::phases(&train);
-    phases.push(Phase::Rollback);
-    let mut files = Vec::new();
-    for (i, phase) in phases.into_iter().enumerate() {
-        let f = dir.join(format!("step-{i}.yaml"));
-        std::fs::write(&f, plan::yaml(&train, &m, phase)).unwrap();
-        files.push(f);
-    }
+    let (dir, files) = step_files(&train, &m, "gwapi");
     let out = std::process::Command::new(root().join("target/venv/bin/python"))
         .arg(root().join("tools/validate/validate-gateway-api.py"))
         .arg(&crds)

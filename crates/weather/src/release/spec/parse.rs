@@ -237,32 +237,10 @@ fn bad_duration(s: &str) -> String {
     format!("{s:?} is not a duration: expected e.g. 500ms, 30s, 1m or 1m30s")
 }
 
-/// A Go duration of hours, minutes, seconds and milliseconds: `1m30s`, `500ms`.
+/// A Go duration of hours, minutes, seconds and milliseconds: `1m30s`,
+/// `500ms`; above zero.
 pub fn duration(s: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
-        let n: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (unit, len) = if rest.starts_with("ms") {
-            (0.001, 2)
-        } else if rest.starts_with('h') {
-            (3600.0, 1)
-        } else if rest.starts_with('m') {
-            (60.0, 1)
-        } else if rest.starts_with('s') {
-            (1.0, 1)
-        } else {
-            return None;
-        };
-        total += Duration::try_from_secs_f64(n * unit).ok()?;
-        rest = &rest[len..];
-    }
-    (total > Duration::ZERO).then_some(total)
+    mesh::duration::parse_go_duration(s.trim()).filter(|d| !d.is_zero())
 }
 
 /// Checks the train against the manifests it will be applied over: every

@@ -166,17 +166,20 @@ fn virtual_service(rng: &mut fastrand::Rng, i: usize, mesh: bool) -> String {
     )
 }
 
+/// A Deployment of namespace `rnd` whose pods carry `labels` (a YAML flow
+/// mapping), as a document of a multi-document file.
+pub fn deployment(name: &str, labels: &str) -> String {
+    format!(
+        "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: rnd}}\nspec:\n  selector: {{matchLabels: {labels}}}\n  template:\n    metadata: {{labels: {labels}}}\n    spec: {{containers: [{{name: app, image: weather/forecast:v1}}]}}\n"
+    )
+}
+
 /// The manifests of batch `seed`, as one file's text.
 pub fn manifests(seed: u64) -> String {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut y = String::from(
         "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: istio-system}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]\n",
     );
-    let deployment = |name: &str, labels: &str| {
-        format!(
-            "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: rnd}}\nspec:\n  selector: {{matchLabels: {labels}}}\n  template:\n    metadata: {{labels: {labels}}}\n    spec: {{containers: [{{name: app, image: weather/forecast:v1}}]}}\n"
-        )
-    };
     for i in 0..SERVICES {
         let _ = write!(
             y,

@@ -10,7 +10,7 @@
 
 use std::fmt::Write;
 
-use super::random::{HEADERS, SERVICES, VALUES};
+use super::random::{HEADERS, SERVICES, VALUES, deployment};
 
 fn pick<'a>(rng: &mut fastrand::Rng, from: &[&'a str]) -> &'a str {
     from[rng.usize(..from.len())]
@@ -140,11 +140,6 @@ pub fn manifests(seed: u64) -> String {
     let mut y = String::from(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: rnd}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: istio-system}\nspec:\n  gatewayClassName: istio\n  listeners:\n    - name: http\n      port: 80\n      protocol: HTTP\n      allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {kubernetes.io/metadata.name: rnd}}}}\n",
     );
-    let deployment = |name: &str, labels: &str| {
-        format!(
-            "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: rnd}}\nspec:\n  selector: {{matchLabels: {labels}}}\n  template:\n    metadata: {{labels: {labels}}}\n    spec: {{containers: [{{name: app, image: weather/forecast:v1}}]}}\n"
-        )
-    };
     let service = |name: &str, selector: &str| {
         format!(
             "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: rnd}}\nspec: {{selector: {selector}, ports: [{{name: http, port: 8080}}]}}\n"
