@@ -89,6 +89,13 @@ impl Companion {
     /// Stops it and removes its folder.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
+    }
+}
+
+/// Dropped without [`Companion::stop`] (a caller that panicked or returned
+/// early), it is killed all the same (`kill_on_drop`) and its folder removed.
+impl Drop for Companion {
+    fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -98,6 +98,9 @@ impl Zipkin {
         ));
         let mut cmd = Command::new(&opts.java);
         cmd.arg("-Xmx256m")
+            // The native libraries the server unpacks go to its own folder,
+            // removed when it stops, not one more folder per run in /tmp.
+            .arg(format!("-Djava.io.tmpdir={}", dir.display()))
             .arg("-jar")
             .arg(&jar)
             // Loopback only, HTTP only: the API and the UI on one port.

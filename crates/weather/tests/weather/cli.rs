@@ -160,12 +160,7 @@ fn route_refuses_unknown_callers_and_bad_headers_clearly() {
 /// The stage's frontend route from the ingress for these `-H` arguments:
 /// `Some(subset)`, or `None` with no route.
 fn tester_route(stage_text: &str, headers: &[&str]) -> Option<String> {
-    let dir = std::env::temp_dir().join(format!(
-        "weather-route-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch(&format!("route-{}", fastrand::u64(..)));
     let file = dir.join("all.yaml");
     std::fs::write(&file, stage_text).unwrap();
     let mut args = vec!["route", "-f", file.to_str().unwrap(), "--from", "ingress"];
@@ -242,8 +237,7 @@ fn route_reads_repeated_headers_as_envoy_merges_them() {
 fn route_refuses_what_istiods_validation_refuses() {
     let star = shipped_text("multiservice")
         .replace(r"regex: '^(.*;\s*)?user=tester(\s*;.*)?$'", r#"regex: "*""#);
-    let dir = std::env::temp_dir().join(format!("weather-route-star-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch("route-star");
     let file = dir.join("all.yaml");
     std::fs::write(&file, &star).unwrap();
     let o = weather(&[
@@ -279,8 +273,7 @@ fn check_passes_the_shipped_stage_and_fails_a_broken_copy() {
     assert!(o.status.success(), "{}", stdout(&o));
     assert!(stdout(&o).contains("✔ No errors found"));
 
-    let dir = std::env::temp_dir().join(format!("weather-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch("check");
     let file = dir.join("all.yaml");
     std::fs::write(
         &file,
@@ -440,8 +433,7 @@ fn route_explains_a_routes_fault() {
         "    - name: all-v1\n      fault: {delay: {fixedDelay: 2s, percentage: {value: 100}}, abort: {httpStatus: 503, percentage: {value: 50}}}\n      route:",
     );
     assert!(text.contains("fixedDelay: 2s"));
-    let dir = std::env::temp_dir().join(format!("weather-route-fault-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch("route-fault");
     let file = dir.join("all.yaml");
     std::fs::write(&file, &text).unwrap();
     let o = weather(&[

@@ -195,8 +195,7 @@ fn in_ambient_mode_the_waypoint_drops_source_labels_and_keeps_the_lane() {
     assert_eq!(forecast_from(&gw, "frontend-v2", &lane), ["forecast-v2"]);
     assert_eq!(forecast_from(&gw, "frontend-v2", &[]), ["forecast-v1"]);
     // No waypoint: ztunnel carries the call at L4, to any version.
-    let dir = std::env::temp_dir().join(format!("weather-no-waypoint-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch("no-waypoint");
     let ns = std::fs::read_to_string(ambient.join("namespace.yaml")).unwrap();
     let without = ns.replace(
         "istio.io/use-waypoint: waypoint",

@@ -42,6 +42,17 @@ pub async fn get_json(url: &str) -> serde_json::Value {
     serde_json::from_str(&get_text(url).await).unwrap()
 }
 
+/// A folder for the test `name`, emptied first, under Cargo's folder for
+/// integration tests' files (`target/tmp`): what a test writes stays out of
+/// the system's temporary folder, can be read after a failure, and is
+/// replaced by the next run instead of piling up.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

@@ -382,8 +382,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_the_ingress_cannot_route_is_reported_by_the_source_alone() {
-    let dir = std::env::temp_dir().join(format!("weather-metrics-nr-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch("metrics-no-route");
     std::fs::write(dir.join("frontend.yaml"), CANARY_ONLY).unwrap();
     let root = crate::root();
     let multiservice = root.join("istio/stages/multiservice");

@@ -45,7 +45,7 @@ fn options(spec: PathBuf, manifests: Vec<PathBuf>) -> run::Options {
 fn edited(from: &str, to: &str) -> PathBuf {
     let text = shipped_text();
     assert!(text.contains(from), "the shipped spec has {from:?}");
-    let dir = std::env::temp_dir().join(format!("weather-release-{}", std::process::id()));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("release-edits");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{:x}.yaml", fxhash(from) ^ fxhash(to)));
     std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
@@ -53,10 +53,9 @@ fn edited(from: &str, to: &str) -> PathBuf {
 }
 
 /// Every step's YAML (the rollback too), a file each, in a folder of its own
-/// (`weather-release-TAG-PID` under the temporary folder).
+/// (`release-TAG`, see [`crate::scratch`]).
 fn step_files(train: &spec::Train, m: &Manifests, tag: &str) -> (PathBuf, Vec<PathBuf>) {
-    let dir = std::env::temp_dir().join(format!("weather-release-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch(&format!("release-{tag}"));
     let mut phases = plan::phases(train);
     phases.push(Phase::Rollback);
     let files = phases

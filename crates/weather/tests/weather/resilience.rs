@@ -373,8 +373,7 @@ async fn workloads_roll_with_their_deployment_and_an_image_change_is_refused() {
         "image: weather/forecast:v1",
     );
     assert_ne!(other, text);
-    let dir = std::env::temp_dir().join(format!("weather-roll-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch("roll");
     std::fs::write(dir.join("recommendation-v1.yaml"), other).unwrap();
     let mut paths = crate::stage_paths("multiservice");
     paths.push(dir.clone());

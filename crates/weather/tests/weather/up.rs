@@ -183,8 +183,7 @@ async fn switching_stages_while_serving_drops_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edited_manifests_are_applied_while_running() {
-    let dir = std::env::temp_dir().join(format!("weather-watch-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = crate::scratch("watch");
     let mut paths = Vec::new();
     for (i, p) in stage_paths("multiservice").iter().enumerate() {
         let copy = dir.join(i.to_string());

@@ -334,8 +334,7 @@ spec:
 #[test]
 #[ignore = "needs Go, istiod's module and Envoy (scripts/setup): ./scripts/test runs it"]
 fn random_policies_decide_as_istiod_and_envoy_do() {
-    let dir = std::env::temp_dir().join(format!("weather-authz-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch("authz");
     let mut total = (0, 0, Vec::new());
     let mut actions = std::collections::BTreeSet::new();
     for seed in 0..=4u64 {

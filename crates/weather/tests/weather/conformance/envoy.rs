@@ -162,9 +162,7 @@ impl Default for Setup {
 /// The access log each listener writes: status, flags, method and path, a
 /// line per request (the fault test reads it).
 pub(super) fn access_log(stage: &str) -> PathBuf {
-    std::env::temp_dir()
-        .join(format!("weather-oracle-{}", std::process::id()))
-        .join(format!("{stage}-access.log"))
+    super::oracle_dir().join(format!("{stage}-access.log"))
 }
 
 /// [`start_envoy`] with each cluster's endpoint chosen by `endpoint`, and
@@ -288,7 +286,7 @@ pub(super) fn start_envoy_setup(
         "staticResources": {"listeners": listeners_json, "clusters": clusters_json},
         "layeredRuntime": {"layers": [{"name": "pinned", "staticLayer": runtime}]},
     });
-    let dir = std::env::temp_dir().join(format!("weather-oracle-{}", std::process::id()));
+    let dir = super::oracle_dir();
     let file = dir.join(format!("{stage}-envoy.json"));
     std::fs::write(&file, bootstrap.to_string()).unwrap();
     let log = std::fs::File::create(dir.join(format!("{stage}-envoy.log"))).unwrap();

@@ -331,8 +331,7 @@ const KNOWN: [(&str, &str, u16, u16); 3] = [
 #[test]
 #[ignore = "needs Go, istiod's module and Envoy (scripts/setup): ./scripts/test runs it"]
 fn client_and_upstream_faults_are_answered_as_envoy_answers_them() {
-    let dir = std::env::temp_dir().join(format!("weather-oracle-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = super::oracle_dir();
     let file = dir.join("faults.yaml");
     std::fs::write(&file, manifests()).unwrap();
     let export = istiod_export(std::slice::from_ref(&file), "faults");

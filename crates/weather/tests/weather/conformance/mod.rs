@@ -47,6 +47,13 @@ use envoy::{
 /// The header a weighted route reads its random value from.
 const ROLL: &str = "x-weather-roll";
 
+/// The folder the oracle's jobs, exports, Envoy configurations and access
+/// logs go to (`oracle`, see [`crate::scratch`]), emptied once per run.
+pub fn oracle_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| crate::scratch("oracle")).clone()
+}
+
 /// Runs the Go test `test` of `conformance/` on `manifests`, the job passed in
 /// the environment variable `var`, and returns what it wrote.
 pub fn go_job(test: &str, var: &str, manifests: &[PathBuf], name: &str) -> Value {
@@ -61,8 +68,7 @@ pub fn go_job_with(
     name: &str,
     extra: Value,
 ) -> Value {
-    let dir = std::env::temp_dir().join(format!("weather-oracle-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = oracle_dir();
     let out = dir.join(format!("{name}-{test}.json"));
     let job = dir.join(format!("{name}-{test}-job.json"));
     let mut job_text = json!({"manifests": manifests, "out": out});

@@ -307,8 +307,7 @@ fn every_stages_timeouts_retries_faults_mirrors_and_clusters_are_istiods() {
     let mut wrong = Vec::new();
     // Every shipped stage, and the runtime test's own routes (header
     // operations, a weighted route, a mirror on an abort, the pools).
-    let dir = std::env::temp_dir().join(format!("weather-oracle-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = super::oracle_dir();
     let lab = dir.join("lab-policy.yaml");
     std::fs::write(&lab, lab_manifests()).unwrap();
     let mut cases: Vec<(String, Vec<PathBuf>)> = stages()
@@ -775,8 +774,7 @@ async fn observe(http: &reqwest::Client, addr: SocketAddr, seen: &Arc<Seen>) -> 
 #[test]
 #[ignore = "needs Go, istiod's module and Envoy (scripts/setup): ./scripts/test runs it"]
 fn timeouts_retries_pools_ejection_and_mirrors_act_as_in_envoy() {
-    let dir = std::env::temp_dir().join(format!("weather-oracle-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = super::oracle_dir();
     let file = dir.join("lab.yaml");
     std::fs::write(&file, lab_manifests()).unwrap();
     let export = istiod_export(std::slice::from_ref(&file), "lab");
