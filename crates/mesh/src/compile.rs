@@ -164,6 +164,8 @@ pub struct Mesh {
     pub errors: Vec<CompileError>,
     /// mTLS, JWT and authorization, as each workload's proxy enforces them.
     pub security: crate::security::Security,
+    /// The pods the ingress stands for: their identity, labels and names.
+    pub ingress: crate::security::IngressPods,
     /// The `Sidecar` resources: which hosts each workload's proxy knows.
     pub(crate) sidecars: Vec<CompiledSidecar>,
     /// The DestinationRules' subsets and cluster policies, by Service.
@@ -270,7 +272,8 @@ impl Mesh {
             .chain(&translated.virtual_services)
             .map(|vs| virtual_service(vs, &resolver, &mut errors))
             .collect();
-        let security = crate::security::Security::compile(m, &workloads);
+        let ingress = crate::security::IngressPods::of(m);
+        let security = crate::security::Security::compile(m, &workloads, &ingress);
         let clusters = resolver.clusters;
         let ambient = crate::ambient::Ambient::compile(m, &services);
         Mesh {
@@ -290,6 +293,7 @@ impl Mesh {
             by_fqdn,
             errors,
             security,
+            ingress,
             sidecars: m.sidecars.iter().map(sidecar).collect(),
         }
     }

@@ -19,10 +19,89 @@ pub const INGRESS_SERVICE_ACCOUNT: &str = "istio-ingressgateway-service-account"
 /// The port the ingress gateway's pod receives the Gateway's port 80 on.
 pub const INGRESS_TARGET_PORT: u16 = 8080;
 
-/// The ingress gateway's mTLS identity, which it presents to the workloads it
-/// calls.
-pub fn ingress_principal() -> String {
-    principal(INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT)
+/// The pods the local ingress stands for, as Istio names them: in the
+/// identity they present, in the metrics they report, to the selectors of
+/// policies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngressPods {
+    /// Their Deployment, which is also their canonical service.
+    pub workload: String,
+    pub service_account: String,
+    /// Their `app` label, if they have one.
+    pub app: Option<String>,
+    pub labels: Labels,
+}
+
+impl Default for IngressPods {
+    /// Istio's ingress gateway, as the demo profile installs it.
+    fn default() -> IngressPods {
+        IngressPods {
+            workload: "istio-ingressgateway".to_owned(),
+            service_account: INGRESS_SERVICE_ACCOUNT.to_owned(),
+            app: Some("istio-ingressgateway".to_owned()),
+            labels: ingress_labels().clone(),
+        }
+    }
+}
+
+impl IngressPods {
+    /// The ingress of the manifests `m`. When no Istio Gateway selects the
+    /// demo profile's ingress and a Gateway API Gateway of class `istio` is in
+    /// its namespace, the ingress is the pods istiod deploys for that Gateway
+    /// (the first by name): Deployment, ServiceAccount and canonical service
+    /// all `NAME-CLASS` (istiod's `gatewaycommon.GetDefaultName`), labelled
+    /// as `kube-gateway.yaml` labels them, with no `app`. Otherwise it is the
+    /// demo profile's ingress gateway.
+    pub fn of(m: &Manifests) -> IngressPods {
+        let istio_gateway = m.gateways.iter().any(|g| {
+            !g.spec.selector.is_empty()
+                && crate::terms::subset_of(ingress_labels(), &g.spec.selector)
+        });
+        let kube = m
+            .kube_gateways
+            .iter()
+            .filter(|g| {
+                g.metadata.ns() == INGRESS_NAMESPACE
+                    && g.spec.gateway_class_name == crate::gateway_api::ISTIO_CLASS
+            })
+            .min_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let Some(g) = kube.filter(|_| !istio_gateway) else {
+            return IngressPods::default();
+        };
+        let class = &g.spec.gateway_class_name;
+        let name = format!("{}-{class}", g.metadata.name);
+        let labels = Labels::from([
+            (
+                crate::gateway_api::GATEWAY_NAME_LABEL.to_owned(),
+                g.metadata.name.clone(),
+            ),
+            (
+                "gateway.networking.k8s.io/gateway-class-name".to_owned(),
+                class.clone(),
+            ),
+            (
+                "gateway.istio.io/managed".to_owned(),
+                "istio.io-gateway-controller".to_owned(),
+            ),
+            ("service.istio.io/canonical-name".to_owned(), name.clone()),
+            (
+                "service.istio.io/canonical-revision".to_owned(),
+                "latest".to_owned(),
+            ),
+            ("sidecar.istio.io/inject".to_owned(), "false".to_owned()),
+        ]);
+        IngressPods {
+            workload: name.clone(),
+            service_account: name,
+            app: None,
+            labels,
+        }
+    }
+
+    /// The mTLS identity they present to the workloads they call.
+    pub fn principal(&self) -> String {
+        principal(INGRESS_NAMESPACE, &self.service_account)
+    }
 }
 
 /// A workload's mTLS identity.
@@ -167,8 +246,9 @@ impl Admission<'_> {
 }
 
 impl Security {
-    /// Compiles the security objects of `m` for the mesh's `workloads`.
-    pub fn compile(m: &Manifests, workloads: &[Workload]) -> Security {
+    /// Compiles the security objects of `m` for the mesh's `workloads` and
+    /// its `ingress`.
+    pub fn compile(m: &Manifests, workloads: &[Workload], ingress: &IngressPods) -> Security {
         let policies: Vec<Policy> = m
             .authorization_policies
             .iter()
@@ -202,7 +282,7 @@ impl Security {
         // The gateway's clients are outside the mesh: no mTLS to speak of.
         scopes.push(scope(
             INGRESS_NAMESPACE,
-            ingress_labels(),
+            &ingress.labels,
             INGRESS_TARGET_PORT,
             Some((Mtls::Permissive, None)),
         ));

@@ -1,7 +1,8 @@
 //! Release stages on disk, one folder per stage, per routing API:
 //! `istio/stages/NAME/` (VirtualServices, over `istio/base/` and
 //! `istio/security/`) and `istio/gateway-api/stages/NAME/` (HTTPRoutes, over
-//! `istio/gateway-api/base/`), each beside `k8s/`.
+//! `istio/gateway-api/base/`, and `istio/security/` with sidecars), each
+//! beside `k8s/`.
 
 use std::path::{Path, PathBuf};
 
@@ -32,7 +33,10 @@ impl Api {
         match self {
             // The safe way, as scripts/demo applies it: mTLS, least privilege.
             Api::Istio => &["istio/base", "istio/security"],
-            Api::GatewayApi => &["istio/gateway-api/base"],
+            Api::GatewayApi => &["istio/gateway-api/base", "istio/security"],
+            // Not istio/security: in ambient mode ztunnel enforces a policy
+            // that selects pods, and fails closed on its HTTP rules; a
+            // waypoint's policies target it (docs/lanes.md).
             Api::Ambient => &["istio/gateway-api/base", "istio/ambient"],
         }
     }

@@ -13,7 +13,7 @@ use crate::{
     authz::Policy,
     compile::MESH,
     model::{AuthorizationPolicy, Deployment, Source},
-    security::{Dest, INGRESS_SERVICE_ACCOUNT},
+    security::{Dest, INGRESS_SERVICE_ACCOUNT, IngressPods},
     terms::{INGRESS_NAMESPACE, TRUST_DOMAIN, routing_claim},
 };
 
@@ -106,13 +106,15 @@ fn named_identities<'a>(s: &'a Source, policy_ns: &'a str) -> Vec<(&'static str,
 /// lets nothing through and a DENY rule stops nothing.
 fn service_accounts(out: &mut Out, o: &Object<'_>, ap: &AuthorizationPolicy) {
     let m = out.m;
+    let ingress = IngressPods::of(m);
     let known_ns = |ns: &str| {
         m.namespaces.iter().any(|n| n.metadata.name == ns)
             || m.service_accounts.iter().any(|s| s.metadata.ns() == ns)
     };
     let exists = |ns: &str, sa: &str| {
         sa == "default"
-            || (ns == INGRESS_NAMESPACE && sa == INGRESS_SERVICE_ACCOUNT)
+            || (ns == INGRESS_NAMESPACE
+                && (sa == INGRESS_SERVICE_ACCOUNT || sa == ingress.service_account))
             || m.service_accounts
                 .iter()
                 .any(|s| s.metadata.ns() == ns && s.metadata.name == sa)

@@ -137,7 +137,7 @@ pub fn route(a: RouteArgs) -> ExitCode {
     let e = explain(&mesh, caller, &req);
     // Then each destination's sidecar, with the caller's identity.
     let identity = match caller {
-        Caller::Ingress => Some(mesh::security::ingress_principal()),
+        Caller::Ingress => Some(mesh.ingress.principal()),
         Caller::Workload { .. } => mesh
             .workloads
             .iter()

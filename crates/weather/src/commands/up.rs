@@ -25,7 +25,7 @@ pub struct UpArgs {
     #[arg(long, default_value = "127.0.0.1:15000")]
     pub admin: SocketAddr,
     /// Manifests to run instead of k8s/ + istio/base/ + istio/security/ + istio/stages/STAGE
-    /// (with --api gateway-api: k8s/ + istio/gateway-api/base/ + istio/gateway-api/stages/STAGE).
+    /// (with --api gateway-api: k8s/ + istio/gateway-api/base/ + istio/security/ + istio/gateway-api/stages/STAGE; with --api ambient: k8s/ + istio/gateway-api/base/ + istio/ambient/ + istio/gateway-api/stages/STAGE).
     #[arg(short = 'f', long = "filename")]
     pub paths: Vec<PathBuf>,
     /// The repository root holding k8s/ and istio/.

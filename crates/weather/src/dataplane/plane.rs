@@ -191,7 +191,7 @@ impl Plane {
             .no_proxy()
             .build()
             .map_err(|e| Error::Client(e.to_string()))?;
-        let stats = Arc::new(Stats::new(&mesh.workloads, settings.metrics));
+        let stats = Arc::new(Stats::new(&mesh.ingress, &mesh.workloads, settings.metrics));
         let applied = prepare(&pods, &stats, paths, stage, None, mesh)?;
         Ok(Plane {
             applied: RwLock::new(Arc::new(applied)),

@@ -94,7 +94,7 @@ pub fn router(plane: Arc<Plane>, hop: Hop, telemetry: Telemetry) -> Router {
         Hop::Sidecar { workload, .. } => plane.stats.peer(workload).unwrap_or(UNKNOWN_PEER),
     };
     let identity = match &hop {
-        Hop::Ingress => Some(mesh::security::ingress_principal()),
+        Hop::Ingress => Some(plane.applied().mesh.ingress.principal()),
         Hop::Sidecar {
             workload,
             namespace,

@@ -23,7 +23,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mesh::routing::{ServiceInfo, Workload};
+use mesh::{
+    routing::{ServiceInfo, Workload},
+    security::IngressPods,
+};
 use prometheus_client::registry::Registry;
 
 mod istio;
@@ -62,16 +65,16 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// Istio's ingress gateway, as its pod's labels name it.
-    pub fn ingress() -> Peer {
+    /// The ingress gateway, as its pods' labels name it.
+    pub fn ingress(pods: &IngressPods) -> Peer {
         Peer {
-            workload: INGRESS.into(),
-            namespace: "istio-system".into(),
-            app: INGRESS.into(),
+            workload: pods.workload.clone(),
+            namespace: mesh::terms::INGRESS_NAMESPACE.into(),
+            app: pods.app.as_deref().unwrap_or(UNKNOWN).into(),
             version: UNKNOWN.into(),
-            canonical_service: INGRESS.into(),
+            canonical_service: pods.workload.clone(),
             canonical_revision: "latest".into(),
-            principal: format!("spiffe://{}", mesh::security::ingress_principal()),
+            principal: format!("spiffe://{}", pods.principal()),
         }
     }
 
@@ -113,9 +116,13 @@ impl Peer {
         }
     }
 
-    /// The node of the versioned app graph: `frontend v2`.
+    /// The node of the versioned app graph: `frontend v2`; a workload
+    /// with no `app` label (a Gateway API gateway's pods) by its name, as
+    /// Kiali shows it.
     pub fn node(&self) -> String {
-        if self.version == UNKNOWN {
+        if self.app == UNKNOWN {
+            self.workload.clone()
+        } else if self.version == UNKNOWN {
             self.app.clone()
         } else {
             format!("{} {}", self.app, self.version)
@@ -123,7 +130,6 @@ impl Peer {
     }
 }
 
-pub const INGRESS: &str = "istio-ingressgateway";
 const UNKNOWN: &str = "unknown";
 
 /// The Service a request was sent to.
@@ -248,8 +254,8 @@ pub const UNKNOWN_PEER: usize = 1;
 const FIRST_WORKLOAD: usize = 2;
 
 impl Stats {
-    pub fn new(workloads: &[Workload], enabled: bool) -> Stats {
-        let mut peers = vec![Arc::new(Peer::ingress()), Arc::new(Peer::unknown())];
+    pub fn new(ingress: &IngressPods, workloads: &[Workload], enabled: bool) -> Stats {
+        let mut peers = vec![Arc::new(Peer::ingress(ingress)), Arc::new(Peer::unknown())];
         peers.extend(workloads.iter().map(|w| Arc::new(Peer::of(w))));
         let by_name = workloads
             .iter()

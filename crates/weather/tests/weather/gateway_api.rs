@@ -123,8 +123,10 @@ async fn the_admin_listener_says_which_api_routes_and_a_switch_stays_in_it() {
     let state = stage_state(&http, &base).await;
     assert_eq!(state["stage"], "all-v1");
     assert!(
-        state["paths"][2]
-            .as_str()
+        state["paths"]
+            .as_array()
+            .and_then(|p| p.last())
+            .and_then(|p| p.as_str())
             .unwrap()
             .ends_with("istio/gateway-api/stages/all-v1"),
         "{state}"
@@ -203,8 +205,9 @@ fn in_ambient_mode_the_waypoint_drops_source_labels_and_keeps_the_lane() {
     );
     assert_ne!(ns, without);
     std::fs::write(dir.join("namespace.yaml"), without).unwrap();
-    let mut l4 = stages::paths_for(&root, Api::GatewayApi, "multiservice").unwrap();
-    l4.insert(2, dir.clone());
+    let mut l4 = stages::paths_for(&root, Api::Ambient, "multiservice").unwrap();
+    let at = l4.iter().position(|p| p == &ambient).unwrap();
+    l4.insert(at + 1, dir.clone());
     let mut got = forecast_from(&l4, "frontend-v2", &lane);
     got.sort();
     assert_eq!(got, ["forecast-v1", "forecast-v2"]);

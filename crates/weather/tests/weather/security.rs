@@ -213,3 +213,57 @@ async fn least_privilege_refuses_every_call_no_policy_allows() {
     assert_eq!(page(running.ingress, "user=tester").await.1, V2);
     running.shutdown().await;
 }
+
+/// On the Gateway API the ingress is the pods istiod deploys for the Gateway,
+/// with their own identity (`weather-gateway-istio`): istio/security admits
+/// it to the frontend, the release holds under least privilege, and Istio's
+/// metrics name it as Kiali would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_gateway_api_the_gateways_own_identity_reaches_the_frontend() {
+    use weather::stages::{Api, paths_for};
+    let paths = paths_for(&root(), Api::GatewayApi, "multiservice").unwrap();
+    let security = root().join("istio/security");
+    assert!(paths.contains(&security), "{paths:?}");
+    let running = start(paths.clone(), "multiservice").await;
+    let admin = weather::admin::serve("127.0.0.1:0".parse().unwrap(), running.plane.clone())
+        .await
+        .unwrap();
+    assert_eq!(page(running.ingress, "").await.1, V1);
+    assert_eq!(page(running.ingress, "user=tester").await.1, V2);
+    let frontend = sidecar(&running, "frontend-v1");
+    let (status, body) = call(frontend, "POST", "forecast:3002", "/forecast?city=paris").await;
+    assert_eq!((status, body.trim()), (403, "RBAC: access denied"));
+    let text = crate::get_text(&format!("http://{}/stats/prometheus", admin.addr)).await;
+    let from_gateway = text.lines().find(|l| {
+        l.starts_with("istio_requests_total{")
+            && l.contains(r#"source_workload="weather-gateway-istio""#)
+            && l.contains(r#"destination_workload="frontend-v1""#)
+    });
+    let line = from_gateway.unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains(
+            r#"source_principal="spiffe://cluster.local/ns/istio-system/sa/weather-gateway-istio""#
+        ),
+        "{line}"
+    );
+    admin.shutdown().await.unwrap();
+    running.shutdown().await;
+
+    // A policy that names only the demo profile's ingress gateway refuses
+    // the Gateway's pods: they are not that gateway.
+    let text = std::fs::read_to_string(security.join("authorization-policies.yaml")).unwrap();
+    let demo_only = text.replace(
+        "              - cluster.local/ns/istio-system/sa/weather-gateway-istio\n",
+        "",
+    );
+    assert_ne!(text, demo_only);
+    let dir = crate::scratch("gateway-api-demo-ingress-only");
+    std::fs::write(dir.join("authorization-policies.yaml"), demo_only).unwrap();
+    let mut paths = paths;
+    let at = paths.iter().position(|p| p == &security).unwrap();
+    paths.insert(at + 1, dir);
+    let running = start(paths, "multiservice").await;
+    let (status, _, body) = page(running.ingress, "").await;
+    assert_eq!((status, body.trim()), (403, "RBAC: access denied"));
+    running.shutdown().await;
+}

@@ -43,6 +43,7 @@ fn exchange(code: u16, flags: &'static str, reached: bool) -> Exchange {
 
 fn stats() -> Stats {
     Stats::new(
+        &IngressPods::default(),
         &[
             workload("frontend-v2", "frontend", "v2"),
             workload("forecast-v2", "forecast", "v2"),
@@ -178,7 +179,7 @@ fn a_tester_is_told_by_the_cookie_pair_not_a_substring() {
 
 #[test]
 fn nothing_is_recorded_when_off() {
-    let s = Stats::new(&[], false);
+    let s = Stats::new(&IngressPods::default(), &[], false);
     s.record(&exchange(200, "-", true));
     assert!(!s.render().contains("istio_requests_total{"));
 }
