@@ -78,6 +78,9 @@ pub const RETRY_PAST_TIMEOUT: &str = "WEA0013";
 pub const MIRROR_NOWHERE: &str = "WEA0014";
 pub const OUTLIER_NEVER_EJECTS: &str = "WEA0015";
 pub const AMBIENT_DROPS_ROUTES: &str = "WEA0016";
+/// An AuthorizationPolicy that ztunnel enforces with HTTP attributes it does
+/// not support, or an action it does not support.
+pub const ZTUNNEL_DROPS_HTTP_RULES: &str = "WEA0021";
 /// An HTTPRoute a parent does not take (no such Gateway or listener, a
 /// namespace `allowedRoutes` excludes, a class istiod does not program).
 pub const ROUTE_NOT_ATTACHED: &str = "WEA0020";
@@ -146,6 +149,7 @@ pub fn analyze(m: &Manifests, mesh: &Mesh) -> Vec<Message> {
     virtual_services(&mut out);
     destination_rules(&mut out);
     ambient::check(&mut out);
+    ambient::policies(&mut out);
     lanes::check(&mut out);
     security::check(&mut out);
     for w in &m.warnings {

@@ -431,11 +431,15 @@ fn in_ambient_mode_the_source_label_matches_are_named() {
         "{}",
         warned[0]
     );
-    // The lane in the request holds in ambient mode: nothing to drop.
+    // The lane in the request holds in ambient mode: nothing to drop (the
+    // policies written for sidecars are WEA0021's, below).
     let mut m = Manifests::default();
     m.add_yaml("lane.yaml", &made_ambient("multiservice-lane", true))
         .unwrap();
-    let messages = check(&m);
+    let messages: Vec<Message> = check(&m)
+        .into_iter()
+        .filter(|m| m.code != "WEA0021")
+        .collect();
     assert!(messages.is_empty(), "{messages:?}");
     for stage in stages() {
         let mut m = Manifests::default();
@@ -474,4 +478,73 @@ fn in_ambient_mode_without_a_waypoint_no_mesh_route_applies() {
         ],
         "the ingress's frontend-route is the gateway's, untouched"
     );
+}
+
+/// In ambient mode ztunnel enforces a policy that selects pods, and has no
+/// HTTP: istio/security's ALLOW rules, which name `methods`, are left out
+/// (nothing is allowed), as istiod's conversion for ztunnel leaves them out.
+/// A DENY rule is kept without them, a CUSTOM policy is not enforced, and a
+/// policy attached to the waypoint with targetRefs is the waypoint's.
+#[test]
+fn in_ambient_mode_the_policies_ztunnel_cannot_hold_are_named() {
+    let codes = |text: &str| -> Vec<String> {
+        let mut m = Manifests::default();
+        m.add_yaml("all.yaml", text).unwrap();
+        check(&m)
+            .iter()
+            .filter(|m| m.code == "WEA0021")
+            .map(|m| m.to_string())
+            .collect()
+    };
+    // With sidecars: nothing to say.
+    assert!(codes(&shipped_text("multiservice-lane")).is_empty());
+    let ambient = made_ambient("multiservice-lane", true);
+    let warned = codes(&ambient);
+    let named: Vec<&str> = warned
+        .iter()
+        .map(|w| w.split(") ").next().unwrap())
+        .collect();
+    assert_eq!(
+        named,
+        [
+            "Warning [WEA0021] (AuthorizationPolicy frontend.weather",
+            "Warning [WEA0021] (AuthorizationPolicy forecast.weather",
+            "Warning [WEA0021] (AuthorizationPolicy recommendation.weather",
+        ],
+        "allow-nothing has no rule to lose: {warned:#?}"
+    );
+    assert!(
+        warned[1].contains("spec.rules[0]: namespace weather is ambient: ztunnel enforces this policy (it selects pods, no targetRefs) and does not support HTTP attributes (found: methods); within an ALLOW policy the rule is left out, so it allows nothing"),
+        "{}",
+        warned[1]
+    );
+    // A DENY rule loses its HTTP attributes instead, and denies more.
+    let deny = format!(
+        "{ambient}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: no-posts\n  namespace: weather\nspec:\n  action: DENY\n  rules:\n    - to:\n        - operation:\n            methods: [POST]\n            paths: [/admin]\n      when:\n        - key: request.headers[x-debug]\n          values: [\"1\"]\n        - key: source.namespace\n          values: [other]\n"
+    );
+    let warned = codes(&deny);
+    let no_posts: Vec<&String> = warned.iter().filter(|w| w.contains("no-posts")).collect();
+    assert_eq!(no_posts.len(), 1, "{warned:#?}");
+    assert!(
+        no_posts[0].contains("(found: methods, paths, request.headers[x-debug]); a DENY policy's rule is enforced without them, so it denies more than written"),
+        "{}",
+        no_posts[0]
+    );
+    // CUSTOM: ztunnel does not enforce it at all.
+    let custom = deny.replace(
+        "action: DENY",
+        "action: CUSTOM\n  provider:\n    name: ext-authz",
+    );
+    let warned = codes(&custom);
+    assert!(
+        warned.iter().any(|w| w.contains("(AuthorizationPolicy no-posts.weather) spec.action: namespace weather is ambient: ztunnel enforces a policy with no targetRefs and does not support the CUSTOM action, so nothing enforces this policy")),
+        "{warned:#?}"
+    );
+    // Attached to the waypoint, the rule is the waypoint's, HTTP and all.
+    let attached = deny.replace(
+        "  action: DENY\n",
+        "  targetRefs:\n    - kind: Gateway\n      group: gateway.networking.k8s.io\n      name: waypoint\n  action: DENY\n",
+    );
+    assert_ne!(attached, deny);
+    assert!(!codes(&attached).iter().any(|w| w.contains("no-posts")));
 }

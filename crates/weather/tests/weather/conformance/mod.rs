@@ -38,6 +38,7 @@ mod headers;
 mod random;
 mod random_routes;
 mod resilience;
+mod ztunnel;
 
 use corpus::corpus;
 use envoy::{
