@@ -368,14 +368,7 @@ func export(t *testing.T, job Job) Export {
 		const ip = "10.244.1.1"
 		objects, labels := gatewayDeployment(gw.Metadata.Name, ns, ports, ip)
 		kube = strings.Join(append([]string{kube}, objects...), "\n---\n")
-		ingress = &model.Proxy{
-			Type:            model.Router,
-			ID:              gw.Metadata.Name + "-istio-0." + ns,
-			Labels:          labels,
-			ConfigNamespace: ns,
-			IPAddresses:     []string{ip},
-			Metadata:        &model.NodeMetadata{Labels: labels, Namespace: ns},
-		}
+		ingress = proxy(model.Router, gw.Metadata.Name+"-istio-0."+ns, ns, ip, labels)
 	}
 	// Ambient mode's waypoints: the pods istiod deploys for them.
 	var waypointProxies []*model.Proxy
@@ -384,14 +377,7 @@ func export(t *testing.T, job Job) Export {
 		ip := fmt.Sprintf("10.244.2.%d", i+1)
 		objects, labels := waypointDeployment(w.Metadata.Name, ns, ip)
 		kube = strings.Join(append([]string{kube}, objects...), "\n---\n")
-		waypointProxies = append(waypointProxies, &model.Proxy{
-			Type:            model.Waypoint,
-			ID:              w.Metadata.Name + "-0." + ns,
-			Labels:          labels,
-			ConfigNamespace: ns,
-			IPAddresses:     []string{ip},
-			Metadata:        &model.NodeMetadata{Labels: labels, Namespace: ns},
-		})
+		waypointProxies = append(waypointProxies, proxy(model.Waypoint, w.Metadata.Name+"-0."+ns, ns, ip, labels))
 	}
 	if len(waypoints) > 0 {
 		test.SetForTest(t, &features.EnableAmbient, true)
@@ -405,16 +391,23 @@ func export(t *testing.T, job Job) Export {
 	for i, d := range deployments {
 		ns := d.ns()
 		labels := d.Spec.Template.Metadata.Labels
-		ex.Proxies[d.Metadata.Name] = pushed(t, s, &model.Proxy{
-			Type:            model.SidecarProxy,
-			ID:              fmt.Sprintf("%s-0.%s", d.Metadata.Name, ns),
-			Labels:          labels,
-			ConfigNamespace: ns,
-			IPAddresses:     []string{fmt.Sprintf("10.244.0.%d", i+10)},
-			Metadata:        &model.NodeMetadata{Labels: labels, Namespace: ns},
-		}, ns)
+		ip := fmt.Sprintf("10.244.0.%d", i+10)
+		ex.Proxies[d.Metadata.Name] = pushed(t, s, proxy(model.SidecarProxy, d.Metadata.Name+"-0."+ns, ns, ip, labels), ns)
 	}
 	return ex
+}
+
+// proxy is a pod's proxy of type `typ` as istiod sees it connect: its ID,
+// namespace, address and labels.
+func proxy(typ model.NodeType, id, ns, ip string, labels map[string]string) *model.Proxy {
+	return &model.Proxy{
+		Type:            typ,
+		ID:              id,
+		Labels:          labels,
+		ConfigNamespace: ns,
+		IPAddresses:     []string{ip},
+		Metadata:        &model.NodeMetadata{Labels: labels, Namespace: ns},
+	}
 }
 
 // TestExport writes what istiod pushes for the job in WEATHER_ORACLE_JOB (a

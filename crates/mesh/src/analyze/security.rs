@@ -13,7 +13,7 @@ use crate::{
     authz::Policy,
     compile::MESH,
     model::{AuthorizationPolicy, Deployment, Source},
-    security::{Dest, INGRESS_SERVICE_ACCOUNT, IngressPods},
+    security::{Dest, INGRESS_SERVICE_ACCOUNT},
     terms::{INGRESS_NAMESPACE, TRUST_DOMAIN, routing_claim},
 };
 
@@ -105,8 +105,7 @@ fn named_identities<'a>(s: &'a Source, policy_ns: &'a str) -> Vec<(&'static str,
 /// the manifests do define: no pod has that identity, so an ALLOW rule for it
 /// lets nothing through and a DENY rule stops nothing.
 fn service_accounts(out: &mut Out, o: &Object<'_>, ap: &AuthorizationPolicy) {
-    let m = out.m;
-    let ingress = IngressPods::of(m);
+    let (m, ingress) = (out.m, &out.mesh.ingress);
     let known_ns = |ns: &str| {
         m.namespaces.iter().any(|n| n.metadata.name == ns)
             || m.service_accounts.iter().any(|s| s.metadata.ns() == ns)

@@ -47,10 +47,16 @@ pub async fn get_json(url: &str) -> serde_json::Value {
 /// the system's temporary folder, can be read after a failure, and is
 /// replaced by the next run instead of piling up.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let dir = tmp(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The folder `name` under Cargo's folder for integration tests' files, as
+/// it is (see [`scratch`] for one emptied first).
+pub fn tmp(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name)
 }
 
 pub fn root() -> PathBuf {

@@ -45,7 +45,7 @@ fn options(spec: PathBuf, manifests: Vec<PathBuf>) -> run::Options {
 fn edited(from: &str, to: &str) -> PathBuf {
     let text = shipped_text();
     assert!(text.contains(from), "the shipped spec has {from:?}");
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("release-edits");
+    let dir = crate::tmp("release-edits");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{:x}.yaml", fxhash(from) ^ fxhash(to)));
     std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
